@@ -1,0 +1,284 @@
+//! Typed settings read once from the environment (CONTRACT §2), validated at start.
+//!
+//! Every variable has a default so `serve` starts with none set. A bad value is a
+//! [`ConfigError`] naming the variable and the value; `main` prints it on one line and
+//! exits with code 2.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use base64::Engine;
+
+/// A configuration problem: which variable, what it held, what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The process settings. Secrets are kept out of `Debug`.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API; `None` disables it (403 `admin_disabled`).
+    pub admin_token: Option<String>,
+    /// 32-byte key for peer secrets at rest (see README: not yet applied, issue 7).
+    pub secret_key: Option<[u8; 32]>,
+    pub workers: usize,
+    pub retry_schedule: Vec<Duration>,
+    pub delivery_timeout: Duration,
+    pub lease: Duration,
+    pub echo_window: Duration,
+    pub dedupe_window: Duration,
+    pub contact_ttl: Duration,
+    pub max_body: usize,
+    pub log_format: LogFormat,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
+            .field("workers", &self.workers)
+            .field("retry_schedule", &self.retry_schedule)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("lease", &self.lease)
+            .field("echo_window", &self.echo_window)
+            .field("dedupe_window", &self.dedupe_window)
+            .field("contact_ttl", &self.contact_ttl)
+            .field("max_body", &self.max_body)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// Hides the password of a `postgres://user:pass@host/db` URL.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/dolphin_bridge";
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h";
+
+impl Config {
+    /// Reads the process environment (after `.env`, which `main` loads).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str, default: &str| -> String {
+            lookup(var).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
+        };
+        fn parse_with_any<T>(
+            value: String,
+            var: &'static str,
+            f: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<T, ConfigError> {
+            f(&value).map_err(|reason| ConfigError { var, value, reason })
+        }
+        let parse_with = |var: &'static str, default: &str, f: &dyn Fn(&str) -> Result<Duration, String>| {
+            parse_with_any(get(var, default), var, f)
+        };
+
+        let database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL);
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                value: redact_url(&database_url),
+                reason: "expected a postgres:// URL".into(),
+            });
+        }
+        let listen = parse_with_any(get("BRIDGE_LISTEN", "127.0.0.1:8080"), "BRIDGE_LISTEN", |v| {
+            v.parse::<SocketAddr>().map_err(|e| e.to_string())
+        })?;
+        let admin_token = lookup("BRIDGE_ADMIN_TOKEN").filter(|t| !t.is_empty());
+        if let Some(t) = &admin_token {
+            if t.len() < 16 {
+                return Err(ConfigError {
+                    var: "BRIDGE_ADMIN_TOKEN",
+                    value: "<hidden>".into(),
+                    reason: "must be at least 16 characters".into(),
+                });
+            }
+        }
+        let secret_key = match lookup("BRIDGE_SECRET_KEY").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).map_err(|e| {
+                    ConfigError { var: "BRIDGE_SECRET_KEY", value: "<hidden>".into(), reason: format!("not base64: {e}") }
+                })?;
+                let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| ConfigError {
+                    var: "BRIDGE_SECRET_KEY",
+                    value: "<hidden>".into(),
+                    reason: format!("must decode to 32 bytes, got {}", b.len()),
+                })?;
+                Some(key)
+            }
+        };
+        let workers = parse_with_any(get("BRIDGE_WORKERS", "16"), "BRIDGE_WORKERS", |v| match v.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err("expected a whole number from 1 to 1024".into()),
+        })?;
+        let retry_schedule =
+            parse_with_any(get("BRIDGE_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE), "BRIDGE_RETRY_SCHEDULE", parse_schedule)?;
+        let positive = |v: &str| match parse_duration(v)? {
+            d if d.is_zero() => Err("must be greater than zero".to_string()),
+            d => Ok(d),
+        };
+        let delivery_timeout = parse_with("BRIDGE_DELIVERY_TIMEOUT", "15s", &positive)?;
+        let lease = parse_with("BRIDGE_LEASE", "30s", &positive)?;
+        let echo_window = parse_with("BRIDGE_ECHO_WINDOW", "5m", &parse_duration)?;
+        let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
+        let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
+        let max_body = parse_with_any(get("BRIDGE_MAX_BODY", "256KiB"), "BRIDGE_MAX_BODY", parse_size)?;
+        let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT", "pretty"), "BRIDGE_LOG_FORMAT", |v| match v {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected pretty or json".into()),
+        })?;
+        Ok(Config {
+            database_url,
+            listen,
+            admin_token,
+            secret_key,
+            workers,
+            retry_schedule,
+            delivery_timeout,
+            lease,
+            echo_window,
+            dedupe_window,
+            contact_ttl,
+            max_body,
+            log_format,
+        })
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h)")),
+    };
+    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses a comma-separated list of delays: N delays mean N+1 attempts.
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    let delays = raw.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
+    if delays.len() > 50 {
+        return Err("at most 50 delays".into());
+    }
+    Ok(delays)
+}
+
+/// Parses `262144`, `256KiB`, `1MiB` (also `KB`/`MB`, read as binary units).
+pub fn parse_size(raw: &str) -> Result<usize, String> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("{s:?} is not a size like 256KiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("{s:?} has an unknown unit (use KiB or MiB)")),
+    };
+    match n.checked_mul(mult) {
+        Some(v) if v >= 1024 && v <= 64 * 1024 * 1024 => Ok(v),
+        _ => Err("must be between 1KiB and 64MiB".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn every_variable_has_a_default() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.retry_schedule.len(), 10);
+        assert_eq!(c.max_body, 256 * 1024);
+        assert_eq!(c.workers, 16);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_value() {
+        let err = config(&[("BRIDGE_LEASE", "soon")]).unwrap_err();
+        assert_eq!(err.var, "BRIDGE_LEASE");
+        assert!(err.to_string().contains("\"soon\""), "{err}");
+        assert_eq!(config(&[("BRIDGE_WORKERS", "0")]).unwrap_err().var, "BRIDGE_WORKERS");
+        assert_eq!(config(&[("BRIDGE_LISTEN", "nowhere")]).unwrap_err().var, "BRIDGE_LISTEN");
+        assert_eq!(config(&[("BRIDGE_SECRET_KEY", "c2hvcnQ=")]).unwrap_err().var, "BRIDGE_SECRET_KEY");
+        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn durations_accept_the_documented_suffixes() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_binary_units() {
+        assert_eq!(parse_size("256KiB"), Ok(262_144));
+        assert_eq!(parse_size("1MiB"), Ok(1_048_576));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = config(&[
+            ("BRIDGE_ADMIN_TOKEN", "super-secret-admin-token"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+        ])
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("super-secret-admin-token"));
+        assert!(!shown.contains("hunter2"));
+    }
+}

@@ -1,0 +1,119 @@
+//! Reading 3Dolphins' `createdDate`: a zone-less `yyyy-MM-dd'T'HH:mm[:ss[.fraction]]` in
+//! the tenant's timezone (Java drops zero seconds), or RFC 3339 with an offset.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// What a `createdDate` should look like, for warnings and 400 replies.
+pub const CREATED_DATE_PROBLEM: &str =
+    "expected yyyy-MM-dd'T'HH:mm[:ss[.SSS]] (tenant's timezone) or RFC 3339 with an offset";
+
+/// Parses a `createdDate`; `None` when it is not one of the accepted shapes or names a
+/// local time that does not exist in `tz` (a DST gap). An ambiguous local time (DST
+/// overlap) takes the earlier instant.
+pub fn parse_created_date(raw: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let naive = parse_local(raw)?;
+    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+}
+
+/// `yyyy-MM-dd'T'HH:mm`, then optional `:ss`, then optional `.` + 1–9 digits. Nothing else.
+fn parse_local(raw: &str) -> Option<NaiveDateTime> {
+    let (date, time) = raw.split_once('T')?;
+    if date.len() != 10 {
+        return None;
+    }
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let (clock, fraction) = match time.split_once('.') {
+        Some((clock, fraction)) => (clock, Some(fraction)),
+        None => (time, None),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let two_digits = |s: &str| -> Option<u32> {
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    let (hour, minute, second) = match parts.as_slice() {
+        [h, m] if fraction.is_none() => (two_digits(h)?, two_digits(m)?, 0),
+        [h, m, s] => (two_digits(h)?, two_digits(m)?, two_digits(s)?),
+        _ => return None,
+    };
+    let nanos = match fraction {
+        None => 0,
+        Some(f) if (1..=9).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let digits: u32 = f.parse().ok()?;
+            digits * 10u32.pow(9 - f.len() as u32)
+        }
+        Some(_) => return None,
+    };
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(date.and_time(time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("test literal").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_documented_pattern_is_read_in_the_tenant_timezone() {
+        let jakarta: Tz = "Asia/Jakarta".parse().expect("known zone");
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15:02.345", jakarta),
+            Some(utc("2026-11-24T02:15:02.345Z"))
+        );
+    }
+
+    #[test]
+    fn seconds_and_fraction_are_optional() {
+        let tz = Tz::UTC;
+        assert_eq!(parse_created_date("2026-11-24T09:15", tz), Some(utc("2026-11-24T09:15:00Z")));
+        assert_eq!(parse_created_date("2026-11-24T09:15:07", tz), Some(utc("2026-11-24T09:15:07Z")));
+        assert_eq!(parse_created_date("2026-11-24T09:15:07.5", tz), Some(utc("2026-11-24T09:15:07.5Z")));
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15:07.123456789", tz),
+            Some(utc("2026-11-24T09:15:07.123456789Z"))
+        );
+    }
+
+    #[test]
+    fn rfc3339_with_an_offset_ignores_the_tenant_timezone() {
+        let jakarta: Tz = "Asia/Jakarta".parse().expect("known zone");
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15:02+02:00", jakarta),
+            Some(utc("2026-11-24T07:15:02Z"))
+        );
+    }
+
+    #[test]
+    fn other_shapes_are_refused() {
+        let tz = Tz::UTC;
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-24",
+            "2026-11-24 09:15:02",
+            "2026-11-24T9:15",
+            "2026-11-24T09:15.5",
+            "2026-11-24T09:15:02.",
+            "2026-11-24T09:15:02.1234567890",
+            "2026-13-24T09:15:02",
+            "2026-11-24T25:15:02",
+            "24/11/2026T09:15",
+        ] {
+            assert_eq!(parse_created_date(bad, tz), None, "{bad:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn a_local_time_in_a_dst_gap_does_not_parse_and_an_overlap_takes_the_earlier() {
+        let ny: Tz = "America/New_York".parse().expect("known zone");
+        assert_eq!(parse_created_date("2026-03-08T02:30:00", ny), None);
+        assert_eq!(parse_created_date("2026-11-01T01:30:00", ny), Some(utc("2026-11-01T05:30:00Z")));
+    }
+}
