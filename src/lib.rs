@@ -1,7 +1,37 @@
 //! dolphin-bridge: a relay between 3Dolphins and a third-party contact-center system.
 //!
+//! Both peers call the bridge's webhooks; every event is stored in PostgreSQL and
+//! written to an outbox in the same transaction, then delivered at least once, in
+//! per-ticket order, by the dispatcher.
+//!
 //! # Layout
 //!
+//! - [`cli`]: the command line (`serve`, `migrate`, `tenant`).
 //! - [`config`]: typed settings from the environment, validated once.
-//! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry policy.
-pub mod config; pub mod domain;
+//! - [`telemetry`]: log setup.
+//! - [`startup`]: builds the pool, router and workers; graceful shutdown.
+//! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
+//!   policy, tenant settings.
+//! - [`relay`]: applies one accepted event in one transaction (ticket, message, audit, outbox).
+//! - [`tenancy`]: creating tenants with credentials, keys, deletion.
+//! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
+//! - [`signature`]: Standard Webhooks signing.
+//! - [`store`]: all SQL, one file per table family.
+//! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
+//! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
+//! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod delivery;
+pub mod domain;
+pub mod heartbeat;
+pub mod http;
+pub mod relay;
+pub mod signature;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;

@@ -1,1 +1,28 @@
-fn main(){}
+//! The `dolphin-bridge` binary: parse the CLI, load configuration, start logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dolphin_bridge::{cli, config::Config, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is reported below through the variables.
+    let _ = dotenvy::dotenv();
+    let cli = cli::Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dolphin-bridge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    match cli::run(cli, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dolphin-bridge: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod dates;
 pub mod payload;
 pub mod retry;
+pub mod tenant;
 pub mod ticket;
 
 mod kinds;

@@ -33,7 +33,13 @@ pub enum Refusal {
     NotAnObject,
     /// It cannot be attributed to a tenant and a ticket, or (strict side) breaks rules.
     Invalid(Vec<Problem>),
+    /// Strict side: a command word the bridge does not support (and maybe other problems).
+    UnsupportedCommand(Vec<Problem>),
 }
+
+/// The longest ticket number accepted: it is part of every index key, and PostgreSQL
+/// cannot index arbitrarily long text. Real ones are 32 hex characters.
+pub const MAX_TICKET_NUMBER_LEN: usize = 512;
 
 /// How strictly to read an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +147,14 @@ pub fn read_message(body: Value, shape: MessageShape, strictness: Strictness, tz
     let mut message = take("message");
     let media_link = take("mediaLink");
     let created_raw = take("createdDate");
+    // The contact id is indexed; an absurd one is kept in the raw event but not indexed.
+    let contact_id = take("contactId").filter(|c| {
+        let fits = c.len() <= MAX_TICKET_NUMBER_LEN;
+        if !fits {
+            reader.problem("contactId", format!("longer than {MAX_TICKET_NUMBER_LEN} bytes; kept only in the raw event"));
+        }
+        fits
+    });
 
     if let Some(kind) = message_type.as_deref() {
         if !MESSAGE_TYPES.contains(&kind) {
@@ -187,7 +201,7 @@ pub fn read_message(body: Value, shape: MessageShape, strictness: Strictness, tz
         ticket_number,
         channel,
         account_id: take("accountId"),
-        contact_id: take("contactId"),
+        contact_id,
         customer_name: take("customerName"),
         group_id: take("groupId"),
         language: take("language"),
@@ -215,8 +229,12 @@ pub fn read_command(body: Value, strictness: Strictness) -> Result<CommandEvent,
     if let Some(c) = &channel {
         reader.body.insert("channel".into(), Value::String(c.clone()));
     }
+    let unsupported = event.as_deref().is_some_and(|w| !SUPPORTED_COMMANDS.contains(&w));
     let (owner, ticket_number) = (reader.owner.clone(), reader.ticket_number.clone());
-    let (body, warnings) = reader.finish()?;
+    let (body, warnings) = reader.finish().map_err(|refusal| match refusal {
+        Refusal::Invalid(problems) if unsupported => Refusal::UnsupportedCommand(problems),
+        other => other,
+    })?;
     Ok(CommandEvent { owner, ticket_number, channel, event, body, warnings })
 }
 
@@ -264,6 +282,10 @@ impl Reader {
         // Attribution: without these two the event belongs to nobody, on either side.
         let mut identity = Vec::new();
         let mut id = |name: &str| match body.get(name) {
+            Some(Value::String(s)) if s.len() > MAX_TICKET_NUMBER_LEN => {
+                identity.push(Problem::new(name, format!("must be at most {MAX_TICKET_NUMBER_LEN} bytes")));
+                String::new()
+            }
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(Value::String(_)) => {
                 identity.push(Problem::new(name, "must not be empty"));

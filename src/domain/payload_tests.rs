@@ -29,6 +29,7 @@ fn strict_outgoing(body: Value) -> Result<MessageEvent, Refusal> {
 fn problem_fields(refusal: Refusal) -> Vec<String> {
     match refusal {
         Refusal::Invalid(problems) => problems.into_iter().map(|p| p.field).collect(),
+        Refusal::UnsupportedCommand(problems) => problems.into_iter().map(|p| format!("unsupported:{}", p.field)).collect(),
         Refusal::NotAnObject => vec!["<not an object>".into()],
     }
 }
@@ -230,7 +231,7 @@ fn a_command_is_read_case_insensitively() {
 fn an_unsupported_command_is_refused_strictly_and_flagged_leniently() {
     let mut body = fixture("command-close");
     body["event"] = json!("escalate");
-    assert_eq!(problem_fields(read_command(body.clone(), Strictness::Strict).unwrap_err()), vec!["event"]);
+    assert_eq!(problem_fields(read_command(body.clone(), Strictness::Strict).unwrap_err()), vec!["unsupported:event"]);
     let command = read_command(body, Strictness::Lenient).expect("accepted");
     assert!(!command.is_close());
     assert_eq!(command.warnings.len(), 1);
@@ -245,4 +246,21 @@ fn location_and_url_rules() {
     assert!(is_http_url("https://media.example.com/a.jpg"));
     assert!(!is_http_url("javascript:alert(1)"));
     assert!(!is_http_url("/relative.png"));
+}
+
+#[test]
+fn an_absurdly_long_ticket_number_is_refused_since_it_cannot_be_indexed() {
+    let mut body = fixture("incoming-text");
+    body["ticketNumber"] = json!("T".repeat(MAX_TICKET_NUMBER_LEN + 1));
+    let refusal = read_message(body, MessageShape::Incoming, Strictness::Lenient, JAKARTA).unwrap_err();
+    assert_eq!(problem_fields(refusal), vec!["ticketNumber"]);
+}
+
+#[test]
+fn an_absurdly_long_contact_id_is_flagged_and_not_indexed() {
+    let mut body = fixture("incoming-text");
+    body["contactId"] = json!("c".repeat(MAX_TICKET_NUMBER_LEN + 1));
+    let event = lenient_incoming(body);
+    assert_eq!(event.contact_id, None);
+    assert_eq!(event.warnings[0].field, "contactId");
 }

@@ -1,0 +1,166 @@
+//! The command line (CONTRACT §2): `serve`, `migrate`, `tenant add`, `tenant list`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::domain::tenant::read_tenant;
+use crate::startup::{self, StartOptions};
+use crate::store::tenants;
+use crate::tenancy;
+
+#[derive(Debug, Parser)]
+#[command(name = "dolphin-bridge", version, about = "Relay between 3Dolphins and a third-party contact-center system")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and run the delivery workers.
+    Serve {
+        /// Do not apply migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its credentials (shown this once).
+    Add(TenantAdd),
+    /// List tenants and their endpoints (no secrets).
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantAdd {
+    /// The 3Dolphins owner (tenant id).
+    #[arg(long)]
+    owner: String,
+    /// Where the third party receives Incoming Events.
+    #[arg(long)]
+    third_party_url: String,
+    /// Where the third party receives Outgoing Events from 3Dolphins (mirrored replies).
+    #[arg(long)]
+    third_party_outgoing_url: Option<String>,
+    /// Where the third party receives Command Events from 3Dolphins.
+    #[arg(long)]
+    third_party_command_url: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// IANA timezone used to read 3Dolphins' zone-less createdDate.
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Where 3Dolphins receives agent replies (Outgoing Events).
+    #[arg(long)]
+    dolphins_url: Option<String>,
+    /// Where 3Dolphins receives Command Events (close).
+    #[arg(long)]
+    dolphins_command_url: Option<String>,
+    /// Print the admin API's JSON reply instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a command; errors are printed by `main` on one line.
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { no_migrate } => {
+            if config.secret_key.is_none() {
+                tracing::warn!("BRIDGE_SECRET_KEY is not set: signing secrets and 3Dolphins passwords are stored in the clear");
+            }
+            if config.admin_token.is_none() {
+                tracing::warn!("BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)");
+            }
+            let pool = startup::prepare_database(&config, !no_migrate).await?;
+            let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
+            app.run_until_signal().await;
+        }
+        Command::Migrate => {
+            let pool = startup::prepare_database(&config, true).await?;
+            println!("migrations applied to {}", crate::config::redact_url(&config.database_url));
+            pool.close().await;
+        }
+        Command::Tenant(TenantCommand::Add(args)) => {
+            let pool = startup::prepare_database(&config, true).await?;
+            let created = tenancy::create(&pool, &draft_from_args(&args)?).await?;
+            print_created(&created, args.json);
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let pool = startup::prepare_database(&config, true).await?;
+            let rows = tenants::list(&pool).await.context("listing tenants")?;
+            if rows.is_empty() {
+                println!("no tenants yet: add one with `dolphin-bridge tenant add --owner ID --third-party-url URL`");
+            }
+            for row in &rows {
+                let view = tenancy::view(row);
+                let state = if row.deleted_at.is_some() { " (deleted)" } else { "" };
+                println!("{}{state}  name={:?} timezone={}", row.owner, row.name, row.timezone);
+                for (label, value) in [
+                    ("third party incoming", &view["thirdParty"]["incomingUrl"]),
+                    ("third party outgoing", &view["thirdParty"]["outgoingUrl"]),
+                    ("third party command ", &view["thirdParty"]["commandUrl"]),
+                    ("3Dolphins message   ", &view["dolphins"]["sendMessageUrl"]),
+                    ("3Dolphins command   ", &view["dolphins"]["commandUrl"]),
+                ] {
+                    println!("  {label}  {}", value.as_str().unwrap_or("-"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn draft_from_args(args: &TenantAdd) -> anyhow::Result<crate::domain::tenant::TenantDraft> {
+    let mut doc = json!({
+        "owner": args.owner,
+        "thirdParty": {"incomingUrl": args.third_party_url},
+    });
+    let mut set = |path: [&str; 2], value: &Option<String>| {
+        if let Some(v) = value {
+            doc[path[0]][path[1]] = Value::String(v.clone());
+        }
+    };
+    set(["thirdParty", "outgoingUrl"], &args.third_party_outgoing_url);
+    set(["thirdParty", "commandUrl"], &args.third_party_command_url);
+    set(["dolphins", "sendMessageUrl"], &args.dolphins_url);
+    set(["dolphins", "commandUrl"], &args.dolphins_command_url);
+    if let Some(name) = &args.name {
+        doc["name"] = json!(name);
+    }
+    if let Some(tz) = &args.timezone {
+        doc["timezone"] = json!(tz);
+    }
+    read_tenant(&doc).map_err(|problems| {
+        let listed: Vec<String> = problems.iter().map(|p| format!("{} {}", p.field, p.problem)).collect();
+        anyhow::anyhow!("invalid tenant: {}", listed.join("; "))
+    })
+}
+
+fn print_created(created: &Value, as_json: bool) {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(created).unwrap_or_default());
+        return;
+    }
+    let c = &created["credentials"];
+    println!("tenant {} created. These secrets are shown only now:", created["owner"].as_str().unwrap_or(""));
+    for (label, key) in [
+        ("inbound token (3Dolphins → ?token=)", "inboundToken"),
+        ("third-party key (Bearer)           ", "thirdPartyKey"),
+        ("read key (Bearer, /api/v1)         ", "readKey"),
+        ("signing secret (webhook-signature) ", "signingSecret"),
+    ] {
+        println!("  {label}  {}", c[key].as_str().unwrap_or(""));
+    }
+}

@@ -1,0 +1,229 @@
+//! The dispatcher: claims due deliveries from the outbox with a lease, sends each with no
+//! lock or pooled connection held, and records the outcome under the lease's fencing
+//! token. Woken by `LISTEN/NOTIFY` on enqueue, with a slow poll as fallback and for retries.
+
+pub mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::config::{parse_duration, parse_schedule, Config};
+use crate::domain::retry::{classify, next_delay, Verdict};
+use crate::domain::tenant::TenantSettings;
+use crate::domain::{DeliveryStatus, EventKind, Target};
+use crate::heartbeat::Heartbeat;
+use crate::store::deliveries::{self, AttemptRecord, Claimed, NOTIFY_CHANNEL};
+
+/// How often the dispatcher looks for due work when nothing woke it.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sends deliveries. Cheap to clone; every clone shares the worker limit.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pool: PgPool,
+    client: reqwest::Client,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    heartbeat: Heartbeat,
+    /// `BRIDGE_WORKERS`: attempts in flight at once in this process.
+    workers: Arc<Semaphore>,
+    /// Signalled when an attempt finishes, so its ticket's next delivery goes at once.
+    finished: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, config: Arc<Config>, clock: Arc<dyn Clock>, heartbeat: Heartbeat) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        let workers = Arc::new(Semaphore::new(config.workers));
+        Ok(Dispatcher { pool, client, config, clock, heartbeat, workers, finished: Arc::new(Notify::new()) })
+    }
+
+    /// Claims what is due now and sends it all, returning how many attempts were made.
+    /// Tests call this in a loop instead of sleeping.
+    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+        let limit = i64::try_from(self.config.workers).unwrap_or(16);
+        let batch = deliveries::claim(&self.pool, self.clock.now(), self.config.lease, limit).await?;
+        let n = batch.len();
+        let mut attempts = JoinSet::new();
+        for claim in batch {
+            let this = self.clone();
+            attempts.spawn(async move { this.deliver(claim).await });
+        }
+        while attempts.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Runs until `shutdown` turns true: claims as many deliveries as there are free
+    /// workers, sends them concurrently, and sleeps until notified, an attempt finishes,
+    /// or the poll interval passes. On shutdown it stops claiming, lets in-flight
+    /// attempts finish (each bounded by its timeout) and records them.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut listener = None;
+        let mut in_flight = JoinSet::new();
+        let mut failures = 0u32;
+        loop {
+            self.heartbeat.beat();
+            if *shutdown.borrow() {
+                break;
+            }
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            while in_flight.try_join_next().is_some() {}
+            let free = self.workers.available_permits();
+            if free > 0 {
+                match deliveries::claim(&self.pool, self.clock.now(), self.config.lease, free as i64).await {
+                    Ok(batch) => {
+                        failures = 0;
+                        let claimed = batch.len();
+                        for claim in batch {
+                            let Ok(permit) = self.workers.clone().acquire_owned().await else { break };
+                            let this = self.clone();
+                            in_flight.spawn(async move {
+                                this.deliver(claim).await;
+                                drop(permit);
+                                this.finished.notify_one();
+                            });
+                        }
+                        if claimed == free {
+                            continue; // there may be more due right now
+                        }
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, "claiming deliveries failed; retrying");
+                    }
+                }
+            }
+            let pause = if failures > 0 { POLL_INTERVAL * failures.min(5) } else { POLL_INTERVAL };
+            tokio::select! {
+                woke = recv(&mut listener) => if !woke { listener = None },
+                _ = self.finished.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(NOTIFY_CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    /// Sends one claimed delivery and records the outcome.
+    async fn deliver(&self, claim: Claimed) {
+        let span = tracing::info_span!("delivery", owner = %claim.owner, ticket = %claim.ticket_number, delivery = %claim.id);
+        self.deliver_in_span(claim).instrument(span).await
+    }
+
+    async fn deliver_in_span(&self, claim: Claimed) {
+        let Some(target) = Target::parse(&claim.target) else {
+            tracing::error!(target = %claim.target, "unknown target in the outbox");
+            return;
+        };
+        let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
+        let (schedule, timeout) = self.policy(&settings);
+        let started_at = self.clock.now();
+        let outcome = send::attempt(&self.client, &claim, target, &settings, timeout, started_at.timestamp()).await;
+        let finished_at = self.clock.now();
+        let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
+        let (status, event, next_attempt_at) = match classify(&outcome.reply) {
+            Verdict::Delivered => (DeliveryStatus::Delivered, EventKind::Delivered, None),
+            Verdict::Permanent => (DeliveryStatus::Dead, EventKind::Dead, None),
+            Verdict::Retry { retry_after } => {
+                let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+                match next_delay(&schedule, attempts_made, retry_after, jitter) {
+                    Some(delay) => (DeliveryStatus::Failed, EventKind::DeliveryFailed, Some(after(finished_at, delay))),
+                    None => (DeliveryStatus::Dead, EventKind::Dead, None),
+                }
+            }
+        };
+        let record = AttemptRecord {
+            status,
+            event,
+            started_at,
+            finished_at,
+            duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
+            http_status: outcome.http_status.map(i32::from),
+            error: outcome.error.as_deref(),
+            response_head: outcome.response_head.as_deref(),
+            next_attempt_at,
+        };
+        match self.record(&claim, &record).await {
+            Ok(true) => match status {
+                DeliveryStatus::Delivered => tracing::debug!(attempt = attempts_made, "delivered"),
+                DeliveryStatus::Dead => tracing::warn!(attempt = attempts_made, error = ?outcome.error, "delivery dead"),
+                _ => tracing::info!(attempt = attempts_made, error = ?outcome.error, "delivery failed; will retry"),
+            },
+            Ok(false) => tracing::warn!("lease lost before the outcome was recorded; another dispatcher owns it now"),
+            Err(e) => tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease"),
+        }
+    }
+
+    /// Records an outcome, retrying briefly if the database blips: losing the record
+    /// only means a duplicate send after the lease, but it is worth a few tries.
+    async fn record(&self, claim: &Claimed, record: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
+        let mut tries = 0;
+        loop {
+            match deliveries::record_attempt(&self.pool, claim, record).await {
+                Err(e) if crate::store::is_unavailable(&e) && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The tenant's retry schedule and timeout, else the process defaults. The timeout
+    /// stays below the lease so an attempt always ends before its claim can expire.
+    fn policy(&self, settings: &TenantSettings) -> (Vec<Duration>, Duration) {
+        let schedule = settings
+            .delivery
+            .retry_schedule
+            .as_deref()
+            .and_then(|s| parse_schedule(s).ok())
+            .unwrap_or_else(|| self.config.retry_schedule.clone());
+        let timeout = settings
+            .delivery
+            .timeout
+            .as_deref()
+            .and_then(|s| parse_duration(s).ok())
+            .unwrap_or(self.config.delivery_timeout);
+        let ceiling = self.config.lease.saturating_sub(Duration::from_secs(1)).max(Duration::from_millis(100));
+        (schedule, timeout.min(ceiling))
+    }
+}
+
+fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(24))
+}
+
+/// Waits for a notification; `false` when the listener is gone (reconnect next loop).
+async fn recv(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(l) => match l.try_recv().await {
+            Ok(Some(_)) => true,
+            // The connection dropped: notifications may have been missed, so the loop
+            // claims again, and a fresh listener is opened.
+            Ok(None) | Err(_) => false,
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,149 @@
+//! The admin API (CONTRACT §3): tenants and their keys, behind `BRIDGE_ADMIN_TOKEN`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth;
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::payload::Problem;
+use crate::domain::tenant::{merge_patch, read_tenant, to_document};
+use crate::domain::KeyKind;
+use crate::store::{keys, tenants};
+use crate::tenancy::{self, TenancyError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/admin/v1/tenants/{owner}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
+        .route("/admin/v1/tenants/{owner}/keys", get(list_keys).post(create_key))
+        .route("/admin/v1/tenants/{owner}/keys/{id}", delete(revoke_key))
+}
+
+impl From<TenancyError> for ApiError {
+    fn from(err: TenancyError) -> Self {
+        match err {
+            TenancyError::Exists => ApiError::TenantExists,
+            TenancyError::NotFound => ApiError::NotFound("tenant"),
+            TenancyError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// Reads a JSON object body for the admin API.
+fn json_body(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
+        _ => ApiError::InvalidJson(r.body_text()),
+    })?;
+    super::require_json(headers)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
+    }
+    Ok(value)
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::admin(&state, &headers)?;
+    let doc = json_body(&state, &headers, body)?;
+    let draft = read_tenant(&doc).map_err(ApiError::InvalidPayload)?;
+    let created = tenancy::create(&state.pool, &draft).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_tenants(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    let rows = tenants::list(&state.pool).await?;
+    Ok(Json(json!({"data": rows.iter().map(tenancy::view).collect::<Vec<_>>(), "nextCursor": null})))
+}
+
+async fn get_tenant(State(state): State<AppState>, headers: HeaderMap, Path(owner): Path<String>) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    let row = tenants::get(&state.pool, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
+    Ok(Json(tenancy::view(&row)))
+}
+
+async fn patch_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(owner): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    let patch = json_body(&state, &headers, body)?;
+    let mut tx = state.pool.begin().await?;
+    let row = tenants::get_for_update(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
+    let mut doc = to_document(&tenancy::draft_of(&row));
+    merge_patch(&mut doc, &patch);
+    let draft = read_tenant(&doc).map_err(ApiError::InvalidPayload)?;
+    if draft.owner != row.owner {
+        return Err(ApiError::InvalidPayload(vec![Problem::new("owner", "cannot be changed")]));
+    }
+    let settings = serde_json::to_value(&draft.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    tenants::update(&mut *tx, &owner, &draft.name, &draft.timezone, &settings, draft.dolphins_password.as_deref()).await?;
+    let row = tenants::get(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    tracing::info!(owner, "tenant updated");
+    Ok(Json(tenancy::view(&row)))
+}
+
+async fn delete_tenant(State(state): State<AppState>, headers: HeaderMap, Path(owner): Path<String>) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    let cancelled = tenancy::delete(&state.pool, &owner).await?;
+    Ok(Json(json!({"owner": owner, "deleted": true, "cancelledDeliveries": cancelled})))
+}
+
+async fn list_keys(State(state): State<AppState>, headers: HeaderMap, Path(owner): Path<String>) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    tenants::get(&state.pool, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
+    let rows = keys::list(&state.pool, &owner).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|k| {
+            json!({"id": k.id, "kind": k.kind, "prefix": k.prefix, "createdAt": k.created_at,
+                   "lastUsedAt": k.last_used_at, "revoked": k.revoked_at.is_some(), "revokedAt": k.revoked_at})
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "nextCursor": null})))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(owner): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::admin(&state, &headers)?;
+    let doc = json_body(&state, &headers, body)?;
+    let kind = doc.get("kind").and_then(Value::as_str).and_then(KeyKind::parse).ok_or_else(|| {
+        ApiError::InvalidPayload(vec![Problem::new("kind", "must be one of inbound, third_party, read")])
+    })?;
+    let (id, key) = tenancy::add_key(&state.pool, &owner, kind).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "kind": kind, "key": key}))).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((owner, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("key"))?;
+    if !keys::exists(&state.pool, &owner, id).await? {
+        return Err(ApiError::NotFound("key"));
+    }
+    keys::revoke(&state.pool, &owner, id).await?;
+    Ok(Json(json!({"id": id, "revoked": true})))
+}

@@ -1,0 +1,83 @@
+//! Who is calling: the tenant credential (bearer header or `?token=`) or the admin token.
+//! The tenant is always taken from the credential, never from a parameter.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use chrono_tz::Tz;
+
+use super::{error::ApiError, AppState};
+use crate::credentials::{constant_time_eq, hash_key};
+use crate::domain::tenant::TenantSettings;
+use crate::domain::KeyKind;
+use crate::store::keys;
+
+/// An authenticated tenant credential.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub owner: String,
+    pub key_id: uuid::Uuid,
+    pub kind: KeyKind,
+    pub timezone: Tz,
+    pub settings: Arc<TenantSettings>,
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Authenticates a tenant credential and checks it is one of `allowed` kinds.
+/// `query_token` is the `?token=` value, accepted where 3Dolphins calls (it cannot set headers).
+pub async fn tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    allowed: &[KeyKind],
+) -> Result<Caller, ApiError> {
+    let presented = bearer(headers).or(query_token.filter(|t| !t.is_empty())).ok_or(ApiError::Unauthenticated)?;
+    let hash = hash_key(presented);
+    let row = keys::find_by_hash(&state.pool, &hash).await?.ok_or(ApiError::Unauthenticated)?;
+    // The index lookup found the row by hash; the constant-time check keeps the final
+    // decision free of early-exit comparisons all the same.
+    if !constant_time_eq(&row.key_hash, &hash) || row.revoked || row.tenant_deleted {
+        return Err(ApiError::Unauthenticated);
+    }
+    let kind = KeyKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
+    if !allowed.contains(&kind) {
+        let wanted: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
+        return Err(ApiError::Forbidden(format!(
+            "a {kind} key cannot call this endpoint (needs: {})",
+            wanted.join(" or ")
+        )));
+    }
+    let settings: TenantSettings = serde_json::from_value(row.settings)
+        .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
+    let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
+    let stale = row.last_used_at.is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
+    if stale {
+        let (pool, owner, id) = (state.pool.clone(), row.owner.clone(), row.key_id);
+        tokio::spawn(async move {
+            if let Err(e) = keys::touch(&pool, &owner, id).await {
+                tracing::debug!(error = %e, "could not record key use");
+            }
+        });
+    }
+    Ok(Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) })
+}
+
+/// Checks the admin token. Hashing both sides first makes the comparison constant-time
+/// even when the lengths differ.
+pub fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.config.admin_token.as_deref() else {
+        return Err(ApiError::AdminDisabled);
+    };
+    let presented = bearer(headers).ok_or(ApiError::Unauthenticated)?;
+    if constant_time_eq(&hash_key(presented), &hash_key(expected)) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated)
+    }
+}

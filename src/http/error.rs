@@ -1,0 +1,175 @@
+//! The one error type at the HTTP edge, and the error shape of CONTRACT §4.5:
+//! `{"status":"error","error":{"code","message","fields"?}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::domain::payload::Problem;
+use crate::domain::ticket::TicketError;
+use crate::relay::RelayError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON (or not a JSON object).
+    #[error("{0}")]
+    InvalidJson(String),
+    /// 400: the body breaks the rules; every problem listed.
+    #[error("{}", summary(.0))]
+    InvalidPayload(Vec<Problem>),
+    /// 400: a command word the bridge does not support.
+    #[error("{}", summary(.0))]
+    UnsupportedEvent(Vec<Problem>),
+    /// 400: a bad query parameter or header.
+    #[error("{}", summary(.0))]
+    InvalidParameter(Vec<Problem>),
+    /// 401: no, unknown or revoked credential.
+    #[error("a valid credential is required")]
+    Unauthenticated,
+    /// 403: a key of the wrong kind, or a body `owner` of another tenant.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 403: `BRIDGE_ADMIN_TOKEN` is not set.
+    #[error("the admin API is disabled: set BRIDGE_ADMIN_TOKEN")]
+    AdminDisabled,
+    /// 404: no such ticket for this tenant.
+    #[error("ticket not found")]
+    TicketNotFound,
+    /// 404: no such resource for this tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: the third party replied on a closed ticket.
+    #[error("the ticket is closed")]
+    TicketClosed,
+    /// 409: the same idempotency key is being applied right now.
+    #[error("a request with this idempotency key is still being applied; retry shortly")]
+    InProgress,
+    /// 409: the tenant exists already.
+    #[error("a tenant with this owner exists already")]
+    TenantExists,
+    /// 409: the action does not fit the resource's state.
+    #[error("{0}")]
+    InvalidState(String),
+    /// 413: the body is over `BRIDGE_MAX_BODY`.
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: not JSON.
+    #[error("the body must be sent as Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: the idempotency key was used for another request.
+    #[error("this idempotency key was already used for a different request")]
+    KeyReused,
+    /// 503: PostgreSQL is unreachable; nothing was stored.
+    #[error("the database is unavailable; nothing was stored, retry")]
+    Unavailable,
+    /// 500: a bug. Logged with its cause; the client sees only a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn summary(problems: &[Problem]) -> String {
+    let listed: Vec<String> = problems.iter().map(|p| format!("{} {}", p.field, p.problem)).collect();
+    match problems.len() {
+        1 => listed.join(""),
+        n => format!("{n} problems: {}", listed.join("; ")),
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidPayload(_)
+            | ApiError::UnsupportedEvent(_)
+            | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
+            ApiError::TicketNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TicketClosed | ApiError::InProgress | ApiError::TenantExists | ApiError::InvalidState(_) => {
+                StatusCode::CONFLICT
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidPayload(_) => "invalid_payload",
+            ApiError::UnsupportedEvent(_) => "unsupported_event",
+            ApiError::InvalidParameter(_) => "invalid_parameter",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::TicketNotFound => "ticket_not_found",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TicketClosed => "ticket_closed",
+            ApiError::InProgress => "in_progress",
+            ApiError::TenantExists => "tenant_exists",
+            ApiError::InvalidState(_) => "invalid_state",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::KeyReused => "idempotency_key_reused",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn fields(&self) -> Option<&[Problem]> {
+        match self {
+            ApiError::InvalidPayload(p) | ApiError::UnsupportedEvent(p) | ApiError::InvalidParameter(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn parameter(field: &str, problem: impl Into<String>) -> Self {
+        ApiError::InvalidParameter(vec![Problem::new(field, problem)])
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if crate::store::is_unavailable(&err) {
+            ApiError::Unavailable
+        } else {
+            ApiError::Internal(format!("database: {err}"))
+        }
+    }
+}
+
+impl From<RelayError> for ApiError {
+    fn from(err: RelayError) -> Self {
+        match err {
+            RelayError::Ticket(TicketError::NotFound) => ApiError::TicketNotFound,
+            RelayError::Ticket(TicketError::Closed) => ApiError::TicketClosed,
+            RelayError::InProgress => ApiError::InProgress,
+            RelayError::KeyReused => ApiError::KeyReused,
+            RelayError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            ApiError::Unavailable => tracing::warn!("database unavailable"),
+            _ => tracing::debug!(code = self.code(), "request refused"),
+        }
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Some(fields) = self.fields() {
+            error["fields"] = json!(fields);
+        }
+        let mut response = (status, Json(json!({"status": "error", "error": error}))).into_response();
+        if matches!(self, ApiError::Unavailable | ApiError::InProgress) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

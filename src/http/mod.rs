@@ -1,0 +1,64 @@
+//! The HTTP edge: one router per area, merged here with the shared limits.
+//!
+//! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`ops`]
+//! (health). Errors leave through [`error::ApiError`] only.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod ops;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Router;
+use sqlx::PgPool;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::heartbeat::Heartbeat;
+use error::ApiError;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub workers: Heartbeat,
+}
+
+/// How long one request may take in total before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body;
+    Router::new()
+        .merge(webhooks::router())
+        .merge(admin::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses bodies not declared as JSON (third-party and API endpoints; 3Dolphins is exempt).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}

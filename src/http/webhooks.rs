@@ -1,0 +1,187 @@
+//! The five webhook endpoints (CONTRACT §4): lenient toward 3Dolphins, strict toward
+//! the third party. Each authenticates, reads the body, and hands the event to the relay.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::auth::{self, Caller};
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
+use crate::domain::KeyKind;
+use crate::relay::{self, Event, Idempotency};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/3dolphins/incoming", post(dolphins_incoming))
+        .route("/webhooks/3dolphins/outgoing", post(dolphins_outgoing))
+        .route("/webhooks/3dolphins/commands", post(dolphins_commands))
+        .route("/webhooks/third-party/messages", post(third_party_messages))
+        .route("/webhooks/third-party/commands", post(third_party_commands))
+}
+
+/// Which shape an endpoint expects.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    DolphinsIncoming,
+    DolphinsOutgoing,
+    DolphinsCommands,
+    ThirdPartyMessages,
+    ThirdPartyCommands,
+}
+
+impl Endpoint {
+    fn from_dolphins(self) -> bool {
+        matches!(self, Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands)
+    }
+}
+
+async fn dolphins_incoming(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsIncoming).await
+}
+
+async fn dolphins_outgoing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsOutgoing).await
+}
+
+async fn dolphins_commands(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsCommands).await
+}
+
+async fn third_party_messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyMessages).await
+}
+
+async fn third_party_commands(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyCommands).await
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let caller = if endpoint.from_dolphins() {
+        let token = query.as_deref().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+        });
+        auth::tenant(state, headers, token.as_deref(), &[KeyKind::Inbound]).await?
+    } else {
+        auth::tenant(state, headers, None, &[KeyKind::ThirdParty]).await?
+    };
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
+        _ => ApiError::InvalidJson(rejection.body_text()),
+    })?;
+    if !endpoint.from_dolphins() {
+        super::require_json(headers)?;
+    }
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+    if let Some(Value::String(owner)) = value.get("owner") {
+        if owner.replace('\0', "") != caller.owner {
+            return Err(ApiError::Forbidden("the body's owner is not the credential's tenant".into()));
+        }
+    }
+    let event = read_event(value, endpoint, &caller)?;
+    let idem = idempotency(headers, uri, &bytes)?;
+    let ctx = relay::Context {
+        owner: &caller.owner,
+        timezone: caller.timezone,
+        settings: &caller.settings,
+        now: state.clock.now(),
+        echo_window: state.config.echo_window,
+        dedupe_window: state.config.dedupe_window,
+    };
+    let reply = relay::apply(&state.pool, &ctx, idem.as_ref(), &event).await?;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    Ok((status, Json(reply.body)).into_response())
+}
+
+fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event, ApiError> {
+    use Strictness::{Lenient, Strict};
+    let tz = caller.timezone;
+    let event = match endpoint {
+        Endpoint::DolphinsIncoming => read_message(value, MessageShape::Incoming, Lenient, tz).map(Event::Incoming),
+        Endpoint::DolphinsOutgoing if value.get("message").is_some() => {
+            read_message(value, MessageShape::Outgoing, Lenient, tz).map(Event::DolphinsReply)
+        }
+        Endpoint::DolphinsOutgoing if value.get("event").is_some() => {
+            read_command(value, Lenient).map(Event::DolphinsCommand)
+        }
+        Endpoint::DolphinsOutgoing if !value.is_object() => Err(Refusal::NotAnObject),
+        Endpoint::DolphinsOutgoing => Err(Refusal::Invalid(relay::neither_message_nor_command())),
+        Endpoint::DolphinsCommands => read_command(value, Lenient).map(Event::DolphinsCommand),
+        Endpoint::ThirdPartyMessages => read_message(value, MessageShape::Outgoing, Strict, tz).map(Event::ThirdPartyReply),
+        Endpoint::ThirdPartyCommands => read_command(value, Strict).map(Event::ThirdPartyCommand),
+    };
+    event.map_err(|refusal| match refusal {
+        Refusal::NotAnObject => ApiError::InvalidJson("the body must be a JSON object".into()),
+        Refusal::Invalid(problems) => ApiError::InvalidPayload(problems),
+        Refusal::UnsupportedCommand(problems) => ApiError::UnsupportedEvent(problems),
+    })
+}
+
+/// The longest idempotency key accepted (it is part of a primary key).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// `Idempotency-Key`, else `webhook-id`, with a hash of what was asked (path and body).
+fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+    let Some((name, value)) = ["idempotency-key", "webhook-id"]
+        .into_iter()
+        .find_map(|name| headers.get(name).map(|v| (name, v)))
+    else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::InvalidParameter(vec![Problem::new(
+            name,
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        )]));
+    }
+    let mut hash = Sha256::new();
+    hash.update(b"POST\n");
+    hash.update(uri.path().as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    Ok(Some(Idempotency { key: key.to_string(), request_hash: hash.finalize().into() }))
+}

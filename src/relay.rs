@@ -1,0 +1,367 @@
+//! Applies one accepted event in ONE transaction: ticket upsert, message, lifecycle
+//! events, outbox rows and the idempotency record. The caller answers 2xx only after
+//! [`apply`] returns, i.e. after the commit.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::payload::{CommandEvent, MessageEvent, Problem};
+use crate::domain::tenant::TenantSettings;
+use crate::domain::ticket::{transition, Action, TicketError, Transition};
+use crate::domain::{Direction, EventKind, Peer, Source, Target, TicketStatus};
+use crate::store::events::NewEvent;
+use crate::store::tickets::TicketChange;
+use crate::store::{deliveries, events, idempotency, messages, tickets};
+
+/// Who is speaking, for what tenant, at what time.
+pub struct Context<'a> {
+    pub owner: &'a str,
+    pub timezone: Tz,
+    pub settings: &'a TenantSettings,
+    pub now: DateTime<Utc>,
+    /// `BRIDGE_ECHO_WINDOW`.
+    pub echo_window: std::time::Duration,
+    /// `BRIDGE_DEDUPE_WINDOW` (zero: off).
+    pub dedupe_window: std::time::Duration,
+}
+
+/// An event that passed validation, tagged with the side it came from.
+pub enum Event {
+    /// Customer message from 3Dolphins → third party.
+    Incoming(MessageEvent),
+    /// Reply reported by 3Dolphins → third party (mirrored).
+    DolphinsReply(MessageEvent),
+    /// Command reported by 3Dolphins → third party (mirrored).
+    DolphinsCommand(CommandEvent),
+    /// Agent reply from the third party → 3Dolphins.
+    ThirdPartyReply(MessageEvent),
+    /// Close from the third party → 3Dolphins.
+    ThirdPartyCommand(CommandEvent),
+}
+
+/// A request's idempotency key and the hash of what it asked.
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: [u8; 32],
+}
+
+/// The committed reply (also what an idempotent repeat gets back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
+    #[error("a request with this idempotency key is still being applied")]
+    InProgress,
+    #[error("this idempotency key was used for a different request")]
+    KeyReused,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// Applies `event` for the tenant in `ctx`, once per idempotency key.
+pub async fn apply(pool: &PgPool, ctx: &Context<'_>, idem: Option<&Idempotency>, event: &Event) -> Result<Reply, RelayError> {
+    let mut tx = pool.begin().await?;
+    if let Some(idem) = idem {
+        // The advisory lock makes a concurrent twin fail fast (409) instead of queueing
+        // behind us; after our commit the twin finds the stored reply.
+        if !idempotency::try_lock(&mut *tx, ctx.owner, &idem.key).await? {
+            return Err(RelayError::InProgress);
+        }
+        if let Some(stored) = idempotency::find(&mut *tx, ctx.owner, &idem.key, ctx.now - IDEMPOTENCY_TTL).await? {
+            if !crate::credentials::constant_time_eq(&stored.request_hash, &idem.request_hash) {
+                return Err(RelayError::KeyReused);
+            }
+            let status = u16::try_from(stored.response_status).unwrap_or(200);
+            return Ok(Reply { status, body: stored.response_body });
+        }
+    }
+    let reply = match event {
+        Event::Incoming(m) => relay_message(&mut tx, ctx, m, &INCOMING).await?,
+        Event::DolphinsReply(m) => relay_message(&mut tx, ctx, m, &DOLPHINS_REPLY).await?,
+        Event::ThirdPartyReply(m) => relay_message(&mut tx, ctx, m, &THIRD_PARTY_REPLY).await?,
+        Event::DolphinsCommand(c) => relay_command(&mut tx, ctx, c, Side::Dolphins).await?,
+        Event::ThirdPartyCommand(c) => relay_command(&mut tx, ctx, c, Side::ThirdParty).await?,
+    };
+    if let Some(idem) = idem {
+        idempotency::save(&mut *tx, ctx.owner, &idem.key, &idem.request_hash, reply.status, &reply.body, ctx.now).await?;
+    }
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// How one kind of message event moves through the bridge.
+struct MessageRoute {
+    action: Action,
+    direction: Direction,
+    source: Source,
+    target: Target,
+    actor: &'static str,
+}
+
+const INCOMING: MessageRoute = MessageRoute {
+    action: Action::IncomingMessage,
+    direction: Direction::In,
+    source: Source::Dolphins,
+    target: Target::ThirdPartyIncoming,
+    actor: "3dolphins",
+};
+const DOLPHINS_REPLY: MessageRoute = MessageRoute {
+    action: Action::DolphinsReply,
+    direction: Direction::Out,
+    source: Source::Dolphins,
+    target: Target::ThirdPartyOutgoing,
+    actor: "3dolphins",
+};
+const THIRD_PARTY_REPLY: MessageRoute = MessageRoute {
+    action: Action::ThirdPartyReply,
+    direction: Direction::Out,
+    source: Source::ThirdParty,
+    target: Target::DolphinsMessage,
+    actor: "third_party",
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Dolphins,
+    ThirdParty,
+}
+
+fn success_with_id(id: Uuid) -> Reply {
+    Reply { status: 200, body: json!({"status": "success", "messageId": id}) }
+}
+
+fn success() -> Reply {
+    Reply { status: 200, body: json!({"status": "success"}) }
+}
+
+fn since(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero())
+}
+
+async fn relay_message(
+    tx: &mut PgConnection,
+    ctx: &Context<'_>,
+    m: &MessageEvent,
+    route: &MessageRoute,
+) -> Result<Reply, RelayError> {
+    let fingerprint = messages::Fingerprint {
+        owner: ctx.owner,
+        ticket_number: &m.ticket_number,
+        message_type: m.message_type.as_deref(),
+        message: m.message.as_deref(),
+        media_link: m.media_link.as_deref(),
+    };
+    if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
+        let earliest = since(ctx.now, ctx.echo_window);
+        if let Some(original) = messages::take_echo_original(&mut *tx, &fingerprint, earliest, ctx.now).await? {
+            let echo = NewEvent {
+                kind: EventKind::Echo,
+                actor: route.actor.into(),
+                detail: json!({"messageId": original, "messageType": m.message_type}),
+            };
+            events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &[echo]).await?;
+            return Ok(success_with_id(original));
+        }
+    }
+    if route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero() {
+        let created_raw = m.body.get("createdDate").and_then(Value::as_str);
+        let earliest = since(ctx.now, ctx.dedupe_window);
+        if let Some(first) = messages::find_duplicate_incoming(&mut *tx, &fingerprint, created_raw, earliest).await? {
+            return Ok(success_with_id(first));
+        }
+    }
+
+    let opened_at = m.created_date.unwrap_or(ctx.now);
+    let t = lock_or_create(tx, ctx, &m.ticket_number, route.action, opened_at).await?;
+    let url = ctx.settings.url_for(route.target);
+    let change = TicketChange {
+        status: Some(t.status),
+        closed: t.closed,
+        reopened: t.reopened,
+        channel: m.channel.as_deref(),
+        account_id: m.account_id.as_deref(),
+        contact_id: m.contact_id.as_deref(),
+        customer_name: m.customer_name.as_deref(),
+        group_id: m.group_id.as_deref(),
+        language: m.language.as_deref(),
+        created_date: m.created_date,
+        message: Some(route.direction),
+        next_third_party_sequence: url.is_some() && route.target.peer() == Peer::ThirdParty,
+        next_dolphins_sequence: url.is_some() && route.target.peer() == Peer::Dolphins,
+    };
+    let seqs = tickets::apply(&mut *tx, ctx.owner, &m.ticket_number, &change, ctx.now).await?;
+
+    let id = Uuid::now_v7();
+    let warnings = serde_json::to_value(&m.warnings).unwrap_or_else(|_| json!([]));
+    let raw = Value::Object(m.body.clone());
+    messages::insert(
+        &mut *tx,
+        messages::NewMessage {
+            owner: ctx.owner,
+            id,
+            ticket_number: &m.ticket_number,
+            direction: route.direction,
+            message_type: m.message_type.as_deref(),
+            message: m.message.as_deref(),
+            media_link: m.media_link.as_deref(),
+            source: route.source,
+            at: ctx.now,
+            warnings: &warnings,
+            raw: &raw,
+        },
+    )
+    .await?;
+
+    let mut audit = lifecycle(&t, route.actor, m.channel.as_deref());
+    let kind = if route.direction == Direction::In { EventKind::MessageIn } else { EventKind::MessageOut };
+    let mut detail = json!({"messageId": id, "messageType": m.message_type});
+    if !m.warnings.is_empty() {
+        detail["warnings"] = warnings.clone();
+    }
+    audit.push(NewEvent { kind, actor: route.actor.into(), detail });
+    forward(tx, ctx, &m.ticket_number, Some(id), route.target, url, &seqs, &raw, &mut audit).await?;
+    events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &audit).await?;
+    if !m.warnings.is_empty() {
+        tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
+            "accepted an event with payload problems");
+    }
+    Ok(success_with_id(id))
+}
+
+async fn relay_command(tx: &mut PgConnection, ctx: &Context<'_>, c: &CommandEvent, side: Side) -> Result<Reply, RelayError> {
+    let (actor, target) = match side {
+        Side::Dolphins => ("3dolphins", Target::ThirdPartyCommand),
+        Side::ThirdParty => ("third_party", Target::DolphinsCommand),
+    };
+    let action = match (side, c.is_close()) {
+        (Side::Dolphins, true) => Action::DolphinsClose,
+        // An unknown word from 3Dolphins: recorded and mirrored, no state change.
+        (Side::Dolphins, false) => Action::DolphinsReply,
+        (Side::ThirdParty, _) => Action::ThirdPartyClose,
+    };
+    if side == Side::Dolphins && c.is_close() && !ctx.echo_window.is_zero() {
+        let earliest = since(ctx.now, ctx.echo_window);
+        let current = tickets::lock(&mut *tx, ctx.owner, &c.ticket_number).await?;
+        if current == Some(TicketStatus::Closed)
+            && deliveries::recent_exists(&mut *tx, ctx.owner, &c.ticket_number, Target::DolphinsCommand, earliest).await?
+        {
+            let echo = NewEvent { kind: EventKind::Echo, actor: actor.into(), detail: json!({"event": c.event}) };
+            events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &[echo]).await?;
+            return Ok(success());
+        }
+    }
+    let t = lock_or_create(tx, ctx, &c.ticket_number, action, ctx.now).await?;
+    if t.is_noop_close(action) {
+        return Ok(success());
+    }
+    let url = ctx.settings.url_for(target);
+    let change = TicketChange {
+        status: Some(t.status),
+        closed: t.closed,
+        reopened: t.reopened,
+        channel: c.channel.as_deref(),
+        next_third_party_sequence: url.is_some() && target.peer() == Peer::ThirdParty,
+        next_dolphins_sequence: url.is_some() && target.peer() == Peer::Dolphins,
+        ..TicketChange::default()
+    };
+    let seqs = tickets::apply(&mut *tx, ctx.owner, &c.ticket_number, &change, ctx.now).await?;
+    let mut audit = lifecycle(&t, actor, c.channel.as_deref());
+    if !c.is_close() {
+        audit.push(NewEvent { kind: EventKind::Command, actor: actor.into(), detail: json!({"event": c.event}) });
+    }
+    if !c.warnings.is_empty() {
+        if let Some(last) = audit.last_mut() {
+            last.detail["warnings"] = serde_json::to_value(&c.warnings).unwrap_or_else(|_| json!([]));
+        }
+    }
+    let raw = Value::Object(c.body.clone());
+    forward(tx, ctx, &c.ticket_number, None, target, url, &seqs, &raw, &mut audit).await?;
+    events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
+    Ok(success())
+}
+
+/// Locks the ticket (creating it when the action may), and applies the state machine.
+async fn lock_or_create(
+    tx: &mut PgConnection,
+    ctx: &Context<'_>,
+    ticket: &str,
+    action: Action,
+    opened_at: DateTime<Utc>,
+) -> Result<Transition, RelayError> {
+    let current = tickets::lock(&mut *tx, ctx.owner, ticket).await?;
+    let t = transition(current, action)?;
+    if !t.created || tickets::insert_new(&mut *tx, ctx.owner, ticket, opened_at, ctx.now).await? {
+        return Ok(t);
+    }
+    // A concurrent request created it between our lock and insert: take its row.
+    let current = tickets::lock(&mut *tx, ctx.owner, ticket).await?;
+    Ok(transition(current, action)?)
+}
+
+/// The status-change events a transition produces, in order.
+fn lifecycle(t: &Transition, actor: &str, channel: Option<&str>) -> Vec<NewEvent> {
+    let mut audit = Vec::new();
+    if t.created {
+        audit.push(NewEvent { kind: EventKind::Created, actor: actor.into(), detail: json!({"channel": channel}) });
+    }
+    if t.reopened {
+        audit.push(NewEvent { kind: EventKind::Reopened, actor: actor.into(), detail: json!({}) });
+    }
+    if t.closed {
+        audit.push(NewEvent { kind: EventKind::Closed, actor: actor.into(), detail: json!({}) });
+    }
+    audit
+}
+
+/// Writes the outbox row for `target`, or audits `not_forwarded` when it has no URL.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    tx: &mut PgConnection,
+    ctx: &Context<'_>,
+    ticket: &str,
+    message_id: Option<Uuid>,
+    target: Target,
+    url: Option<&str>,
+    seqs: &tickets::Sequences,
+    body: &Value,
+    audit: &mut Vec<NewEvent>,
+) -> Result<(), RelayError> {
+    if url.is_none() {
+        audit.push(NewEvent {
+            kind: EventKind::NotForwarded,
+            actor: "bridge".into(),
+            detail: json!({"target": target, "messageId": message_id, "reason": "target not configured"}),
+        });
+        return Ok(());
+    }
+    let sequence = match target.peer() {
+        Peer::ThirdParty => seqs.seq_third_party,
+        Peer::Dolphins => seqs.seq_dolphins,
+    };
+    let body = serde_json::to_string(body).map_err(|e| RelayError::Database(sqlx::Error::Encode(Box::new(e))))?;
+    let id = Uuid::now_v7();
+    deliveries::enqueue(
+        &mut *tx,
+        deliveries::NewDelivery { owner: ctx.owner, id, ticket_number: ticket, message_id, target, sequence, body: &body, now: ctx.now },
+    )
+    .await?;
+    tracing::debug!(owner = ctx.owner, ticket, delivery = %id, target = %target, "delivery enqueued");
+    Ok(())
+}
+
+/// Problems of an event shaped like neither an Outgoing nor a Command Event.
+pub fn neither_message_nor_command() -> Vec<Problem> {
+    vec![Problem::new("message", "an Outgoing Event needs a \"message\" key, a Command Event an \"event\" key")]
+}

@@ -1,0 +1,142 @@
+//! Builds the running service: database, HTTP server and delivery workers, and stops
+//! them in order. Tests start the same thing on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{redact_url, Config};
+use crate::delivery::Dispatcher;
+use crate::heartbeat::Heartbeat;
+use crate::http::{self, AppState};
+use crate::store;
+
+/// Creates the database if missing, connects, and (unless told not to) migrates.
+pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> {
+    let url = &config.database_url;
+    let mut wait = Duration::from_millis(250);
+    // PostgreSQL may still be starting (containers): try for about half a minute.
+    let created = loop {
+        match store::create_database_if_missing(url).await {
+            Ok(created) => break created,
+            Err(e) if store::is_unavailable(&e) && wait < Duration::from_secs(16) => {
+                tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot reach the database at {}", redact_url(url))),
+        }
+    };
+    if created {
+        tracing::info!(database = %redact_url(url), "created the database");
+    }
+    let pool = store::connect_lazy(url, pool_size(config)).context("DATABASE_URL")?;
+    if migrate {
+        store::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    }
+    Ok(pool)
+}
+
+/// Connections: one per worker for recording outcomes plus room for HTTP requests.
+pub fn pool_size(config: &Config) -> u32 {
+    u32::try_from(config.workers).unwrap_or(16).saturating_add(8).min(64)
+}
+
+/// A running bridge.
+pub struct App {
+    pub address: SocketAddr,
+    pub pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+/// Options for [`start`].
+pub struct StartOptions {
+    /// Run the delivery workers in this process (tests may drive `Dispatcher::run_once` instead).
+    pub workers: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { workers: true }
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port) and starts serving.
+pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let dispatcher = if options.workers {
+        let dispatcher = Dispatcher::new(pool.clone(), config.clone(), clock.clone(), heartbeat.clone())
+            .context("building the HTTP client")?;
+        Some(tokio::spawn(dispatcher.run(shutdown_rx.clone())))
+    } else {
+        heartbeat.beat();
+        None
+    };
+    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;
+    let address = listener.local_addr()?;
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await
+    });
+    tracing::info!(%address, "dolphin-bridge listening");
+    Ok(App { address, pool, shutdown, server, dispatcher })
+}
+
+impl App {
+    /// Stops accepting, finishes in-flight requests and delivery attempts, then returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        match self.server.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task panicked"),
+            Ok(Ok(())) => {}
+        }
+        if let Some(dispatcher) = self.dispatcher {
+            let _ = dispatcher.await;
+        }
+        self.pool.close().await;
+        tracing::info!("dolphin-bridge stopped");
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then stops gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        self.stop().await;
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

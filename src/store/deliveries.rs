@@ -1,0 +1,238 @@
+//! The `deliveries` and `delivery_attempts` tables: the outbox and its attempt log.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::{DeliveryStatus, EventKind, Target};
+
+/// The channel `pg_notify` wakes the dispatchers on.
+pub const NOTIFY_CHANNEL: &str = "dolphin_bridge_deliveries";
+
+pub struct NewDelivery<'a> {
+    pub owner: &'a str,
+    pub id: Uuid,
+    pub ticket_number: &'a str,
+    pub message_id: Option<Uuid>,
+    pub target: Target,
+    pub sequence: i32,
+    pub body: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Writes a delivery into the outbox, due at once, and wakes the dispatchers when the
+/// surrounding transaction commits (PostgreSQL delivers NOTIFY on commit only).
+pub async fn enqueue(db: impl PgExecutor<'_>, d: NewDelivery<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH ins AS (
+             INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
+                                     next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)
+             RETURNING 1)
+         SELECT pg_notify($10, '') FROM ins",
+    )
+    .bind(d.owner)
+    .bind(d.id)
+    .bind(d.ticket_number)
+    .bind(d.message_id)
+    .bind(d.target.as_str())
+    .bind(d.target.peer().as_str())
+    .bind(d.sequence)
+    .bind(d.body)
+    .bind(d.now)
+    .bind(NOTIFY_CHANNEL)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A delivery claimed by one dispatcher, with what it needs to send it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub owner: String,
+    pub id: Uuid,
+    pub ticket_number: String,
+    pub target: String,
+    pub sequence: i32,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    /// Fences this claim: only the holder of the current token may record the outcome.
+    pub lease_token: Uuid,
+    pub settings: Value,
+    pub signing_secret: String,
+}
+
+/// Claims up to `limit` due deliveries for `lease`.
+///
+/// Correct under concurrency because: rows are locked with `SKIP LOCKED`, so two
+/// dispatchers never claim the same row in one instant; a claim is a committed lease
+/// (not a held lock), so a crashed holder's rows come back once `lease_until` passes;
+/// and a delivery is due only when no earlier delivery of its ticket to the same peer
+/// is still `pending`/`failed` — a claimed row stays `pending` while in flight, so it
+/// holds back its successors until its outcome is recorded (per-ticket FIFO).
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    lease: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    sqlx::query_as(
+        "WITH due AS (
+             SELECT d.owner, d.id FROM deliveries d
+             WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1
+               AND (d.lease_until IS NULL OR d.lease_until <= $1)
+               AND NOT EXISTS (
+                   SELECT 1 FROM deliveries e
+                   WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
+                     AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))
+             ORDER BY d.next_attempt_at
+             LIMIT $3
+             FOR UPDATE OF d SKIP LOCKED)
+         UPDATE deliveries d SET lease_until = $2, lease_token = gen_random_uuid()
+         FROM due JOIN tenants t ON t.owner = due.owner
+         WHERE d.owner = due.owner AND d.id = due.id
+         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.lease_token,
+                   t.settings, t.signing_secret",
+    )
+    .bind(now)
+    .bind(lease_until)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The outcome of one attempt, to record.
+pub struct AttemptRecord<'a> {
+    pub status: DeliveryStatus,
+    pub event: EventKind,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub http_status: Option<i32>,
+    pub error: Option<&'a str>,
+    pub response_head: Option<&'a str>,
+    /// When to try again (for `failed`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records an attempt: the delivery's new state, its attempt row and the lifecycle event,
+/// in one statement. Answers `false` (and changes nothing) when the lease was lost — a
+/// late result from an expired claim must not overwrite a newer one.
+pub async fn record_attempt(db: impl PgExecutor<'_>, claim: &Claimed, a: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
+    let recorded: Option<i32> = sqlx::query_scalar(
+        "WITH upd AS (
+             UPDATE deliveries SET status = $4, attempts = attempts + 1,
+                 next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6,
+                 delivered_at = CASE WHEN $4 = 'delivered' THEN $8 ELSE delivered_at END,
+                 lease_until = NULL, lease_token = NULL
+             WHERE owner = $1 AND id = $2 AND lease_token = $3
+             RETURNING owner, id, ticket_number, target, attempts),
+         att AS (
+             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
+             SELECT owner, id, attempts, $7, $9, $10, $6, $11 FROM upd
+             RETURNING n)
+         INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
+         SELECT upd.owner, upd.ticket_number, $12, $8, 'bridge',
+                jsonb_strip_nulls(jsonb_build_object('deliveryId', upd.id, 'target', upd.target,
+                    'attempt', upd.attempts, 'httpStatus', $10::int, 'error', $6::text,
+                    'nextAttemptAt', $5::timestamptz))
+         FROM upd
+         RETURNING 1",
+    )
+    .bind(&claim.owner)
+    .bind(claim.id)
+    .bind(claim.lease_token)
+    .bind(a.status.as_str())
+    .bind(a.next_attempt_at)
+    .bind(a.error)
+    .bind(a.started_at)
+    .bind(a.finished_at)
+    .bind(a.duration_ms)
+    .bind(a.http_status)
+    .bind(a.response_head)
+    .bind(a.event.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(recorded.is_some())
+}
+
+/// Gives claims back without recording an attempt (graceful shutdown).
+pub async fn release(db: impl PgExecutor<'_>, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)")
+        .bind(tokens)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Cancels every waiting delivery of a tenant (tenant deletion).
+pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, lease_token = NULL,
+             last_error = COALESCE(last_error, 'tenant deleted')
+         WHERE owner = $1 AND status IN ('pending', 'failed')",
+    )
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The earliest time a waiting delivery becomes due, for the dispatcher's sleep.
+pub async fn next_due_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')")
+        .fetch_one(db)
+        .await
+}
+
+/// A delivery as the API shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub ticket_number: String,
+    pub message_id: Option<Uuid>,
+    pub target: String,
+    pub sequence: i32,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The deliveries of one ticket in acceptance order.
+pub async fn for_ticket(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, ticket_number, message_id, target, sequence, status, attempts, next_attempt_at, last_error,
+                created_at, delivered_at
+         FROM deliveries WHERE owner = $1 AND ticket_number = $2 ORDER BY created_at, peer, sequence",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether a delivery to `target` was created for this ticket since `since` (echo check).
+pub async fn recent_exists(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+    target: Target,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deliveries
+                        WHERE owner = $1 AND ticket_number = $2 AND target = $3 AND created_at >= $4)",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .bind(target.as_str())
+    .bind(since)
+    .fetch_one(db)
+    .await
+}

@@ -1,0 +1,112 @@
+//! The `messages` table: every message in either direction, with its raw JSON.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::domain::{Direction, Source};
+
+pub struct NewMessage<'a> {
+    pub owner: &'a str,
+    pub id: Uuid,
+    pub ticket_number: &'a str,
+    pub direction: Direction,
+    pub message_type: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub media_link: Option<&'a str>,
+    pub source: Source,
+    pub at: DateTime<Utc>,
+    pub warnings: &'a Value,
+    pub raw: &'a Value,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, m: NewMessage<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, warnings, raw)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(m.owner)
+    .bind(m.id)
+    .bind(m.ticket_number)
+    .bind(m.direction.as_str())
+    .bind(m.message_type)
+    .bind(m.message)
+    .bind(m.media_link)
+    .bind(m.source.as_str())
+    .bind(m.at)
+    .bind(m.warnings)
+    .bind(m.raw)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What identifies "the same message" for echo and duplicate detection.
+pub struct Fingerprint<'a> {
+    pub owner: &'a str,
+    pub ticket_number: &'a str,
+    pub message_type: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub media_link: Option<&'a str>,
+}
+
+/// Finds a third-party reply that the bridge forwarded to 3Dolphins since `since` and that
+/// matches `fp`, and marks it as echoed so one original absorbs at most one echo.
+pub async fn take_echo_original(
+    db: impl PgExecutor<'_>,
+    fp: &Fingerprint<'_>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE messages SET echo_seen_at = $7
+         WHERE owner = $1 AND id = (
+             SELECT m.id FROM messages m
+             WHERE m.owner = $1 AND m.ticket_number = $2 AND m.direction = 'out' AND m.source = 'third_party'
+               AND m.message_type IS NOT DISTINCT FROM $3 AND m.message IS NOT DISTINCT FROM $4
+               AND COALESCE(m.media_link, '') = COALESCE($5, '')
+               AND m.at >= $6 AND m.echo_seen_at IS NULL
+               AND EXISTS (SELECT 1 FROM deliveries d
+                           WHERE d.owner = m.owner AND d.message_id = m.id AND d.target = 'dolphins_message')
+             ORDER BY m.at LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(fp.owner)
+    .bind(fp.ticket_number)
+    .bind(fp.message_type)
+    .bind(fp.message)
+    .bind(fp.media_link)
+    .bind(since)
+    .bind(now)
+    .fetch_optional(db)
+    .await
+}
+
+/// Finds an Incoming Event accepted since `since` identical to `fp` with the same raw
+/// `createdDate` (optional de-duplication, `BRIDGE_DEDUPE_WINDOW`).
+pub async fn find_duplicate_incoming(
+    db: impl PgExecutor<'_>,
+    fp: &Fingerprint<'_>,
+    created_date_raw: Option<&str>,
+    since: DateTime<Utc>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages
+         WHERE owner = $1 AND ticket_number = $2 AND direction = 'in' AND source = '3dolphins'
+           AND message_type IS NOT DISTINCT FROM $3 AND message IS NOT DISTINCT FROM $4
+           AND COALESCE(media_link, '') = COALESCE($5, '')
+           AND raw ->> 'createdDate' IS NOT DISTINCT FROM $6 AND at >= $7
+         ORDER BY at LIMIT 1",
+    )
+    .bind(fp.owner)
+    .bind(fp.ticket_number)
+    .bind(fp.message_type)
+    .bind(fp.message)
+    .bind(fp.media_link)
+    .bind(created_date_raw)
+    .bind(since)
+    .fetch_optional(db)
+    .await
+}

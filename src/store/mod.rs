@@ -1,0 +1,70 @@
+//! All SQL lives here, one file per table family. Functions take an executor (a pool,
+//! a connection or a transaction) so callers decide the transaction boundaries.
+
+pub mod deliveries;
+pub mod events;
+pub mod idempotency;
+pub mod keys;
+pub mod messages;
+pub mod tenants;
+pub mod tickets;
+
+use std::time::Duration;
+
+use sqlx::{migrate::MigrateDatabase, postgres::PgPoolOptions, PgPool, Postgres};
+
+/// The embedded migrations (`migrations/`), applied by `serve` and `migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the database named in `url` if it does not exist yet.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
+    if Postgres::database_exists(url).await? {
+        return Ok(false);
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(true),
+        // Another process created it between the check and the create.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A pool that fails fast when PostgreSQL is away: a request waits at most
+/// `acquire_timeout` for a connection and then answers 503 instead of hanging.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        // Check a connection before handing it out: after a database restart the pool
+        // would otherwise hand out dead sockets, one failed request each.
+        .test_before_acquire(true)
+}
+
+/// Connects without waiting for the server: the first query opens the first connection.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    pool_options(max_connections).connect_lazy(url)
+}
+
+/// Whether `err` means the database could not be reached (as opposed to a query that
+/// PostgreSQL refused): the HTTP edge answers 503 for these.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+        sqlx::Error::Database(e) => {
+            matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `err` is a unique-constraint violation on `constraint`.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") && e.constraint() == Some(constraint))
+}

@@ -1,0 +1,141 @@
+//! Tenant lifecycle shared by the admin API and the CLI: create with credentials,
+//! add and revoke keys, delete (keeping the data).
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::credentials::{generate_key, generate_signing_secret};
+use crate::domain::tenant::{TenantDraft, TenantSettings};
+use crate::domain::KeyKind;
+use crate::store::{deliveries, keys, tenants, tenants::TenantRow};
+
+/// The secrets of a new tenant, shown once.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub inbound_token: String,
+    pub third_party_key: String,
+    pub read_key: String,
+    pub signing_secret: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyIds {
+    pub inbound: Uuid,
+    #[serde(rename = "thirdParty")]
+    pub third_party: Uuid,
+    pub read: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    #[error("a tenant with this owner exists already")]
+    Exists,
+    #[error("no such tenant")]
+    NotFound,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates a tenant and its three keys and signing secret in one transaction.
+/// Answers the admin API's 201 body: the tenant view plus `credentials` and `keyIds`.
+pub async fn create(pool: &PgPool, draft: &TenantDraft) -> Result<Value, TenancyError> {
+    let settings = serde_json::to_value(&draft.settings).unwrap_or_else(|_| json!({}));
+    let signing_secret = generate_signing_secret();
+    let mut tx = pool.begin().await?;
+    let inserted = tenants::insert(
+        &mut *tx,
+        tenants::NewTenant {
+            owner: &draft.owner,
+            name: &draft.name,
+            timezone: &draft.timezone,
+            settings: &settings,
+            signing_secret: &signing_secret,
+            dolphins_password: draft.dolphins_password.as_deref(),
+        },
+    )
+    .await?;
+    if !inserted {
+        return Err(TenancyError::Exists);
+    }
+    let mut made = Vec::new();
+    for kind in [KeyKind::Inbound, KeyKind::ThirdParty, KeyKind::Read] {
+        let key = generate_key(kind);
+        let id = Uuid::new_v4();
+        keys::insert(&mut *tx, &draft.owner, id, kind.as_str(), &key.prefix, &key.hash).await?;
+        made.push((id, key.key));
+    }
+    let row = tenants::get(&mut *tx, &draft.owner).await?.ok_or(TenancyError::NotFound)?;
+    tx.commit().await?;
+    tracing::info!(owner = %draft.owner, "tenant created");
+    let [(inbound_id, inbound), (tp_id, third_party), (read_id, read)] = <[_; 3]>::try_from(made)
+        .map_err(|_| TenancyError::Database(sqlx::Error::Protocol("three keys expected".into())))?;
+    let mut body = view(&row);
+    body["credentials"] = json!(Credentials {
+        inbound_token: inbound,
+        third_party_key: third_party,
+        read_key: read,
+        signing_secret,
+    });
+    body["keyIds"] = json!(KeyIds { inbound: inbound_id, third_party: tp_id, read: read_id });
+    Ok(body)
+}
+
+/// Adds a key of `kind`; answers its id and the key (shown once).
+pub async fn add_key(pool: &PgPool, owner: &str, kind: KeyKind) -> Result<(Uuid, String), TenancyError> {
+    let mut tx = pool.begin().await?;
+    match tenants::get_for_update(&mut *tx, owner).await? {
+        Some(_) => {}
+        None => return Err(TenancyError::NotFound),
+    }
+    let key = generate_key(kind);
+    let id = Uuid::new_v4();
+    keys::insert(&mut *tx, owner, id, kind.as_str(), &key.prefix, &key.hash).await?;
+    tx.commit().await?;
+    Ok((id, key.key))
+}
+
+/// Deletes a tenant: revokes its keys and cancels its waiting deliveries; the data stays.
+/// Answers how many deliveries were cancelled.
+pub async fn delete(pool: &PgPool, owner: &str) -> Result<u64, TenancyError> {
+    let mut tx = pool.begin().await?;
+    if !tenants::mark_deleted(&mut *tx, owner).await? {
+        return Err(TenancyError::NotFound);
+    }
+    keys::revoke_all(&mut *tx, owner).await?;
+    let cancelled = deliveries::cancel_all_waiting(&mut *tx, owner).await?;
+    tx.commit().await?;
+    tracing::info!(owner, cancelled, "tenant deleted");
+    Ok(cancelled)
+}
+
+/// A tenant as the admin API shows it: settings, never secrets.
+pub fn view(row: &TenantRow) -> Value {
+    let settings: TenantSettings = serde_json::from_value(row.settings.clone()).unwrap_or_default();
+    let mut dolphins = json!(settings.dolphins);
+    dolphins["passwordSet"] = json!(row.dolphins_password.is_some());
+    json!({
+        "owner": row.owner,
+        "name": row.name,
+        "timezone": row.timezone,
+        "thirdParty": settings.third_party,
+        "dolphins": dolphins,
+        "delivery": settings.delivery,
+        "createdAt": row.created_at,
+        "updatedAt": row.updated_at,
+        "deletedAt": row.deleted_at,
+    })
+}
+
+/// The draft a stored tenant came from (for PATCH): its settings and password.
+pub fn draft_of(row: &TenantRow) -> TenantDraft {
+    TenantDraft {
+        owner: row.owner.clone(),
+        name: row.name.clone(),
+        timezone: row.timezone.clone(),
+        settings: serde_json::from_value(row.settings.clone()).unwrap_or_default(),
+        dolphins_password: row.dolphins_password.clone(),
+    }
+}
