@@ -41,21 +41,35 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(pool: PgPool, config: Arc<Config>, clock: Arc<dyn Clock>, heartbeat: Heartbeat) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        pool: PgPool,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        heartbeat: Heartbeat,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let workers = Arc::new(Semaphore::new(config.workers));
-        Ok(Dispatcher { pool, client, config, clock, heartbeat, workers, finished: Arc::new(Notify::new()) })
+        Ok(Dispatcher {
+            pool,
+            client,
+            config,
+            clock,
+            heartbeat,
+            workers,
+            finished: Arc::new(Notify::new()),
+        })
     }
 
     /// Claims what is due now and sends it all, returning how many attempts were made.
     /// Tests call this in a loop instead of sleeping.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let limit = i64::try_from(self.config.workers).unwrap_or(16);
-        let batch = deliveries::claim(&self.pool, self.clock.now(), self.config.lease, limit).await?;
+        let batch =
+            deliveries::claim(&self.pool, self.clock.now(), self.config.lease, limit).await?;
         let n = batch.len();
         let mut attempts = JoinSet::new();
         for claim in batch {
@@ -85,12 +99,21 @@ impl Dispatcher {
             while in_flight.try_join_next().is_some() {}
             let free = self.workers.available_permits();
             if free > 0 {
-                match deliveries::claim(&self.pool, self.clock.now(), self.config.lease, free as i64).await {
+                match deliveries::claim(
+                    &self.pool,
+                    self.clock.now(),
+                    self.config.lease,
+                    free as i64,
+                )
+                .await
+                {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
                         for claim in batch {
-                            let Ok(permit) = self.workers.clone().acquire_owned().await else { break };
+                            let Ok(permit) = self.workers.clone().acquire_owned().await else {
+                                break;
+                            };
                             let this = self.clone();
                             in_flight.spawn(async move {
                                 this.deliver(claim).await;
@@ -108,7 +131,11 @@ impl Dispatcher {
                     }
                 }
             }
-            let pause = if failures > 0 { POLL_INTERVAL * failures.min(5) } else { POLL_INTERVAL };
+            let pause = if failures > 0 {
+                POLL_INTERVAL * failures.min(5)
+            } else {
+                POLL_INTERVAL
+            };
             tokio::select! {
                 woke = recv(&mut listener) => if !woke { listener = None },
                 _ = self.finished.notified() => {}
@@ -116,7 +143,10 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "dispatcher stopping; finishing attempts in flight"
+        );
         while in_flight.join_next().await.is_some() {}
     }
 
@@ -137,10 +167,19 @@ impl Dispatcher {
             tracing::error!(target = %claim.target, "unknown target in the outbox");
             return;
         };
-        let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
+        let settings: TenantSettings =
+            serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
         let started_at = self.clock.now();
-        let outcome = send::attempt(&self.client, &claim, target, &settings, timeout, started_at.timestamp()).await;
+        let outcome = send::attempt(
+            &self.client,
+            &claim,
+            target,
+            &settings,
+            timeout,
+            started_at.timestamp(),
+        )
+        .await;
         let finished_at = self.clock.now();
         let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
         let (status, event, next_attempt_at) = match classify(&outcome.reply) {
@@ -149,7 +188,11 @@ impl Dispatcher {
             Verdict::Retry { retry_after } => {
                 let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
                 match next_delay(&schedule, attempts_made, retry_after, jitter) {
-                    Some(delay) => (DeliveryStatus::Failed, EventKind::DeliveryFailed, Some(after(finished_at, delay))),
+                    Some(delay) => (
+                        DeliveryStatus::Failed,
+                        EventKind::DeliveryFailed,
+                        Some(after(finished_at, delay)),
+                    ),
                     None => (DeliveryStatus::Dead, EventKind::Dead, None),
                 }
             }
@@ -168,17 +211,29 @@ impl Dispatcher {
         match self.record(&claim, &record).await {
             Ok(true) => match status {
                 DeliveryStatus::Delivered => tracing::debug!(attempt = attempts_made, "delivered"),
-                DeliveryStatus::Dead => tracing::warn!(attempt = attempts_made, error = ?outcome.error, "delivery dead"),
-                _ => tracing::info!(attempt = attempts_made, error = ?outcome.error, "delivery failed; will retry"),
+                DeliveryStatus::Dead => {
+                    tracing::warn!(attempt = attempts_made, error = ?outcome.error, "delivery dead")
+                }
+                _ => {
+                    tracing::info!(attempt = attempts_made, error = ?outcome.error, "delivery failed; will retry")
+                }
             },
-            Ok(false) => tracing::warn!("lease lost before the outcome was recorded; another dispatcher owns it now"),
-            Err(e) => tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease"),
+            Ok(false) => tracing::warn!(
+                "lease lost before the outcome was recorded; another dispatcher owns it now"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease")
+            }
         }
     }
 
     /// Records an outcome, retrying briefly if the database blips: losing the record
     /// only means a duplicate send after the lease, but it is worth a few tries.
-    async fn record(&self, claim: &Claimed, record: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
+    async fn record(
+        &self,
+        claim: &Claimed,
+        record: &AttemptRecord<'_>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tries = 0;
         loop {
             match deliveries::record_attempt(&self.pool, claim, record).await {
@@ -206,7 +261,11 @@ impl Dispatcher {
             .as_deref()
             .and_then(|s| parse_duration(s).ok())
             .unwrap_or(self.config.delivery_timeout);
-        let ceiling = self.config.lease.saturating_sub(Duration::from_secs(1)).max(Duration::from_millis(100));
+        let ceiling = self
+            .config
+            .lease
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_millis(100));
         (schedule, timeout.min(ceiling))
     }
 }

@@ -17,7 +17,9 @@ pub fn parse_created_date(raw: &str, tz: Tz) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     let naive = parse_local(raw)?;
-    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `yyyy-MM-dd'T'HH:mm`, then optional `:ss`, then optional `.` + 1–9 digits. Nothing else.
@@ -33,7 +35,9 @@ fn parse_local(raw: &str) -> Option<NaiveDateTime> {
     };
     let parts: Vec<&str> = clock.split(':').collect();
     let two_digits = |s: &str| -> Option<u32> {
-        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     let (hour, minute, second) = match parts.as_slice() {
         [h, m] if fraction.is_none() => (two_digits(h)?, two_digits(m)?, 0),
@@ -57,7 +61,9 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("test literal").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("test literal")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -72,9 +78,18 @@ mod tests {
     #[test]
     fn seconds_and_fraction_are_optional() {
         let tz = Tz::UTC;
-        assert_eq!(parse_created_date("2026-11-24T09:15", tz), Some(utc("2026-11-24T09:15:00Z")));
-        assert_eq!(parse_created_date("2026-11-24T09:15:07", tz), Some(utc("2026-11-24T09:15:07Z")));
-        assert_eq!(parse_created_date("2026-11-24T09:15:07.5", tz), Some(utc("2026-11-24T09:15:07.5Z")));
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15", tz),
+            Some(utc("2026-11-24T09:15:00Z"))
+        );
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15:07", tz),
+            Some(utc("2026-11-24T09:15:07Z"))
+        );
+        assert_eq!(
+            parse_created_date("2026-11-24T09:15:07.5", tz),
+            Some(utc("2026-11-24T09:15:07.5Z"))
+        );
         assert_eq!(
             parse_created_date("2026-11-24T09:15:07.123456789", tz),
             Some(utc("2026-11-24T09:15:07.123456789Z"))
@@ -114,6 +129,9 @@ mod tests {
     fn a_local_time_in_a_dst_gap_does_not_parse_and_an_overlap_takes_the_earlier() {
         let ny: Tz = "America/New_York".parse().expect("known zone");
         assert_eq!(parse_created_date("2026-03-08T02:30:00", ny), None);
-        assert_eq!(parse_created_date("2026-11-01T01:30:00", ny), Some(utc("2026-11-01T05:30:00Z")));
+        assert_eq!(
+            parse_created_date("2026-11-01T01:30:00", ny),
+            Some(utc("2026-11-01T05:30:00Z"))
+        );
     }
 }

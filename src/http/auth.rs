@@ -26,7 +26,10 @@ pub struct Caller {
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Authenticates a tenant credential and checks it is one of `allowed` kinds.
@@ -37,9 +40,13 @@ pub async fn tenant(
     query_token: Option<&str>,
     allowed: &[KeyKind],
 ) -> Result<Caller, ApiError> {
-    let presented = bearer(headers).or(query_token.filter(|t| !t.is_empty())).ok_or(ApiError::Unauthenticated)?;
+    let presented = bearer(headers)
+        .or(query_token.filter(|t| !t.is_empty()))
+        .ok_or(ApiError::Unauthenticated)?;
     let hash = hash_key(presented);
-    let row = keys::find_by_hash(&state.pool, &hash).await?.ok_or(ApiError::Unauthenticated)?;
+    let row = keys::find_by_hash(&state.pool, &hash)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
     // The index lookup found the row by hash; the constant-time check keeps the final
     // decision free of early-exit comparisons all the same.
     if !constant_time_eq(&row.key_hash, &hash) || row.revoked || row.tenant_deleted {
@@ -55,8 +62,13 @@ pub async fn tenant(
     }
     let settings: TenantSettings = serde_json::from_value(row.settings)
         .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
-    let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
-    let stale = row.last_used_at.is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
+    let timezone = row
+        .timezone
+        .parse::<Tz>()
+        .unwrap_or(chrono_tz::Asia::Jakarta);
+    let stale = row
+        .last_used_at
+        .is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
     if stale {
         let (pool, owner, id) = (state.pool.clone(), row.owner.clone(), row.key_id);
         tokio::spawn(async move {
@@ -65,7 +77,13 @@ pub async fn tenant(
             }
         });
     }
-    Ok(Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) })
+    Ok(Caller {
+        owner: row.owner,
+        key_id: row.key_id,
+        kind,
+        timezone,
+        settings: Arc::new(settings),
+    })
 }
 
 /// Checks the admin token. Hashing both sides first makes the comparison constant-time

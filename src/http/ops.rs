@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// The process is up and serving HTTP.
@@ -22,10 +24,14 @@ async fn healthz() -> Json<Value> {
 /// Ready when the database answers, every embedded migration is applied and the
 /// delivery workers have checked in recently.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let expected = crate::store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
+    let expected = crate::store::MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count() as i64;
     let applied = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&state.pool),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.pool),
     )
     .await;
     let (database, migrations) = match applied {
@@ -34,9 +40,17 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(Err(_)) => ("ok", "missing"),
         Err(_) => ("timeout", "unknown"),
     };
-    let workers = if state.workers.is_alive() { "ok" } else { "stalled" };
+    let workers = if state.workers.is_alive() {
+        "ok"
+    } else {
+        "stalled"
+    };
     let ready = database == "ok" && migrations == "ok" && workers == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({"status": if ready { "ready" } else { "not_ready" },

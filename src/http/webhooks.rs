@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
+use crate::domain::payload::{
+    read_command, read_message, MessageShape, Problem, Refusal, Strictness,
+};
 use crate::domain::KeyKind;
 use crate::relay::{self, Event, Idempotency};
 
@@ -38,8 +40,11 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    fn from_dolphins(self) -> bool {
-        matches!(self, Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands)
+    fn is_dolphins_side(self) -> bool {
+        matches!(
+            self,
+            Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands
+        )
     }
 }
 
@@ -50,7 +55,15 @@ async fn dolphins_incoming(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsIncoming).await
+    accept(
+        &state,
+        &headers,
+        &uri,
+        query,
+        body,
+        Endpoint::DolphinsIncoming,
+    )
+    .await
 }
 
 async fn dolphins_outgoing(
@@ -60,7 +73,15 @@ async fn dolphins_outgoing(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsOutgoing).await
+    accept(
+        &state,
+        &headers,
+        &uri,
+        query,
+        body,
+        Endpoint::DolphinsOutgoing,
+    )
+    .await
 }
 
 async fn dolphins_commands(
@@ -70,7 +91,15 @@ async fn dolphins_commands(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsCommands).await
+    accept(
+        &state,
+        &headers,
+        &uri,
+        query,
+        body,
+        Endpoint::DolphinsCommands,
+    )
+    .await
 }
 
 async fn third_party_messages(
@@ -79,7 +108,15 @@ async fn third_party_messages(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyMessages).await
+    accept(
+        &state,
+        &headers,
+        &uri,
+        RawQuery(None),
+        body,
+        Endpoint::ThirdPartyMessages,
+    )
+    .await
 }
 
 async fn third_party_commands(
@@ -88,7 +125,15 @@ async fn third_party_commands(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyCommands).await
+    accept(
+        &state,
+        &headers,
+        &uri,
+        RawQuery(None),
+        body,
+        Endpoint::ThirdPartyCommands,
+    )
+    .await
 }
 
 async fn accept(
@@ -99,9 +144,11 @@ async fn accept(
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
-    let caller = if endpoint.from_dolphins() {
+    let caller = if endpoint.is_dolphins_side() {
         let token = query.as_deref().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
         });
         auth::tenant(state, headers, token.as_deref(), &[KeyKind::Inbound]).await?
     } else {
@@ -111,14 +158,21 @@ async fn accept(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
         _ => ApiError::InvalidJson(rejection.body_text()),
     })?;
-    if !endpoint.from_dolphins() {
+    if !endpoint.is_dolphins_side() {
         super::require_json(headers)?;
     }
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
-    if let Some(Value::String(owner)) = value.get("owner") {
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+    // An empty owner is the body's own problem (400 below), not another tenant's (403).
+    if let Some(owner) = value
+        .get("owner")
+        .and_then(Value::as_str)
+        .filter(|o| !o.is_empty())
+    {
         if owner.replace('\0', "") != caller.owner {
-            return Err(ApiError::Forbidden("the body's owner is not the credential's tenant".into()));
+            return Err(ApiError::Forbidden(
+                "the body's owner is not the credential's tenant".into(),
+            ));
         }
     }
     let event = read_event(value, endpoint, &caller)?;
@@ -140,7 +194,9 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
     use Strictness::{Lenient, Strict};
     let tz = caller.timezone;
     let event = match endpoint {
-        Endpoint::DolphinsIncoming => read_message(value, MessageShape::Incoming, Lenient, tz).map(Event::Incoming),
+        Endpoint::DolphinsIncoming => {
+            read_message(value, MessageShape::Incoming, Lenient, tz).map(Event::Incoming)
+        }
         Endpoint::DolphinsOutgoing if value.get("message").is_some() => {
             read_message(value, MessageShape::Outgoing, Lenient, tz).map(Event::DolphinsReply)
         }
@@ -150,7 +206,9 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
         Endpoint::DolphinsOutgoing if !value.is_object() => Err(Refusal::NotAnObject),
         Endpoint::DolphinsOutgoing => Err(Refusal::Invalid(relay::neither_message_nor_command())),
         Endpoint::DolphinsCommands => read_command(value, Lenient).map(Event::DolphinsCommand),
-        Endpoint::ThirdPartyMessages => read_message(value, MessageShape::Outgoing, Strict, tz).map(Event::ThirdPartyReply),
+        Endpoint::ThirdPartyMessages => {
+            read_message(value, MessageShape::Outgoing, Strict, tz).map(Event::ThirdPartyReply)
+        }
         Endpoint::ThirdPartyCommands => read_command(value, Strict).map(Event::ThirdPartyCommand),
     };
     event.map_err(|refusal| match refusal {
@@ -164,14 +222,21 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `Idempotency-Key`, else `webhook-id`, with a hash of what was asked (path and body).
-fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+fn idempotency(
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Option<Idempotency>, ApiError> {
     let Some((name, value)) = ["idempotency-key", "webhook-id"]
         .into_iter()
         .find_map(|name| headers.get(name).map(|v| (name, v)))
     else {
         return Ok(None);
     };
-    let key = value.to_str().map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?.trim();
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?
+        .trim();
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ApiError::InvalidParameter(vec![Problem::new(
             name,
@@ -183,5 +248,8 @@ fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Option<Ide
     hash.update(uri.path().as_bytes());
     hash.update(b"\n");
     hash.update(body);
-    Ok(Some(Idempotency { key: key.to_string(), request_hash: hash.finalize().into() }))
+    Ok(Some(Idempotency {
+        key: key.to_string(),
+        request_hash: hash.finalize().into(),
+    }))
 }

@@ -78,7 +78,8 @@ pub async fn claim(
     lease: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    let lease_until =
+        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     sqlx::query_as(
         "WITH due AS (
              SELECT d.owner, d.id FROM deliveries d
@@ -121,7 +122,11 @@ pub struct AttemptRecord<'a> {
 /// Records an attempt: the delivery's new state, its attempt row and the lifecycle event,
 /// in one statement. Answers `false` (and changes nothing) when the lease was lost — a
 /// late result from an expired claim must not overwrite a newer one.
-pub async fn record_attempt(db: impl PgExecutor<'_>, claim: &Claimed, a: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
+pub async fn record_attempt(
+    db: impl PgExecutor<'_>,
+    claim: &Claimed,
+    a: &AttemptRecord<'_>,
+) -> Result<bool, sqlx::Error> {
     let recorded: Option<i32> = sqlx::query_scalar(
         "WITH upd AS (
              UPDATE deliveries SET status = $4, attempts = attempts + 1,
@@ -161,10 +166,12 @@ pub async fn record_attempt(db: impl PgExecutor<'_>, claim: &Claimed, a: &Attemp
 
 /// Gives claims back without recording an attempt (graceful shutdown).
 pub async fn release(db: impl PgExecutor<'_>, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)")
-        .bind(tokens)
-        .execute(db)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)",
+    )
+    .bind(tokens)
+    .execute(db)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -183,9 +190,11 @@ pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<
 
 /// The earliest time a waiting delivery becomes due, for the dispatcher's sleep.
 pub async fn next_due_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')")
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')",
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// A delivery as the API shows it.
@@ -205,7 +214,11 @@ pub struct DeliveryRow {
 }
 
 /// The deliveries of one ticket in acceptance order.
-pub async fn for_ticket(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+pub async fn for_ticket(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, ticket_number, message_id, target, sequence, status, attempts, next_attempt_at, last_error,
                 created_at, delivered_at

@@ -57,16 +57,25 @@ pub async fn get(db: impl PgExecutor<'_>, owner: &str) -> Result<Option<TenantRo
 }
 
 /// Locks a live tenant for a read-modify-write (the admin PATCH).
-pub async fn get_for_update(db: impl PgExecutor<'_>, owner: &str) -> Result<Option<TenantRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE owner = $1 AND deleted_at IS NULL FOR UPDATE"))
-        .bind(owner)
-        .fetch_optional(db)
-        .await
+pub async fn get_for_update(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+) -> Result<Option<TenantRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tenants WHERE owner = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(owner)
+    .fetch_optional(db)
+    .await
 }
 
 /// Every tenant, oldest first, deleted ones included (they keep their data).
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<TenantRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, owner")).fetch_all(db).await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tenants ORDER BY created_at, owner"
+    ))
+    .fetch_all(db)
+    .await
 }
 
 pub async fn update(

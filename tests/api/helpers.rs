@@ -1,0 +1,439 @@
+//! The test harness: the real application on port 0 against a fresh PostgreSQL database,
+//! real HTTP receivers standing in for both peers, and typed request helpers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use dolphin_bridge::clock::ShiftedClock;
+use dolphin_bridge::config::Config;
+use dolphin_bridge::delivery::Dispatcher;
+use dolphin_bridge::heartbeat::Heartbeat;
+use dolphin_bridge::startup::{self, App, StartOptions};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const OWNER: &str = "9c2f4e7a1b3d5c6e8f0a1b2c3d4e5f60";
+
+/// The server part of the test database URL (no database name).
+pub fn server_url() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match url.rfind('/') {
+        Some(i) if url[..i].contains("://") && i > url.find("://").unwrap_or(0) + 2 => {
+            url[..i].to_string()
+        }
+        _ => url,
+    }
+}
+
+/// A fixture from `tests/fixtures/3dolphins/`.
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/3dolphins/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("fixtures are valid JSON")
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("deliveries are JSON")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    /// Scripted replies, used in order; when empty, 200 `{"status":"success"}`.
+    script: Vec<(u16, Vec<(String, String)>, String)>,
+}
+
+/// A real HTTP peer on a random port that records what it gets and answers as scripted.
+#[derive(Clone)]
+pub struct Receiver {
+    pub address: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { address, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Queues a reply for the next request.
+    pub fn reply_next(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state
+            .lock()
+            .expect("receiver lock")
+            .script
+            .push((status, headers, body.to_string()));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("receiver lock").received.clone()
+    }
+
+    pub fn received_at(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `n` requests arrived at `path`, failing after a deadline.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.received_at(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited for {n} requests at {path}, got {}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn record(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let mut s = state.lock().expect("receiver lock");
+    s.received.push(Received {
+        path: uri.path().to_string(),
+        headers,
+        body,
+    });
+    let (status, headers, body) = if s.script.is_empty() {
+        (
+            200,
+            vec![("content-type".to_string(), "application/json".to_string())],
+            r#"{"status":"success"}"#.to_string(),
+        )
+    } else {
+        s.script.remove(0)
+    };
+    let mut response =
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// The credentials of a tenant made through the admin API.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub owner: String,
+    pub inbound: String,
+    pub third_party: String,
+    pub read: String,
+    pub signing_secret: String,
+    pub created: Value,
+}
+
+/// The running bridge and its helpers.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub pool: PgPool,
+    pub db_name: String,
+    pub http: reqwest::Client,
+    pub clock: ShiftedClock,
+    pub config: Config,
+    /// Stands in for the third party.
+    pub third_party: Receiver,
+    /// Stands in for 3Dolphins.
+    pub dolphins: Receiver,
+    app: Option<App>,
+}
+
+/// How to start a test app.
+pub struct Options {
+    /// Run delivery workers in the app; otherwise the test drives [`TestApp::dispatch`].
+    pub workers: bool,
+    pub admin_token: Option<&'static str>,
+    /// Extra environment-style settings.
+    pub env: Vec<(&'static str, String)>,
+    /// Connect through this address instead of PostgreSQL directly (the outage proxy).
+    pub via: Option<SocketAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: false,
+            admin_token: Some(ADMIN_TOKEN),
+            env: Vec::new(),
+            via: None,
+        }
+    }
+}
+
+impl TestApp {
+    /// The app with its workers off: tests drive deliveries with [`TestApp::dispatch`].
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let db_name = format!("dbt_{}", Uuid::new_v4().simple());
+        let server = server_url();
+        let direct_url = format!("{server}/{db_name}");
+        let app_url = match options.via {
+            Some(proxy) => {
+                let (scheme_user, _) = server
+                    .rsplit_once('@')
+                    .unwrap_or(("postgres://postgres", ""));
+                format!("{scheme_user}@{proxy}/{db_name}")
+            }
+            None => direct_url.clone(),
+        };
+        let mut env: Vec<(&str, String)> = vec![
+            ("DATABASE_URL", app_url),
+            ("BRIDGE_LISTEN", "127.0.0.1:0".into()),
+            ("BRIDGE_WORKERS", "4".into()),
+            ("BRIDGE_RETRY_SCHEDULE", "1s,2s".into()),
+            ("BRIDGE_DELIVERY_TIMEOUT", "5s".into()),
+        ];
+        if let Some(token) = options.admin_token {
+            env.push(("BRIDGE_ADMIN_TOKEN", token.into()));
+        }
+        env.extend(options.env);
+        let config = Config::from_lookup(|k| {
+            env.iter()
+                .rev()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("test configuration is valid");
+        // Create and migrate directly, then let the app use its own URL (maybe the proxy).
+        let setup = dolphin_bridge::store::create_database_if_missing(&direct_url).await;
+        setup.expect("create the test database");
+        let direct = dolphin_bridge::store::connect_lazy(&direct_url, 2).expect("pool");
+        dolphin_bridge::store::MIGRATOR
+            .run(&direct)
+            .await
+            .expect("migrate");
+        direct.close().await;
+        let pool = dolphin_bridge::store::connect_lazy(&config.database_url, 5).expect("pool");
+        let clock = ShiftedClock::default();
+        let app = startup::start(
+            config.clone(),
+            pool.clone(),
+            Arc::new(clock.clone()),
+            StartOptions {
+                workers: options.workers,
+            },
+        )
+        .await
+        .expect("start the app");
+        TestApp {
+            address: app.address,
+            pool,
+            db_name,
+            http: reqwest::Client::new(),
+            clock,
+            config,
+            third_party: Receiver::start().await,
+            dolphins: Receiver::start().await,
+            app: Some(app),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Creates a tenant whose every endpoint points at the two receivers.
+    pub async fn create_tenant(&self, owner: &str) -> Tenant {
+        self.create_tenant_with(json!({
+            "owner": owner,
+            "name": "Test tenant",
+            "thirdParty": {
+                "incomingUrl": self.third_party.url("/incoming"),
+                "outgoingUrl": self.third_party.url("/outgoing"),
+                "commandUrl": self.third_party.url("/command"),
+                "headers": {"X-Api-Key": "tp-header-value"}
+            },
+            "dolphins": {
+                "sendMessageUrl": self.dolphins.url("/send"),
+                "commandUrl": self.dolphins.url("/command")
+            }
+        }))
+        .await
+    }
+
+    pub async fn create_tenant_with(&self, body: Value) -> Tenant {
+        let response = self.admin_post("/admin/v1/tenants", &body).await;
+        assert_eq!(response.status(), 201, "tenant creation");
+        let created: Value = response.json().await.expect("JSON reply");
+        let c = &created["credentials"];
+        let text = |k: &str| c[k].as_str().expect("credential present").to_string();
+        Tenant {
+            owner: created["owner"].as_str().expect("owner").to_string(),
+            inbound: text("inboundToken"),
+            third_party: text("thirdPartyKey"),
+            read: text("readKey"),
+            signing_secret: text("signingSecret"),
+            created,
+        }
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs to a 3Dolphins-side webhook with the inbound token in the query, as 3Dolphins does.
+    pub async fn from_dolphins(
+        &self,
+        endpoint: &str,
+        tenant: &Tenant,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!(
+                "/webhooks/3dolphins/{endpoint}?token={}",
+                tenant.inbound
+            )))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs to a third-party-side webhook with its bearer key.
+    pub async fn from_third_party(
+        &self,
+        endpoint: &str,
+        tenant: &Tenant,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/webhooks/third-party/{endpoint}")))
+            .bearer_auth(&tenant.third_party)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Runs the dispatcher until nothing is due now, as the workers would.
+    pub async fn dispatch(&self) -> usize {
+        let dispatcher = Dispatcher::new(
+            self.pool.clone(),
+            Arc::new(self.config.clone()),
+            Arc::new(self.clock.clone()),
+            Heartbeat::new(Duration::from_secs(10)),
+        )
+        .expect("dispatcher");
+        let mut total = 0;
+        loop {
+            let n = dispatcher.run_once().await.expect("dispatch");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
+
+    /// Stops the app and drops its database.
+    pub async fn finish(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1)
+            .expect("pool");
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        ))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
+
+/// The lifecycle event kinds of a ticket, oldest first.
+pub async fn event_kinds(pool: &PgPool, owner: &str, ticket: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT kind FROM ticket_events WHERE owner = $1 AND ticket_number = $2 ORDER BY id",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .fetch_all(pool)
+    .await
+    .expect("events")
+}
+
+/// A copy of `body` with `changes` set.
+pub fn with(body: &Value, changes: Value) -> Value {
+    let mut out = body.clone();
+    for (k, v) in changes.as_object().expect("object of changes") {
+        out[k] = v.clone();
+    }
+    out
+}
+
+/// A copy of `body` without `key`.
+pub fn without(body: &Value, key: &str) -> Value {
+    let mut out = body.clone();
+    out.as_object_mut().expect("object").remove(key);
+    out
+}

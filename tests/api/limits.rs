@@ -1,0 +1,76 @@
+//! Request limits: oversized bodies get 413 in the error shape on every webhook.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_and_nothing_is_stored() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BRIDGE_MAX_BODY", "4KiB".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = app.create_tenant(OWNER).await;
+    let huge = with(
+        &fixture("incoming-text"),
+        json!({"message": "x".repeat(8 * 1024)}),
+    );
+    for response in [
+        app.from_dolphins("incoming", &tenant, &huge).await,
+        app.from_third_party("messages", &tenant, &huge).await,
+    ] {
+        assert_eq!(response.status(), 413);
+        let error: Value = response.json().await.expect("JSON");
+        assert_eq!(error["error"]["code"], "payload_too_large");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
+    let fits = with(
+        &fixture("incoming-text"),
+        json!({"message": "x".repeat(1024)}),
+    );
+    assert_eq!(
+        app.from_dolphins("incoming", &tenant, &fits).await.status(),
+        200
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_in_the_error_shape() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(app.url("/nowhere"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    let error: Value = response.json().await.expect("JSON");
+    assert_eq!(error["status"], "error");
+    assert_eq!(error["error"]["code"], "not_found");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_report_the_process_and_its_dependencies() {
+    let app = TestApp::spawn().await;
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status(), 200);
+    let ready = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("JSON");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["migrations"], "ok");
+    app.finish().await;
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real application, a real PostgreSQL (one fresh database per
+//! test) and real HTTP receivers for both peers. One file per feature.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod database_outage;
+mod delivery;
+mod dolphins_side;
+mod idempotency;
+mod incoming;
+mod limits;
+mod third_party;
