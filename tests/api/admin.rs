@@ -115,7 +115,7 @@ async fn patch_merges_and_new_settings_apply_to_the_next_event() {
         "untouched keys survive"
     );
     assert_eq!(
-        app.from_dolphins("outgoing", &tenant, &fixture("outgoing-text"))
+        app.post_as_dolphins("outgoing", &tenant, &fixture("outgoing-text"))
             .await
             .status(),
         200
@@ -149,7 +149,7 @@ async fn delete_revokes_the_keys_cancels_waiting_deliveries_and_keeps_the_data()
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -164,7 +164,7 @@ async fn delete_revokes_the_keys_cancels_waiting_deliveries_and_keeps_the_data()
     assert_eq!(status, 200);
     assert_eq!(body["cancelledDeliveries"], 1);
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         401

@@ -58,7 +58,7 @@ async fn the_inbound_token_works_in_the_query_or_as_a_bearer_header() {
         .expect("request");
     assert_eq!(response.status(), 200);
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -114,19 +114,23 @@ async fn a_body_owner_of_another_tenant_gets_403_and_nothing_is_stored() {
     // Their ticket exists; our key must not reach it by naming their owner.
     let their_event = with(&fixture("incoming-text"), json!({"owner": theirs.owner}));
     assert_eq!(
-        app.from_dolphins("incoming", &theirs, &their_event)
+        app.post_as_dolphins("incoming", &theirs, &their_event)
             .await
             .status(),
         200
     );
     let before = app.count("SELECT count(*) FROM messages").await;
     assert_eq!(
-        code(app.from_dolphins("incoming", &ours, &their_event).await).await,
+        code(app.post_as_dolphins("incoming", &ours, &their_event).await).await,
         (403, "forbidden".to_string())
     );
     let their_reply = with(&fixture("outgoing-text"), json!({"owner": theirs.owner}));
     assert_eq!(
-        code(app.from_third_party("messages", &ours, &their_reply).await).await,
+        code(
+            app.post_as_third_party("messages", &ours, &their_reply)
+                .await
+        )
+        .await,
         (403, "forbidden".to_string())
     );
     assert_eq!(app.count("SELECT count(*) FROM messages").await, before);
@@ -139,27 +143,27 @@ async fn the_same_ticket_number_in_two_tenants_stays_two_tickets() {
     let a = app.create_tenant(OWNER).await;
     let b = app.create_tenant("second-tenant").await;
     assert_eq!(
-        app.from_dolphins("incoming", &a, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &a, &fixture("incoming-text"))
             .await
             .status(),
         200
     );
     let for_b = with(&fixture("incoming-text"), json!({"owner": b.owner}));
     assert_eq!(
-        app.from_dolphins("incoming", &b, &for_b).await.status(),
+        app.post_as_dolphins("incoming", &b, &for_b).await.status(),
         200
     );
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 2);
     // Closing A's ticket leaves B's open; a reply from B on it still works.
     assert_eq!(
-        app.from_third_party("commands", &a, &fixture("command-close"))
+        app.post_as_third_party("commands", &a, &fixture("command-close"))
             .await
             .status(),
         200
     );
     let reply_b = with(&fixture("outgoing-text"), json!({"owner": b.owner}));
     assert_eq!(
-        app.from_third_party("messages", &b, &reply_b)
+        app.post_as_third_party("messages", &b, &reply_b)
             .await
             .status(),
         200
@@ -185,7 +189,7 @@ async fn a_revoked_key_gets_401() {
     assert_eq!(response.status(), 200);
     assert_eq!(
         code(
-            app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+            app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
                 .await
         )
         .await

@@ -83,7 +83,7 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     .await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -94,7 +94,7 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
         &fixture("incoming-text"),
         json!({"message": "sent during the outage"}),
     );
-    let response = app.from_dolphins("incoming", &tenant, &during).await;
+    let response = app.post_as_dolphins("incoming", &tenant, &during).await;
     assert_eq!(response.status(), 503);
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(error["error"]["code"], "unavailable");
@@ -114,7 +114,7 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let status = app
-            .from_dolphins("incoming", &tenant, &after)
+            .post_as_dolphins("incoming", &tenant, &after)
             .await
             .status();
         if status == 200 {

@@ -23,7 +23,7 @@ async fn with_workers_running_an_event_arrives_without_being_driven() {
     .await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -44,7 +44,7 @@ async fn a_failing_peer_is_retried_until_it_accepts_and_every_attempt_is_logged(
         r#"{"status":"error"}"#,
     );
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -95,7 +95,7 @@ async fn after_the_schedule_a_delivery_is_dead_and_stays_visible() {
         app.third_party.reply_next(503, &[], "down");
     }
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -120,13 +120,13 @@ async fn a_permanent_refusal_is_dead_at_once_and_the_ticket_flows_on() {
     let tenant = app.create_tenant(OWNER).await;
     app.third_party.reply_next(400, &[], "bad request");
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-image"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image"))
             .await
             .status(),
         200
@@ -154,7 +154,7 @@ async fn retry_after_on_429_pushes_the_next_attempt_back() {
     app.third_party
         .reply_next(429, &[("retry-after", "120")], "slow down");
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -189,7 +189,7 @@ async fn deliveries_of_one_ticket_arrive_in_acceptance_order_while_other_tickets
             json!({"ticketNumber": "A", "message": format!("a{i}")}),
         );
         assert_eq!(
-            app.from_dolphins("incoming", &tenant, &a).await.status(),
+            app.post_as_dolphins("incoming", &tenant, &a).await.status(),
             200
         );
     }
@@ -198,7 +198,7 @@ async fn deliveries_of_one_ticket_arrive_in_acceptance_order_while_other_tickets
         json!({"ticketNumber": "B", "message": "b0"}),
     );
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &b).await.status(),
+        app.post_as_dolphins("incoming", &tenant, &b).await.status(),
         200
     );
     app.dispatch().await;

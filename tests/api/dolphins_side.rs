@@ -11,7 +11,7 @@ async fn a_3dolphins_reply_creates_an_unknown_ticket_and_is_mirrored_to_the_thir
     let tenant = app.create_tenant(OWNER).await;
     let bot_reply = fixture("outgoing-text");
     assert_eq!(
-        app.from_dolphins("outgoing", &tenant, &bot_reply)
+        app.post_as_dolphins("outgoing", &tenant, &bot_reply)
             .await
             .status(),
         200
@@ -40,13 +40,13 @@ async fn a_command_from_3dolphins_closes_the_ticket_on_either_endpoint() {
     let close = fixture("command-close");
     let other_ticket = with(&close, json!({"ticketNumber": "second"}));
     assert_eq!(
-        app.from_dolphins("commands", &tenant, &close)
+        app.post_as_dolphins("commands", &tenant, &close)
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_dolphins("outgoing", &tenant, &other_ticket)
+        app.post_as_dolphins("outgoing", &tenant, &other_ticket)
             .await
             .status(),
         200,
@@ -73,7 +73,7 @@ async fn a_body_that_is_neither_a_reply_nor_a_command_is_refused() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     let body = json!({"ticketNumber": "x", "owner": OWNER});
-    let response = app.from_dolphins("outgoing", &tenant, &body).await;
+    let response = app.post_as_dolphins("outgoing", &tenant, &body).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(error["error"]["code"], "invalid_payload");
@@ -87,7 +87,7 @@ async fn an_event_for_an_unconfigured_target_is_stored_and_audited_not_forwarded
         .create_tenant_with(json!({"owner": OWNER, "thirdParty": {"incomingUrl": app.third_party.url("/incoming")}}))
         .await;
     assert_eq!(
-        app.from_dolphins("outgoing", &tenant, &fixture("outgoing-text"))
+        app.post_as_dolphins("outgoing", &tenant, &fixture("outgoing-text"))
             .await
             .status(),
         200
@@ -108,14 +108,14 @@ async fn an_echo_of_a_bridge_delivery_is_answered_with_the_original_id_and_not_f
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
     );
     let reply = fixture("outgoing-text");
     let original: Value = app
-        .from_third_party("messages", &tenant, &reply)
+        .post_as_third_party("messages", &tenant, &reply)
         .await
         .json()
         .await
@@ -124,7 +124,7 @@ async fn an_echo_of_a_bridge_delivery_is_answered_with_the_original_id_and_not_f
     app.dolphins.wait_for("/send", 1).await;
 
     // 3Dolphins posts the agent reply it just received back to its sendMessage hook.
-    let echo = app.from_dolphins("outgoing", &tenant, &reply).await;
+    let echo = app.post_as_dolphins("outgoing", &tenant, &reply).await;
     assert_eq!(echo.status(), 200);
     let echo: Value = echo.json().await.expect("JSON");
     assert_eq!(echo["messageId"], original["messageId"]);
@@ -152,7 +152,7 @@ async fn an_echo_of_a_bridge_delivery_is_answered_with_the_original_id_and_not_f
     // The same text again, now outside the echo window, is a real message.
     app.clock.advance(std::time::Duration::from_secs(301));
     assert_eq!(
-        app.from_dolphins("outgoing", &tenant, &reply)
+        app.post_as_dolphins("outgoing", &tenant, &reply)
             .await
             .status(),
         200
@@ -170,19 +170,19 @@ async fn an_echo_of_a_bridge_close_is_recorded_not_forwarded() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_third_party("commands", &tenant, &fixture("command-close"))
+        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_dolphins("commands", &tenant, &fixture("command-close"))
+        app.post_as_dolphins("commands", &tenant, &fixture("command-close"))
             .await
             .status(),
         200

@@ -64,8 +64,11 @@ impl Received {
 struct ReceiverState {
     received: Vec<Received>,
     /// Scripted replies, used in order; when empty, 200 `{"status":"success"}`.
-    script: Vec<(u16, Vec<(String, String)>, String)>,
+    script: Vec<ScriptedReply>,
 }
+
+/// A reply a receiver gives once: status, headers, body.
+struct ScriptedReply(u16, Vec<(String, String)>, String);
 
 /// A real HTTP peer on a random port that records what it gets and answers as scripted.
 #[derive(Clone)]
@@ -334,7 +337,7 @@ impl TestApp {
     }
 
     /// POSTs to a 3Dolphins-side webhook with the inbound token in the query, as 3Dolphins does.
-    pub async fn from_dolphins(
+    pub async fn post_as_dolphins(
         &self,
         endpoint: &str,
         tenant: &Tenant,
@@ -352,7 +355,7 @@ impl TestApp {
     }
 
     /// POSTs to a third-party-side webhook with its bearer key.
-    pub async fn from_third_party(
+    pub async fn post_as_third_party(
         &self,
         endpoint: &str,
         tenant: &Tenant,

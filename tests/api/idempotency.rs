@@ -154,13 +154,13 @@ async fn without_a_key_two_identical_events_are_two_messages() {
     let tenant = app.create_tenant(OWNER).await;
     let ok = with(&fixture("incoming-text"), json!({"message": "ok"}));
     let a: Value = app
-        .from_dolphins("incoming", &tenant, &ok)
+        .post_as_dolphins("incoming", &tenant, &ok)
         .await
         .json()
         .await
         .expect("JSON");
     let b: Value = app
-        .from_dolphins("incoming", &tenant, &ok)
+        .post_as_dolphins("incoming", &tenant, &ok)
         .await
         .json()
         .await
@@ -180,13 +180,13 @@ async fn the_dedupe_window_folds_identical_incoming_events_when_enabled() {
     let tenant = app.create_tenant(OWNER).await;
     let body = fixture("incoming-text");
     let a: Value = app
-        .from_dolphins("incoming", &tenant, &body)
+        .post_as_dolphins("incoming", &tenant, &body)
         .await
         .json()
         .await
         .expect("JSON");
     let b: Value = app
-        .from_dolphins("incoming", &tenant, &body)
+        .post_as_dolphins("incoming", &tenant, &body)
         .await
         .json()
         .await
@@ -194,7 +194,7 @@ async fn the_dedupe_window_folds_identical_incoming_events_when_enabled() {
     assert_eq!(a["messageId"], b["messageId"]);
     let later = with(&body, json!({"createdDate": "2026-11-24T09:16:00.000"}));
     let c: Value = app
-        .from_dolphins("incoming", &tenant, &later)
+        .post_as_dolphins("incoming", &tenant, &later)
         .await
         .json()
         .await

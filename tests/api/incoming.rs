@@ -17,7 +17,9 @@ async fn every_incoming_fixture_reaches_the_third_party_as_the_same_json_signed(
         "incoming-telegram-group",
     ];
     for name in names {
-        let response = app.from_dolphins("incoming", &tenant, &fixture(name)).await;
+        let response = app
+            .post_as_dolphins("incoming", &tenant, &fixture(name))
+            .await;
         assert_eq!(response.status(), 200, "{name}");
         let reply: Value = response.json().await.expect("JSON");
         assert_eq!(reply["status"], "success");
@@ -68,7 +70,7 @@ async fn a_sticker_is_forwarded_as_the_text_sticker() {
     let tenant = app.create_tenant(OWNER).await;
     let sticker = fixture("incoming-sticker");
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &sticker)
+        app.post_as_dolphins("incoming", &tenant, &sticker)
             .await
             .status(),
         200
@@ -112,7 +114,7 @@ async fn defective_events_are_accepted_stored_forwarded_and_flagged() {
                 "null" => with(&base, json!({"ticketNumber": ticket, *field: null})),
                 _ => with(&base, json!({"ticketNumber": ticket, *field: 12345})),
             };
-            let response = app.from_dolphins("incoming", &tenant, &body).await;
+            let response = app.post_as_dolphins("incoming", &tenant, &body).await;
             assert_eq!(response.status(), 200, "{field} {defect} must be accepted");
             let warnings: Value =
                 sqlx::query_scalar("SELECT warnings FROM messages WHERE ticket_number = $1")
@@ -187,7 +189,7 @@ async fn only_an_unattributable_event_is_refused_and_nothing_is_stored() {
         (json!("just text"), "invalid_json", None),
     ];
     for (body, code, field) in cases {
-        let response = app.from_dolphins("incoming", &tenant, &body).await;
+        let response = app.post_as_dolphins("incoming", &tenant, &body).await;
         assert_eq!(response.status(), 400, "{body}");
         let reply: Value = response.json().await.expect("JSON");
         assert_eq!(reply["status"], "error");
@@ -276,7 +278,9 @@ async fn created_date_is_read_with_optional_seconds_and_fraction_in_the_tenant_t
             json!({"ticketNumber": ticket, "createdDate": raw, "owner": tenant.owner}),
         );
         assert_eq!(
-            app.from_dolphins("incoming", tenant, &body).await.status(),
+            app.post_as_dolphins("incoming", tenant, &body)
+                .await
+                .status(),
             200
         );
         let (created, opened): (
@@ -303,19 +307,19 @@ async fn a_new_message_reopens_a_closed_ticket() {
         .expect("ticket")
         .to_string();
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_third_party("commands", &tenant, &fixture("command-close"))
+        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fixture("incoming-image"))
+        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image"))
             .await
             .status(),
         200

@@ -17,8 +17,8 @@ async fn an_oversized_body_gets_413_and_nothing_is_stored() {
         json!({"message": "x".repeat(8 * 1024)}),
     );
     for response in [
-        app.from_dolphins("incoming", &tenant, &huge).await,
-        app.from_third_party("messages", &tenant, &huge).await,
+        app.post_as_dolphins("incoming", &tenant, &huge).await,
+        app.post_as_third_party("messages", &tenant, &huge).await,
     ] {
         assert_eq!(response.status(), 413);
         let error: Value = response.json().await.expect("JSON");
@@ -30,7 +30,9 @@ async fn an_oversized_body_gets_413_and_nothing_is_stored() {
         json!({"message": "x".repeat(1024)}),
     );
     assert_eq!(
-        app.from_dolphins("incoming", &tenant, &fits).await.status(),
+        app.post_as_dolphins("incoming", &tenant, &fits)
+            .await
+            .status(),
         200
     );
     app.finish().await;

@@ -22,7 +22,7 @@ fn fields_of(error: &Value) -> Vec<String> {
 
 async fn open_ticket(app: &TestApp, tenant: &Tenant) {
     assert_eq!(
-        app.from_dolphins("incoming", tenant, &fixture("incoming-text"))
+        app.post_as_dolphins("incoming", tenant, &fixture("incoming-text"))
             .await
             .status(),
         200
@@ -35,7 +35,7 @@ async fn an_agent_reply_reaches_3dolphins_as_the_contract_gives_it() {
     let tenant = app.create_tenant(OWNER).await;
     open_ticket(&app, &tenant).await;
     let reply = fixture("outgoing-text");
-    let response = app.from_third_party("messages", &tenant, &reply).await;
+    let response = app.post_as_third_party("messages", &tenant, &reply).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["status"], "success");
@@ -95,7 +95,7 @@ async fn every_field_missing_empty_null_or_mistyped_is_named_and_nothing_is_stor
         }
         for (defect, body) in cases {
             let (status, error) =
-                error_of(app.from_third_party("messages", &tenant, &body).await).await;
+                error_of(app.post_as_third_party("messages", &tenant, &body).await).await;
             assert_eq!(status, 400, "{field} {defect}");
             assert_eq!(error["error"]["code"], "invalid_payload");
             assert!(
@@ -123,12 +123,12 @@ async fn every_field_missing_empty_null_or_mistyped_is_named_and_nothing_is_stor
         ("bad date", with(&base, json!({"createdDate": "yesterday"}))),
     ] {
         let (status, error) =
-            error_of(app.from_third_party("messages", &tenant, &body).await).await;
+            error_of(app.post_as_third_party("messages", &tenant, &body).await).await;
         assert_eq!(status, 400, "{label}");
         assert_eq!(fields_of(&error).len(), 1, "{label}: {error}");
     }
     let (status, error) = error_of(
-        app.from_third_party(
+        app.post_as_third_party(
             "messages",
             &tenant,
             &json!({"ticketNumber": "x", "owner": OWNER, "channel": 1}),
@@ -190,7 +190,7 @@ async fn a_reply_to_an_unknown_or_closed_ticket_is_refused() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     let (status, error) = error_of(
-        app.from_third_party("messages", &tenant, &fixture("outgoing-text"))
+        app.post_as_third_party("messages", &tenant, &fixture("outgoing-text"))
             .await,
     )
     .await;
@@ -199,7 +199,7 @@ async fn a_reply_to_an_unknown_or_closed_ticket_is_refused() {
         (404, Some("ticket_not_found"))
     );
     let (status, _) = error_of(
-        app.from_third_party("commands", &tenant, &fixture("command-close"))
+        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
             .await,
     )
     .await;
@@ -212,13 +212,13 @@ async fn a_reply_to_an_unknown_or_closed_ticket_is_refused() {
 
     open_ticket(&app, &tenant).await;
     assert_eq!(
-        app.from_third_party("commands", &tenant, &fixture("command-close"))
+        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
             .await
             .status(),
         200
     );
     let (status, error) = error_of(
-        app.from_third_party("messages", &tenant, &fixture("outgoing-text"))
+        app.post_as_third_party("messages", &tenant, &fixture("outgoing-text"))
             .await,
     )
     .await;
@@ -236,7 +236,7 @@ async fn closing_a_closed_ticket_is_a_success_that_enqueues_nothing() {
     open_ticket(&app, &tenant).await;
     let close = with(&fixture("command-close"), json!({"event": "Close"}));
     for _ in 0..2 {
-        let response = app.from_third_party("commands", &tenant, &close).await;
+        let response = app.post_as_third_party("commands", &tenant, &close).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.json::<Value>().await.expect("JSON"),
@@ -271,7 +271,7 @@ async fn an_unsupported_command_lists_the_supported_ones() {
     let tenant = app.create_tenant(OWNER).await;
     open_ticket(&app, &tenant).await;
     let body = with(&fixture("command-close"), json!({"event": "escalate"}));
-    let (status, error) = error_of(app.from_third_party("commands", &tenant, &body).await).await;
+    let (status, error) = error_of(app.post_as_third_party("commands", &tenant, &body).await).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (400, Some("unsupported_event"))
@@ -288,13 +288,13 @@ async fn a_close_sent_right_after_a_reply_reaches_3dolphins_after_it() {
     let tenant = app.create_tenant(OWNER).await;
     open_ticket(&app, &tenant).await;
     assert_eq!(
-        app.from_third_party("messages", &tenant, &fixture("outgoing-text"))
+        app.post_as_third_party("messages", &tenant, &fixture("outgoing-text"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.from_third_party("commands", &tenant, &fixture("command-close"))
+        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
             .await
             .status(),
         200
