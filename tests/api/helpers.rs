@@ -105,7 +105,7 @@ impl Receiver {
             .lock()
             .expect("receiver lock")
             .script
-            .push((status, headers, body.to_string()));
+            .push(ScriptedReply(status, headers, body.to_string()));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -149,12 +149,9 @@ async fn record(
         headers,
         body,
     });
-    let (status, headers, body) = if s.script.is_empty() {
-        (
-            200,
-            vec![("content-type".to_string(), "application/json".to_string())],
-            r#"{"status":"success"}"#.to_string(),
-        )
+    let ScriptedReply(status, headers, body) = if s.script.is_empty() {
+        let json = vec![("content-type".to_string(), "application/json".to_string())];
+        ScriptedReply(200, json, r#"{"status":"success"}"#.to_string())
     } else {
         s.script.remove(0)
     };
