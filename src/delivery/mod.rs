@@ -21,10 +21,13 @@ use crate::domain::retry::{classify, next_delay, Verdict};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Target};
 use crate::heartbeat::Heartbeat;
-use crate::store::deliveries::{self, AttemptRecord, Claimed, NOTIFY_CHANNEL};
+use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, NOTIFY_CHANNEL};
+use crate::store::endpoints;
 
 /// How often the dispatcher looks for due work when nothing woke it.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the dispatcher checks for open circuit breakers ready for a probe.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Sends deliveries. Cheap to clone; every clone shares the worker limit.
 #[derive(Clone)]
@@ -64,12 +67,10 @@ impl Dispatcher {
         })
     }
 
-    /// Claims what is due now and sends it all, returning how many attempts were made.
-    /// Tests call this in a loop instead of sleeping.
+    /// Claims what is due now (probes of recovering endpoints first) and sends it all,
+    /// returning how many attempts were made. Tests call this in a loop instead of sleeping.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let limit = i64::try_from(self.config.workers).unwrap_or(16);
-        let batch =
-            deliveries::claim(&self.pool, self.clock.now(), self.config.lease, limit).await?;
+        let batch = self.claim_batch(self.config.workers, true).await?;
         let n = batch.len();
         let mut attempts = JoinSet::new();
         for claim in batch {
@@ -88,6 +89,7 @@ impl Dispatcher {
         let mut listener = None;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
+        let mut last_probe = tokio::time::Instant::now() - PROBE_INTERVAL;
         loop {
             self.heartbeat.beat();
             if *shutdown.borrow() {
@@ -99,14 +101,11 @@ impl Dispatcher {
             while in_flight.try_join_next().is_some() {}
             let free = self.workers.available_permits();
             if free > 0 {
-                match deliveries::claim(
-                    &self.pool,
-                    self.clock.now(),
-                    self.config.lease,
-                    free as i64,
-                )
-                .await
-                {
+                let probe = last_probe.elapsed() >= PROBE_INTERVAL;
+                if probe {
+                    last_probe = tokio::time::Instant::now();
+                }
+                match self.claim_batch(free, probe).await {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
@@ -121,7 +120,7 @@ impl Dispatcher {
                                 this.finished.notify_one();
                             });
                         }
-                        if claimed == free {
+                        if claimed >= free {
                             continue; // there may be more due right now
                         }
                     }
@@ -148,6 +147,34 @@ impl Dispatcher {
             "dispatcher stopping; finishing attempts in flight"
         );
         while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Claims up to `room` deliveries: first (when `probes`) one probe for each endpoint
+    /// whose breaker may be tested again, then due work.
+    async fn claim_batch(&self, room: usize, probes: bool) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = self.clock.now();
+        let lease = self.config.lease;
+        let mut batch = Vec::new();
+        if probes {
+            for (owner, target) in endpoints::take_probe_slots(&self.pool, now, lease).await? {
+                let scope = ClaimScope::Probe {
+                    owner: &owner,
+                    target: &target,
+                };
+                let claimed = deliveries::claim(&self.pool, scope, now, lease, 1).await?;
+                if claimed.is_empty() {
+                    endpoints::return_probe_slot(&self.pool, &owner, &target, now).await?;
+                } else {
+                    tracing::info!(%owner, %target, "probing an endpoint behind an open circuit breaker");
+                }
+                batch.extend(claimed);
+            }
+        }
+        let room = i64::try_from(room.saturating_sub(batch.len())).unwrap_or(0);
+        if room > 0 {
+            batch.extend(deliveries::claim(&self.pool, ClaimScope::Due, now, lease, room).await?);
+        }
+        Ok(batch)
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -182,12 +209,18 @@ impl Dispatcher {
         .await;
         let finished_at = self.clock.now();
         let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
-        let (status, event, next_attempt_at) = match classify(&outcome.reply) {
+        // Position in the schedule, which a manual retry or replay restarts.
+        let schedule_position = u32::try_from(claim.attempts - claim.schedule_base)
+            .unwrap_or(0)
+            .saturating_add(1);
+        let verdict = classify(&outcome.reply);
+        let endpoint_failed = matches!(verdict, Verdict::Retry { .. });
+        let (status, event, next_attempt_at) = match verdict {
             Verdict::Delivered => (DeliveryStatus::Delivered, EventKind::Delivered, None),
             Verdict::Permanent => (DeliveryStatus::Dead, EventKind::Dead, None),
             Verdict::Retry { retry_after } => {
                 let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
-                match next_delay(&schedule, attempts_made, retry_after, jitter) {
+                match next_delay(&schedule, schedule_position, retry_after, jitter) {
                     Some(delay) => (
                         DeliveryStatus::Failed,
                         EventKind::DeliveryFailed,
@@ -207,6 +240,7 @@ impl Dispatcher {
             error: outcome.error.as_deref(),
             response_head: outcome.response_head.as_deref(),
             next_attempt_at,
+            endpoint_failed,
         };
         match self.record(&claim, &record).await {
             Ok(true) => match status {

@@ -58,10 +58,21 @@ pub struct Claimed {
     pub body: String,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// `attempts` when the retry schedule last (re)started.
+    pub schedule_base: i32,
     /// Fences this claim: only the holder of the current token may record the outcome.
     pub lease_token: Uuid,
     pub settings: Value,
     pub signing_secret: String,
+}
+
+/// What to claim: due work across tenants, or the one probe of a half-open endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum ClaimScope<'a> {
+    /// Due deliveries whose endpoint is neither paused nor behind an open breaker.
+    Due,
+    /// The earliest due delivery of one endpoint, whose breaker is half-open.
+    Probe { owner: &'a str, target: &'a str },
 }
 
 /// Claims up to `limit` due deliveries for `lease`.
@@ -72,19 +83,32 @@ pub struct Claimed {
 /// and a delivery is due only when no earlier delivery of its ticket to the same peer
 /// is still `pending`/`failed` — a claimed row stays `pending` while in flight, so it
 /// holds back its successors until its outcome is recorded (per-ticket FIFO).
+/// Deliveries of a paused endpoint or one with an open breaker are not claimed at all,
+/// so waiting there uses up none of their retry schedule.
 pub async fn claim(
     db: impl PgExecutor<'_>,
+    scope: ClaimScope<'_>,
     now: DateTime<Utc>,
     lease: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_until =
         now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-    sqlx::query_as(
+    let (endpoint_rule, owner, target) = match scope {
+        ClaimScope::Due => (
+            "NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner AND ep.target = d.target
+                         AND (ep.paused OR ep.state <> 'closed'))",
+            None,
+            None,
+        ),
+        ClaimScope::Probe { owner, target } => ("d.owner = $4 AND d.target = $5", Some(owner), Some(target)),
+    };
+    sqlx::query_as(&format!(
         "WITH due AS (
              SELECT d.owner, d.id FROM deliveries d
              WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1
                AND (d.lease_until IS NULL OR d.lease_until <= $1)
+               AND {endpoint_rule}
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries e
                    WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
@@ -95,12 +119,14 @@ pub async fn claim(
          UPDATE deliveries d SET lease_until = $2, lease_token = gen_random_uuid()
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.owner = due.owner AND d.id = due.id
-         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.lease_token,
-                   t.settings, t.signing_secret",
-    )
+         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
+                   d.lease_token, t.settings, t.signing_secret"
+    ))
     .bind(now)
     .bind(lease_until)
     .bind(limit)
+    .bind(owner)
+    .bind(target)
     .fetch_all(db)
     .await
 }
@@ -117,11 +143,13 @@ pub struct AttemptRecord<'a> {
     pub response_head: Option<&'a str>,
     /// When to try again (for `failed`).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Whether the endpoint failed (a retryable outcome): feeds its circuit breaker.
+    pub endpoint_failed: bool,
 }
 
-/// Records an attempt: the delivery's new state, its attempt row and the lifecycle event,
-/// in one statement. Answers `false` (and changes nothing) when the lease was lost — a
-/// late result from an expired claim must not overwrite a newer one.
+/// Records an attempt: the delivery's new state, its attempt row, the lifecycle event and
+/// the endpoint's breaker, in one statement. Answers `false` (and changes nothing) when
+/// the lease was lost — a late result from an expired claim must not overwrite a newer one.
 pub async fn record_attempt(
     db: impl PgExecutor<'_>,
     claim: &Claimed,
@@ -138,7 +166,29 @@ pub async fn record_attempt(
          att AS (
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
              SELECT owner, id, attempts, $7, $9, $10, $6, $11 FROM upd
-             RETURNING n)
+             RETURNING n),
+         failed AS (
+             INSERT INTO endpoints (owner, target, consecutive_failures, state, opened_at, retry_at)
+             SELECT owner, target, 1, CASE WHEN 1 >= $14 THEN 'open' ELSE 'closed' END,
+                    CASE WHEN 1 >= $14 THEN $8 END, CASE WHEN 1 >= $14 THEN $8 + $15 END
+             FROM upd WHERE $13
+             ON CONFLICT (owner, target) DO UPDATE SET
+                 consecutive_failures = endpoints.consecutive_failures + 1,
+                 state = CASE WHEN endpoints.state = 'half_open' OR endpoints.consecutive_failures + 1 >= $14
+                              THEN 'open' ELSE endpoints.state END,
+                 opened_at = CASE WHEN endpoints.state = 'closed' AND endpoints.consecutive_failures + 1 >= $14
+                                  THEN $8 ELSE endpoints.opened_at END,
+                 retry_at = CASE WHEN endpoints.state = 'half_open'
+                                   OR (endpoints.state = 'closed' AND endpoints.consecutive_failures + 1 >= $14)
+                                 THEN $8 + $15 ELSE endpoints.retry_at END,
+                 probe_until = NULL
+             RETURNING 1),
+         succeeded AS (
+             UPDATE endpoints ep SET consecutive_failures = 0, state = 'closed', opened_at = NULL, retry_at = NULL,
+                                     probe_until = NULL
+             FROM upd WHERE NOT $13 AND ep.owner = upd.owner AND ep.target = upd.target
+               AND (ep.consecutive_failures > 0 OR ep.state <> 'closed')
+             RETURNING 1)
          INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
          SELECT upd.owner, upd.ticket_number, $12, $8, 'bridge',
                 jsonb_strip_nulls(jsonb_build_object('deliveryId', upd.id, 'target', upd.target,
@@ -159,6 +209,9 @@ pub async fn record_attempt(
     .bind(a.http_status)
     .bind(a.response_head)
     .bind(a.event.as_str())
+    .bind(a.endpoint_failed)
+    .bind(super::endpoints::BREAKER_THRESHOLD)
+    .bind(chrono::Duration::from_std(super::endpoints::BREAKER_COOLDOWN).unwrap_or(chrono::Duration::seconds(30)))
     .fetch_optional(db)
     .await?;
     Ok(recorded.is_some())

@@ -2,6 +2,7 @@
 //! a connection or a transaction) so callers decide the transaction boundaries.
 
 pub mod deliveries;
+pub mod endpoints;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
