@@ -99,3 +99,67 @@ pub fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Err(ApiError::Unauthenticated)
     }
 }
+
+/// What an `/api/v1` caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read key, third-party key or admin.
+    Read,
+    /// Retry, cancel, replay, pause, resume: third-party key or admin.
+    Write,
+}
+
+/// An authenticated `/api/v1` caller: a tenant key, or the admin token naming a tenant
+/// with `X-Bridge-Owner`.
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub owner: String,
+    pub timezone: Tz,
+    pub settings: Arc<TenantSettings>,
+    /// Who acts, for the audit: `key:<id>` or `admin`.
+    pub actor: String,
+}
+
+pub async fn api(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: Access,
+) -> Result<ApiCaller, ApiError> {
+    let presented = bearer(headers).ok_or(ApiError::Unauthenticated)?;
+    if let Some(expected) = state.config.admin_token.as_deref() {
+        if constant_time_eq(&hash_key(presented), &hash_key(expected)) {
+            let owner = headers
+                .get("x-bridge-owner")
+                .and_then(|v| v.to_str().ok())
+                .filter(|o| !o.is_empty())
+                .ok_or_else(|| {
+                    ApiError::Forbidden(
+                        "the admin token needs an X-Bridge-Owner header here".into(),
+                    )
+                })?;
+            let row = crate::store::tenants::get(&state.pool, owner)
+                .await?
+                .filter(|t| t.deleted_at.is_none())
+                .ok_or(ApiError::NotFound("tenant"))?;
+            let settings: TenantSettings = serde_json::from_value(row.settings)
+                .map_err(|e| ApiError::Internal(format!("stored settings of {owner}: {e}")))?;
+            return Ok(ApiCaller {
+                owner: row.owner,
+                timezone: row.timezone.parse().unwrap_or(chrono_tz::Asia::Jakarta),
+                settings: Arc::new(settings),
+                actor: "admin".into(),
+            });
+        }
+    }
+    let allowed: &[KeyKind] = match access {
+        Access::Read => &[KeyKind::Read, KeyKind::ThirdParty],
+        Access::Write => &[KeyKind::ThirdParty],
+    };
+    let caller = tenant(state, headers, None, allowed).await?;
+    Ok(ApiCaller {
+        owner: caller.owner,
+        timezone: caller.timezone,
+        settings: caller.settings,
+        actor: format!("key:{}", caller.key_id),
+    })
+}

@@ -1,12 +1,14 @@
 //! The HTTP edge: one router per area, merged here with the shared limits.
 //!
-//! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`ops`]
-//! (health). Errors leave through [`error::ApiError`] only.
+//! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
+//! (the delivery side of `/api/v1`), [`ops`] (health, metrics). Errors leave through [`error::ApiError`] only.
 
 pub mod admin;
 pub mod auth;
+pub mod deliveries;
 pub mod error;
 pub mod ops;
+pub mod params;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router())
         .merge(admin::router())
+        .merge(deliveries::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))

@@ -110,3 +110,32 @@ pub async fn find_duplicate_incoming(
     .fetch_optional(db)
     .await
 }
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub ticket_number: String,
+    pub direction: String,
+    pub message_type: Option<String>,
+    pub message: Option<String>,
+    pub media_link: Option<String>,
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub warnings: Value,
+}
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    id: Uuid,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, ticket_number, direction, message_type, message, media_link, source, at, warnings
+         FROM messages WHERE owner = $1 AND id = $2",
+    )
+    .bind(owner)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
