@@ -118,7 +118,9 @@ async fn list_deliveries(
     let tz = params.timezone(caller.timezone)?;
     let (from, to) = params.time_range(tz, state.clock.now())?;
     let limit = params.limit()?;
-    let filters = format!("deliveries|{statuses:?}|{targets:?}|{from}|{to}");
+    // The cursor is bound to the filters as given: a defaulted `to` (now) moves between
+    // pages, but the keyset position keeps later rows out anyway.
+    let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     let filter = DeliveryFilter {
         statuses: statuses.as_deref(),

@@ -41,6 +41,16 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// The named parameters as given, for binding a cursor to its list's filters.
+    pub fn fingerprint(&self, list: &str, names: &[&str]) -> String {
+        let mut text = list.to_string();
+        for name in names {
+            text.push('|');
+            text.push_str(self.get(name).unwrap_or(""));
+        }
+        text
+    }
+
     /// `limit`: 1..=500, default 50.
     pub fn limit(&self) -> Result<i64, ApiError> {
         match self.get("limit") {

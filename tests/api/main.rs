@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod breaker;
 mod cli;
 mod database_outage;
 mod delivery;
@@ -12,4 +13,5 @@ mod dolphins_side;
 mod idempotency;
 mod incoming;
 mod limits;
+mod redelivery;
 mod third_party;
