@@ -422,7 +422,7 @@ pub async fn retry(
     if status == DeliveryStatus::Pending {
         return Ok(Err(ActionRefused::WrongState(status)));
     }
-    requeue(&mut *tx, owner, &[id], actor, now, serde_json::json!({})).await?;
+    requeue(&mut tx, owner, &[id], actor, now, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(Ok(()))
 }
@@ -520,7 +520,7 @@ pub async fn replay(
     .fetch_all(&mut *tx)
     .await?;
     requeue(
-        &mut *tx,
+        &mut tx,
         owner,
         &ids,
         actor,
