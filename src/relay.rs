@@ -97,7 +97,7 @@ pub async fn apply(
             });
         }
     }
-    let reply = match event {
+    let (reply, applied) = match event {
         Event::Incoming(m) => relay_message(&mut tx, ctx, m, &INCOMING).await?,
         Event::DolphinsReply(m) => relay_message(&mut tx, ctx, m, &DOLPHINS_REPLY).await?,
         Event::ThirdPartyReply(m) => relay_message(&mut tx, ctx, m, &THIRD_PARTY_REPLY).await?,
@@ -117,7 +117,32 @@ pub async fn apply(
         .await?;
     }
     tx.commit().await?;
+    if applied {
+        count_accepted(event);
+    }
     Ok(reply)
+}
+
+/// Counts a committed event and its payload warnings. Warning labels are limited to the
+/// documented field names, so hostile keys cannot grow the label set.
+fn count_accepted(event: &Event) {
+    use crate::telemetry::names;
+    let (kind, warnings) = match event {
+        Event::Incoming(m) => ("incoming", &m.warnings),
+        Event::DolphinsReply(m) => ("dolphins_reply", &m.warnings),
+        Event::ThirdPartyReply(m) => ("third_party_reply", &m.warnings),
+        Event::DolphinsCommand(c) => ("dolphins_command", &c.warnings),
+        Event::ThirdPartyCommand(c) => ("third_party_command", &c.warnings),
+    };
+    metrics::counter!(names::EVENTS_ACCEPTED, "kind" => kind).increment(1);
+    for w in warnings {
+        let field = crate::domain::payload::DOCUMENTED_FIELDS
+            .iter()
+            .find(|f| **f == w.field)
+            .copied()
+            .unwrap_or("other");
+        metrics::counter!(names::PAYLOAD_WARNINGS, "field" => field).increment(1);
+    }
 }
 
 /// How one kind of message event moves through the bridge.
@@ -180,7 +205,7 @@ async fn relay_message(
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<Reply, RelayError> {
+) -> Result<(Reply, bool), RelayError> {
     let fingerprint = messages::Fingerprint {
         owner: ctx.owner,
         ticket_number: &m.ticket_number,
@@ -199,7 +224,7 @@ async fn relay_message(
                 detail: json!({"messageId": original, "messageType": m.message_type}),
             };
             events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &[echo]).await?;
-            return Ok(success_with_id(original));
+            return Ok((success_with_id(original), false));
         }
     }
     if route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero() {
@@ -208,7 +233,7 @@ async fn relay_message(
         if let Some(first) =
             messages::find_duplicate_incoming(&mut *tx, &fingerprint, created_raw, earliest).await?
         {
-            return Ok(success_with_id(first));
+            return Ok((success_with_id(first), false));
         }
     }
 
@@ -285,7 +310,7 @@ async fn relay_message(
         tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
             "accepted an event with payload problems");
     }
-    Ok(success_with_id(id))
+    Ok((success_with_id(id), true))
 }
 
 async fn relay_command(
@@ -293,7 +318,7 @@ async fn relay_command(
     ctx: &Context<'_>,
     c: &CommandEvent,
     side: Side,
-) -> Result<Reply, RelayError> {
+) -> Result<(Reply, bool), RelayError> {
     let (actor, target) = match side {
         Side::Dolphins => ("3dolphins", Target::ThirdPartyCommand),
         Side::ThirdParty => ("third_party", Target::DolphinsCommand),
@@ -323,12 +348,12 @@ async fn relay_command(
                 detail: json!({"event": c.event}),
             };
             events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &[echo]).await?;
-            return Ok(success());
+            return Ok((success(), false));
         }
     }
     let t = lock_or_create(tx, ctx, &c.ticket_number, action, ctx.now).await?;
     if t.is_noop_close(action) {
-        return Ok(success());
+        return Ok((success(), false));
     }
     let url = ctx.settings.url_for(target);
     let change = TicketChange {
@@ -369,7 +394,7 @@ async fn relay_command(
     )
     .await?;
     events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
-    Ok(success())
+    Ok((success(), true))
 }
 
 /// Locks the ticket (creating it when the action may), and applies the state machine.

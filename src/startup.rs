@@ -86,6 +86,7 @@ pub async fn start(
     options: StartOptions,
 ) -> anyhow::Result<App> {
     let config = Arc::new(config);
+    crate::telemetry::metrics();
     let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let dispatcher = if options.workers {

@@ -23,6 +23,7 @@ use crate::domain::{DeliveryStatus, EventKind, Target};
 use crate::heartbeat::Heartbeat;
 use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, NOTIFY_CHANNEL};
 use crate::store::endpoints;
+use crate::telemetry::names;
 
 /// How often the dispatcher looks for due work when nothing woke it.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -242,6 +243,14 @@ impl Dispatcher {
             next_attempt_at,
             endpoint_failed,
         };
+        let outcome_label = match status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            _ => "failed",
+        };
+        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => target.as_str(), "outcome" => outcome_label).increment(1);
+        metrics::histogram!(names::ATTEMPT_DURATION, "target" => target.as_str())
+            .record(outcome.duration.as_secs_f64());
         match self.record(&claim, &record).await {
             Ok(true) => match status {
                 DeliveryStatus::Delivered => tracing::debug!(attempt = attempts_made, "delivered"),

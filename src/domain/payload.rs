@@ -59,6 +59,23 @@ pub const MESSAGE_TYPES: [&str; 7] = [
 ];
 const MEDIA_TYPES: [&str; 4] = ["image", "video", "audio", "file"];
 
+/// Every field name any of the three event shapes documents.
+pub const DOCUMENTED_FIELDS: [&str; 13] = [
+    "ticketNumber",
+    "channel",
+    "accountId",
+    "contactId",
+    "messageType",
+    "message",
+    "mediaLink",
+    "customerName",
+    "createdDate",
+    "owner",
+    "groupId",
+    "language",
+    "event",
+];
+
 /// The command words the bridge understands.
 pub const SUPPORTED_COMMANDS: [&str; 1] = ["close"];
 

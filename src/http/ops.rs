@@ -1,19 +1,23 @@
-//! Liveness and readiness (CONTRACT §7).
+//! Liveness, readiness and metrics (CONTRACT §7).
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::domain::Target;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
 }
 
 /// The process is up and serving HTTP.
@@ -56,4 +60,54 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Json(json!({"status": if ready { "ready" } else { "not_ready" },
                     "database": database, "migrations": migrations, "workers": workers})),
     )
+}
+
+/// Prometheus text: counters and histograms from the recorder, plus queue depth, oldest
+/// pending age and breaker states read from the database at scrape time (they are shared
+/// by every process, so no single process could count them).
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    use crate::telemetry::names;
+    match crate::store::endpoints::global_overview(&state.pool).await {
+        Ok(rows) => {
+            let now = state.clock.now();
+            for target in Target::ALL {
+                let row = rows.iter().find(|r| r.target == target.as_str());
+                let labels = [("target", target.as_str())];
+                metrics::gauge!(names::QUEUE_DEPTH, &labels)
+                    .set(row.map_or(0.0, |r| r.queue_depth as f64));
+                let age = row
+                    .and_then(|r| r.oldest_pending_at)
+                    .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+                metrics::gauge!(names::OLDEST_PENDING, &labels).set(age);
+                for (state_name, count) in [
+                    ("open", row.map_or(0, |r| r.open_breakers)),
+                    ("half_open", row.map_or(0, |r| r.half_open_breakers)),
+                ] {
+                    metrics::gauge!(names::BREAKERS, "target" => target.as_str(), "state" => state_name).set(count as f64);
+                }
+                metrics::gauge!(names::PAUSED, &labels).set(row.map_or(0.0, |r| r.paused as f64));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the delivery queue"),
+    }
+    let body = crate::telemetry::metrics().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Counts every request by its route template (never the raw path: ticket numbers and
+/// ids would make unbounded label sets) and status.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::telemetry::names::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!(crate::telemetry::names::HTTP_DURATION, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
