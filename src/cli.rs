@@ -14,11 +14,7 @@ use crate::store::tenants;
 use crate::tenancy;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "dolphin-bridge",
-    version,
-    about = "Relay between 3Dolphins and a third-party contact-center system"
-)]
+#[command(name = "dolphin-bridge", version, about = "Relay between 3Dolphins and a third-party contact-center system")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -82,22 +78,22 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { no_migrate } => {
             if config.secret_key.is_none() {
-                tracing::warn!("BRIDGE_SECRET_KEY is not set: signing secrets and 3Dolphins passwords are stored in the clear");
+                tracing::warn!(
+                    "BRIDGE_SECRET_KEY is not set: signing secrets and 3Dolphins passwords are stored in the clear"
+                );
             }
             if config.admin_token.is_none() {
-                tracing::warn!("BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)");
+                tracing::warn!(
+                    "BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)"
+                );
             }
             let pool = startup::prepare_database(&config, !no_migrate).await?;
-            let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default())
-                .await?;
+            let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
             app.run_until_signal().await;
         }
         Command::Migrate => {
             let pool = startup::prepare_database(&config, true).await?;
-            println!(
-                "migrations applied to {}",
-                crate::config::redact_url(&config.database_url)
-            );
+            println!("migrations applied to {}", crate::config::redact_url(&config.database_url));
             pool.close().await;
         }
         Command::Tenant(TenantCommand::Add(args)) => {
@@ -113,15 +109,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             for row in &rows {
                 let view = tenancy::view(row);
-                let state = if row.deleted_at.is_some() {
-                    " (deleted)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{}{state}  name={:?} timezone={}",
-                    row.owner, row.name, row.timezone
-                );
+                let state = if row.deleted_at.is_some() { " (deleted)" } else { "" };
+                println!("{}{state}  name={:?} timezone={}", row.owner, row.name, row.timezone);
                 for (label, value) in [
                     ("third party incoming", &view["thirdParty"]["incomingUrl"]),
                     ("third party outgoing", &view["thirdParty"]["outgoingUrl"]),
@@ -147,10 +136,7 @@ fn draft_from_args(args: &TenantAdd) -> anyhow::Result<crate::domain::tenant::Te
             doc[path[0]][path[1]] = Value::String(v.clone());
         }
     };
-    set(
-        ["thirdParty", "outgoingUrl"],
-        &args.third_party_outgoing_url,
-    );
+    set(["thirdParty", "outgoingUrl"], &args.third_party_outgoing_url);
     set(["thirdParty", "commandUrl"], &args.third_party_command_url);
     set(["dolphins", "sendMessageUrl"], &args.dolphins_url);
     set(["dolphins", "commandUrl"], &args.dolphins_command_url);
@@ -161,27 +147,18 @@ fn draft_from_args(args: &TenantAdd) -> anyhow::Result<crate::domain::tenant::Te
         doc["timezone"] = json!(tz);
     }
     read_tenant(&doc).map_err(|problems| {
-        let listed: Vec<String> = problems
-            .iter()
-            .map(|p| format!("{} {}", p.field, p.problem))
-            .collect();
+        let listed: Vec<String> = problems.iter().map(|p| format!("{} {}", p.field, p.problem)).collect();
         anyhow::anyhow!("invalid tenant: {}", listed.join("; "))
     })
 }
 
 fn print_created(created: &Value, as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(created).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(created).unwrap_or_default());
         return;
     }
     let c = &created["credentials"];
-    println!(
-        "tenant {} created. These secrets are shown only now:",
-        created["owner"].as_str().unwrap_or("")
-    );
+    println!("tenant {} created. These secrets are shown only now:", created["owner"].as_str().unwrap_or(""));
     for (label, key) in [
         ("inbound token (3Dolphins → ?token=)", "inboundToken"),
         ("third-party key (Bearer)           ", "thirdPartyKey"),

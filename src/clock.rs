@@ -37,11 +37,7 @@ impl ShiftedClock {
 
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
-        let offset = self
-            .offset
-            .lock()
-            .map(|o| *o)
-            .unwrap_or(chrono::Duration::zero());
+        let offset = self.offset.lock().map(|o| *o).unwrap_or(chrono::Duration::zero());
         Utc::now() + offset
     }
 }

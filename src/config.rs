@@ -87,9 +87,7 @@ impl Config {
     /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &'static str, default: &str| -> String {
-            lookup(var)
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| default.to_string())
+            lookup(var).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
         };
         fn parse_with_any<T>(
             value: String,
@@ -98,10 +96,9 @@ impl Config {
         ) -> Result<T, ConfigError> {
             f(&value).map_err(|reason| ConfigError { var, value, reason })
         }
-        let parse_with =
-            |var: &'static str, default: &str, f: &dyn Fn(&str) -> Result<Duration, String>| {
-                parse_with_any(get(var, default), var, f)
-            };
+        let parse_with = |var: &'static str, default: &str, f: &dyn Fn(&str) -> Result<Duration, String>| {
+            parse_with_any(get(var, default), var, f)
+        };
 
         let database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL);
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
@@ -111,11 +108,9 @@ impl Config {
                 reason: "expected a postgres:// URL".into(),
             });
         }
-        let listen = parse_with_any(
-            get("BRIDGE_LISTEN", "127.0.0.1:8080"),
-            "BRIDGE_LISTEN",
-            |v| v.parse::<SocketAddr>().map_err(|e| e.to_string()),
-        )?;
+        let listen = parse_with_any(get("BRIDGE_LISTEN", "127.0.0.1:8080"), "BRIDGE_LISTEN", |v| {
+            v.parse::<SocketAddr>().map_err(|e| e.to_string())
+        })?;
         let admin_token = lookup("BRIDGE_ADMIN_TOKEN").filter(|t| !t.is_empty());
         if let Some(t) = &admin_token {
             if t.len() < 16 {
@@ -129,13 +124,11 @@ impl Config {
         let secret_key = match lookup("BRIDGE_SECRET_KEY").filter(|t| !t.is_empty()) {
             None => None,
             Some(raw) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(raw.trim())
-                    .map_err(|e| ConfigError {
-                        var: "BRIDGE_SECRET_KEY",
-                        value: "<hidden>".into(),
-                        reason: format!("not base64: {e}"),
-                    })?;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).map_err(|e| ConfigError {
+                    var: "BRIDGE_SECRET_KEY",
+                    value: "<hidden>".into(),
+                    reason: format!("not base64: {e}"),
+                })?;
                 let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| ConfigError {
                     var: "BRIDGE_SECRET_KEY",
                     value: "<hidden>".into(),
@@ -144,11 +137,9 @@ impl Config {
                 Some(key)
             }
         };
-        let workers = parse_with_any(get("BRIDGE_WORKERS", "16"), "BRIDGE_WORKERS", |v| {
-            match v.parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => Ok(n),
-                _ => Err("expected a whole number from 1 to 1024".into()),
-            }
+        let workers = parse_with_any(get("BRIDGE_WORKERS", "16"), "BRIDGE_WORKERS", |v| match v.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err("expected a whole number from 1 to 1024".into()),
         })?;
         let retry_schedule = parse_with_any(
             get("BRIDGE_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE),
@@ -164,20 +155,12 @@ impl Config {
         let echo_window = parse_with("BRIDGE_ECHO_WINDOW", "5m", &parse_duration)?;
         let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
         let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
-        let max_body = parse_with_any(
-            get("BRIDGE_MAX_BODY", "256KiB"),
-            "BRIDGE_MAX_BODY",
-            parse_size,
-        )?;
-        let log_format = parse_with_any(
-            get("BRIDGE_LOG_FORMAT", "pretty"),
-            "BRIDGE_LOG_FORMAT",
-            |v| match v {
-                "pretty" => Ok(LogFormat::Pretty),
-                "json" => Ok(LogFormat::Json),
-                _ => Err("expected pretty or json".into()),
-            },
-        )?;
+        let max_body = parse_with_any(get("BRIDGE_MAX_BODY", "256KiB"), "BRIDGE_MAX_BODY", parse_size)?;
+        let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT", "pretty"), "BRIDGE_LOG_FORMAT", |v| match v {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected pretty or json".into()),
+        })?;
         Ok(Config {
             database_url,
             listen,
@@ -201,9 +184,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let s = raw.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))?;
     let ms = match unit {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1_000),
@@ -212,16 +193,12 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "d" => n.checked_mul(86_400_000),
         _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h)")),
     };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses a comma-separated list of delays: N delays mean N+1 attempts.
 pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
-    let delays = raw
-        .split(',')
-        .map(parse_duration)
-        .collect::<Result<Vec<_>, _>>()?;
+    let delays = raw.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
     if delays.len() > 50 {
         return Err("at most 50 delays".into());
     }
@@ -233,9 +210,7 @@ pub fn parse_size(raw: &str) -> Result<usize, String> {
     let s = raw.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 256KiB"))?;
+    let n: usize = digits.parse().map_err(|_| format!("{s:?} is not a size like 256KiB"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
@@ -254,10 +229,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -276,24 +248,10 @@ mod tests {
         let err = config(&[("BRIDGE_LEASE", "soon")]).unwrap_err();
         assert_eq!(err.var, "BRIDGE_LEASE");
         assert!(err.to_string().contains("\"soon\""), "{err}");
-        assert_eq!(
-            config(&[("BRIDGE_WORKERS", "0")]).unwrap_err().var,
-            "BRIDGE_WORKERS"
-        );
-        assert_eq!(
-            config(&[("BRIDGE_LISTEN", "nowhere")]).unwrap_err().var,
-            "BRIDGE_LISTEN"
-        );
-        assert_eq!(
-            config(&[("BRIDGE_SECRET_KEY", "c2hvcnQ=")])
-                .unwrap_err()
-                .var,
-            "BRIDGE_SECRET_KEY"
-        );
-        assert_eq!(
-            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
-            "DATABASE_URL"
-        );
+        assert_eq!(config(&[("BRIDGE_WORKERS", "0")]).unwrap_err().var, "BRIDGE_WORKERS");
+        assert_eq!(config(&[("BRIDGE_LISTEN", "nowhere")]).unwrap_err().var, "BRIDGE_LISTEN");
+        assert_eq!(config(&[("BRIDGE_SECRET_KEY", "c2hvcnQ=")]).unwrap_err().var, "BRIDGE_SECRET_KEY");
+        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
     }
 
     #[test]

@@ -25,17 +25,9 @@ pub fn generate_key(kind: KeyKind) -> NewKey {
         KeyKind::ThirdParty => "dbtp",
         KeyKind::Read => "dbrd",
     };
-    let random: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
+    let random: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
     let key = format!("{tag}_{random}");
-    NewKey {
-        prefix: key[..PREFIX_LEN].to_string(),
-        hash: hash_key(&key),
-        key,
-    }
+    NewKey { prefix: key[..PREFIX_LEN].to_string(), hash: hash_key(&key), key }
 }
 
 /// The stored form of a key. Keys are high-entropy, so a fast hash suffices.
@@ -52,10 +44,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn generate_signing_secret() -> String {
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 #[cfg(test)]
@@ -78,12 +67,6 @@ mod tests {
     fn signing_secrets_decode_to_24_bytes() {
         let s = generate_signing_secret();
         let raw = s.strip_prefix("whsec_").expect("prefixed");
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .map(|b| b.len())
-                .ok(),
-            Some(24)
-        );
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(raw).map(|b| b.len()).ok(), Some(24));
     }
 }

@@ -14,15 +14,11 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// A heartbeat that counts as alive while beaten at least every `max_silence`.
     pub fn new(max_silence: Duration) -> Self {
-        Heartbeat {
-            last_millis: Arc::new(AtomicI64::new(0)),
-            max_silence,
-        }
+        Heartbeat { last_millis: Arc::new(AtomicI64::new(0)), max_silence }
     }
 
     pub fn beat(&self) {
-        self.last_millis
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_millis.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     pub fn is_alive(&self) -> bool {

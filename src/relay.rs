@@ -84,17 +84,12 @@ pub async fn apply(
         if !idempotency::try_lock(&mut *tx, ctx.owner, &idem.key).await? {
             return Err(RelayError::InProgress);
         }
-        if let Some(stored) =
-            idempotency::find(&mut *tx, ctx.owner, &idem.key, ctx.now - IDEMPOTENCY_TTL).await?
-        {
+        if let Some(stored) = idempotency::find(&mut *tx, ctx.owner, &idem.key, ctx.now - IDEMPOTENCY_TTL).await? {
             if !crate::credentials::constant_time_eq(&stored.request_hash, &idem.request_hash) {
                 return Err(RelayError::KeyReused);
             }
             let status = u16::try_from(stored.response_status).unwrap_or(200);
-            return Ok(Reply {
-                status,
-                body: stored.response_body,
-            });
+            return Ok(Reply { status, body: stored.response_body });
         }
     }
     let (reply, applied) = match event {
@@ -105,16 +100,8 @@ pub async fn apply(
         Event::ThirdPartyCommand(c) => relay_command(&mut tx, ctx, c, Side::ThirdParty).await?,
     };
     if let Some(idem) = idem {
-        idempotency::save(
-            &mut *tx,
-            ctx.owner,
-            &idem.key,
-            &idem.request_hash,
-            reply.status,
-            &reply.body,
-            ctx.now,
-        )
-        .await?;
+        idempotency::save(&mut *tx, ctx.owner, &idem.key, &idem.request_hash, reply.status, &reply.body, ctx.now)
+            .await?;
     }
     tx.commit().await?;
     if applied {
@@ -136,11 +123,8 @@ fn count_accepted(event: &Event) {
     };
     metrics::counter!(names::EVENTS_ACCEPTED, "kind" => kind).increment(1);
     for w in warnings {
-        let field = crate::domain::payload::DOCUMENTED_FIELDS
-            .iter()
-            .find(|f| **f == w.field)
-            .copied()
-            .unwrap_or("other");
+        let field =
+            crate::domain::payload::DOCUMENTED_FIELDS.iter().find(|f| **f == w.field).copied().unwrap_or("other");
         metrics::counter!(names::PAYLOAD_WARNINGS, "field" => field).increment(1);
     }
 }
@@ -183,17 +167,11 @@ enum Side {
 }
 
 fn success_with_id(id: Uuid) -> Reply {
-    Reply {
-        status: 200,
-        body: json!({"status": "success", "messageId": id}),
-    }
+    Reply { status: 200, body: json!({"status": "success", "messageId": id}) }
 }
 
 fn success() -> Reply {
-    Reply {
-        status: 200,
-        body: json!({"status": "success"}),
-    }
+    Reply { status: 200, body: json!({"status": "success"}) }
 }
 
 fn since(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
@@ -215,9 +193,7 @@ async fn relay_message(
     };
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         let earliest = since(ctx.now, ctx.echo_window);
-        if let Some(original) =
-            messages::take_echo_original(&mut *tx, &fingerprint, earliest, ctx.now).await?
-        {
+        if let Some(original) = messages::take_echo_original(&mut *tx, &fingerprint, earliest, ctx.now).await? {
             let echo = NewEvent {
                 kind: EventKind::Echo,
                 actor: route.actor.into(),
@@ -230,9 +206,7 @@ async fn relay_message(
     if route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero() {
         let created_raw = m.body.get("createdDate").and_then(Value::as_str);
         let earliest = since(ctx.now, ctx.dedupe_window);
-        if let Some(first) =
-            messages::find_duplicate_incoming(&mut *tx, &fingerprint, created_raw, earliest).await?
-        {
+        if let Some(first) = messages::find_duplicate_incoming(&mut *tx, &fingerprint, created_raw, earliest).await? {
             return Ok((success_with_id(first), false));
         }
     }
@@ -279,32 +253,13 @@ async fn relay_message(
     .await?;
 
     let mut audit = lifecycle(&t, route.actor, m.channel.as_deref());
-    let kind = if route.direction == Direction::In {
-        EventKind::MessageIn
-    } else {
-        EventKind::MessageOut
-    };
+    let kind = if route.direction == Direction::In { EventKind::MessageIn } else { EventKind::MessageOut };
     let mut detail = json!({"messageId": id, "messageType": m.message_type});
     if !m.warnings.is_empty() {
         detail["warnings"] = warnings.clone();
     }
-    audit.push(NewEvent {
-        kind,
-        actor: route.actor.into(),
-        detail,
-    });
-    forward(
-        tx,
-        ctx,
-        &m.ticket_number,
-        Some(id),
-        route.target,
-        url,
-        &seqs,
-        &raw,
-        &mut audit,
-    )
-    .await?;
+    audit.push(NewEvent { kind, actor: route.actor.into(), detail });
+    forward(tx, ctx, &m.ticket_number, Some(id), route.target, url, &seqs, &raw, &mut audit).await?;
     events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &audit).await?;
     if !m.warnings.is_empty() {
         tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
@@ -333,20 +288,10 @@ async fn relay_command(
         let earliest = since(ctx.now, ctx.echo_window);
         let current = tickets::lock(&mut *tx, ctx.owner, &c.ticket_number).await?;
         if current == Some(TicketStatus::Closed)
-            && deliveries::recent_exists(
-                &mut *tx,
-                ctx.owner,
-                &c.ticket_number,
-                Target::DolphinsCommand,
-                earliest,
-            )
-            .await?
+            && deliveries::recent_exists(&mut *tx, ctx.owner, &c.ticket_number, Target::DolphinsCommand, earliest)
+                .await?
         {
-            let echo = NewEvent {
-                kind: EventKind::Echo,
-                actor: actor.into(),
-                detail: json!({"event": c.event}),
-            };
+            let echo = NewEvent { kind: EventKind::Echo, actor: actor.into(), detail: json!({"event": c.event}) };
             events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &[echo]).await?;
             return Ok((success(), false));
         }
@@ -368,31 +313,15 @@ async fn relay_command(
     let seqs = tickets::apply(&mut *tx, ctx.owner, &c.ticket_number, &change, ctx.now).await?;
     let mut audit = lifecycle(&t, actor, c.channel.as_deref());
     if !c.is_close() {
-        audit.push(NewEvent {
-            kind: EventKind::Command,
-            actor: actor.into(),
-            detail: json!({"event": c.event}),
-        });
+        audit.push(NewEvent { kind: EventKind::Command, actor: actor.into(), detail: json!({"event": c.event}) });
     }
     if !c.warnings.is_empty() {
         if let Some(last) = audit.last_mut() {
-            last.detail["warnings"] =
-                serde_json::to_value(&c.warnings).unwrap_or_else(|_| json!([]));
+            last.detail["warnings"] = serde_json::to_value(&c.warnings).unwrap_or_else(|_| json!([]));
         }
     }
     let raw = Value::Object(c.body.clone());
-    forward(
-        tx,
-        ctx,
-        &c.ticket_number,
-        None,
-        target,
-        url,
-        &seqs,
-        &raw,
-        &mut audit,
-    )
-    .await?;
+    forward(tx, ctx, &c.ticket_number, None, target, url, &seqs, &raw, &mut audit).await?;
     events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
     Ok((success(), true))
 }
@@ -419,25 +348,13 @@ async fn lock_or_create(
 fn lifecycle(t: &Transition, actor: &str, channel: Option<&str>) -> Vec<NewEvent> {
     let mut audit = Vec::new();
     if t.created {
-        audit.push(NewEvent {
-            kind: EventKind::Created,
-            actor: actor.into(),
-            detail: json!({"channel": channel}),
-        });
+        audit.push(NewEvent { kind: EventKind::Created, actor: actor.into(), detail: json!({"channel": channel}) });
     }
     if t.reopened {
-        audit.push(NewEvent {
-            kind: EventKind::Reopened,
-            actor: actor.into(),
-            detail: json!({}),
-        });
+        audit.push(NewEvent { kind: EventKind::Reopened, actor: actor.into(), detail: json!({}) });
     }
     if t.closed {
-        audit.push(NewEvent {
-            kind: EventKind::Closed,
-            actor: actor.into(),
-            detail: json!({}),
-        });
+        audit.push(NewEvent { kind: EventKind::Closed, actor: actor.into(), detail: json!({}) });
     }
     audit
 }
@@ -467,8 +384,7 @@ async fn forward(
         Peer::ThirdParty => seqs.seq_third_party,
         Peer::Dolphins => seqs.seq_dolphins,
     };
-    let body = serde_json::to_string(body)
-        .map_err(|e| RelayError::Database(sqlx::Error::Encode(Box::new(e))))?;
+    let body = serde_json::to_string(body).map_err(|e| RelayError::Database(sqlx::Error::Encode(Box::new(e))))?;
     let id = Uuid::now_v7();
     deliveries::enqueue(
         &mut *tx,
@@ -490,8 +406,5 @@ async fn forward(
 
 /// Problems of an event shaped like neither an Outgoing nor a Command Event.
 pub fn neither_message_nor_command() -> Vec<Problem> {
-    vec![Problem::new(
-        "message",
-        "an Outgoing Event needs a \"message\" key, a Command Event an \"event\" key",
-    )]
+    vec![Problem::new("message", "an Outgoing Event needs a \"message\" key, a Command Event an \"event\" key")]
 }

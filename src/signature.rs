@@ -22,18 +22,13 @@ mod tests {
     /// The published test vector of the Standard Webhooks specification.
     #[test]
     fn signs_the_standard_webhooks_test_vector() {
-        let vector: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/fixtures/3dolphins/standard-webhooks-vector.json"
-        ))
-        .expect("fixture is JSON");
+        let vector: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/3dolphins/standard-webhooks-vector.json"))
+                .expect("fixture is JSON");
         let text = |k: &str| vector[k].as_str().expect("string field").to_string();
-        let signature = sign(
-            &text("secret"),
-            &text("id"),
-            vector["timestamp"].as_i64().expect("number"),
-            text("body").as_bytes(),
-        )
-        .expect("valid secret");
+        let signature =
+            sign(&text("secret"), &text("id"), vector["timestamp"].as_i64().expect("number"), text("body").as_bytes())
+                .expect("valid secret");
         assert_eq!(signature, text("signature"));
     }
 
@@ -44,14 +39,8 @@ mod tests {
         let signature = sign(&secret, "msg_1", now, b"{\"a\":1}").expect("valid secret");
         let mut headers = http::HeaderMap::new();
         headers.insert("webhook-id", http::HeaderValue::from_static("msg_1"));
-        headers.insert(
-            "webhook-timestamp",
-            http::HeaderValue::from_str(&now.to_string()).expect("digits"),
-        );
-        headers.insert(
-            "webhook-signature",
-            http::HeaderValue::from_str(&signature).expect("ascii"),
-        );
+        headers.insert("webhook-timestamp", http::HeaderValue::from_str(&now.to_string()).expect("digits"));
+        headers.insert("webhook-signature", http::HeaderValue::from_str(&signature).expect("ascii"));
         assert!(verify(&secret, b"{\"a\":1}", &headers).is_ok());
         assert!(verify(&secret, b"{\"a\":2}", &headers).is_err());
     }

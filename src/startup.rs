@@ -30,10 +30,7 @@ pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot reach the database at {}", redact_url(url)))
-            }
+            Err(e) => return Err(e).with_context(|| format!("cannot reach the database at {}", redact_url(url))),
         }
     };
     if created {
@@ -41,20 +38,14 @@ pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<
     }
     let pool = store::connect_lazy(url, pool_size(config)).context("DATABASE_URL")?;
     if migrate {
-        store::MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying migrations")?;
+        store::MIGRATOR.run(&pool).await.context("applying migrations")?;
     }
     Ok(pool)
 }
 
 /// Connections: one per worker for recording outcomes plus room for HTTP requests.
 pub fn pool_size(config: &Config) -> u32 {
-    u32::try_from(config.workers)
-        .unwrap_or(16)
-        .saturating_add(8)
-        .min(64)
+    u32::try_from(config.workers).unwrap_or(16).saturating_add(8).min(64)
 }
 
 /// A running bridge.
@@ -79,35 +70,20 @@ impl Default for StartOptions {
 }
 
 /// Binds `config.listen` (port 0 picks a free port) and starts serving.
-pub async fn start(
-    config: Config,
-    pool: PgPool,
-    clock: Arc<dyn Clock>,
-    options: StartOptions,
-) -> anyhow::Result<App> {
+pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<App> {
     let config = Arc::new(config);
     crate::telemetry::metrics();
     let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let dispatcher = if options.workers {
-        let dispatcher = Dispatcher::new(
-            pool.clone(),
-            config.clone(),
-            clock.clone(),
-            heartbeat.clone(),
-        )
-        .context("building the HTTP client")?;
+        let dispatcher = Dispatcher::new(pool.clone(), config.clone(), clock.clone(), heartbeat.clone())
+            .context("building the HTTP client")?;
         Some(tokio::spawn(dispatcher.run(shutdown_rx.clone())))
     } else {
         heartbeat.beat();
         None
     };
-    let state = AppState {
-        pool: pool.clone(),
-        config: config.clone(),
-        clock,
-        workers: heartbeat,
-    };
+    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;
@@ -121,13 +97,7 @@ pub async fn start(
             .await
     });
     tracing::info!(%address, "dolphin-bridge listening");
-    Ok(App {
-        address,
-        pool,
-        shutdown,
-        server,
-        dispatcher,
-    })
+    Ok(App { address, pool, shutdown, server, dispatcher })
 }
 
 impl App {

@@ -64,47 +64,23 @@ pub async fn create(pool: &PgPool, draft: &TenantDraft) -> Result<Value, Tenancy
     for kind in [KeyKind::Inbound, KeyKind::ThirdParty, KeyKind::Read] {
         let key = generate_key(kind);
         let id = Uuid::new_v4();
-        keys::insert(
-            &mut *tx,
-            &draft.owner,
-            id,
-            kind.as_str(),
-            &key.prefix,
-            &key.hash,
-        )
-        .await?;
+        keys::insert(&mut *tx, &draft.owner, id, kind.as_str(), &key.prefix, &key.hash).await?;
         made.push((id, key.key));
     }
-    let row = tenants::get(&mut *tx, &draft.owner)
-        .await?
-        .ok_or(TenancyError::NotFound)?;
+    let row = tenants::get(&mut *tx, &draft.owner).await?.ok_or(TenancyError::NotFound)?;
     tx.commit().await?;
     tracing::info!(owner = %draft.owner, "tenant created");
     let [(inbound_id, inbound), (tp_id, third_party), (read_id, read)] = <[_; 3]>::try_from(made)
-        .map_err(|_| {
-        TenancyError::Database(sqlx::Error::Protocol("three keys expected".into()))
-    })?;
+        .map_err(|_| TenancyError::Database(sqlx::Error::Protocol("three keys expected".into())))?;
     let mut body = view(&row);
-    body["credentials"] = json!(Credentials {
-        inbound_token: inbound,
-        third_party_key: third_party,
-        read_key: read,
-        signing_secret,
-    });
-    body["keyIds"] = json!(KeyIds {
-        inbound: inbound_id,
-        third_party: tp_id,
-        read: read_id
-    });
+    body["credentials"] =
+        json!(Credentials { inbound_token: inbound, third_party_key: third_party, read_key: read, signing_secret });
+    body["keyIds"] = json!(KeyIds { inbound: inbound_id, third_party: tp_id, read: read_id });
     Ok(body)
 }
 
 /// Adds a key of `kind`; answers its id and the key (shown once).
-pub async fn add_key(
-    pool: &PgPool,
-    owner: &str,
-    kind: KeyKind,
-) -> Result<(Uuid, String), TenancyError> {
+pub async fn add_key(pool: &PgPool, owner: &str, kind: KeyKind) -> Result<(Uuid, String), TenancyError> {
     let mut tx = pool.begin().await?;
     match tenants::get_for_update(&mut *tx, owner).await? {
         Some(_) => {}

@@ -57,15 +57,7 @@ impl Dispatcher {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let workers = Arc::new(Semaphore::new(config.workers));
-        Ok(Dispatcher {
-            pool,
-            client,
-            config,
-            clock,
-            heartbeat,
-            workers,
-            finished: Arc::new(Notify::new()),
-        })
+        Ok(Dispatcher { pool, client, config, clock, heartbeat, workers, finished: Arc::new(Notify::new()) })
     }
 
     /// Claims what is due now (probes of recovering endpoints first) and sends it all,
@@ -131,11 +123,7 @@ impl Dispatcher {
                     }
                 }
             }
-            let pause = if failures > 0 {
-                POLL_INTERVAL * failures.min(5)
-            } else {
-                POLL_INTERVAL
-            };
+            let pause = if failures > 0 { POLL_INTERVAL * failures.min(5) } else { POLL_INTERVAL };
             tokio::select! {
                 woke = recv(&mut listener) => if !woke { listener = None },
                 _ = self.finished.notified() => {}
@@ -143,10 +131,7 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(
-            in_flight = in_flight.len(),
-            "dispatcher stopping; finishing attempts in flight"
-        );
+        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
         while in_flight.join_next().await.is_some() {}
     }
 
@@ -158,10 +143,7 @@ impl Dispatcher {
         let mut batch = Vec::new();
         if probes {
             for (owner, target) in endpoints::take_probe_slots(&self.pool, now, lease).await? {
-                let scope = ClaimScope::Probe {
-                    owner: &owner,
-                    target: &target,
-                };
+                let scope = ClaimScope::Probe { owner: &owner, target: &target };
                 let claimed = deliveries::claim(&self.pool, scope, now, lease, 1).await?;
                 if claimed.is_empty() {
                     endpoints::return_probe_slot(&self.pool, &owner, &target, now).await?;
@@ -186,7 +168,8 @@ impl Dispatcher {
 
     /// Sends one claimed delivery and records the outcome.
     async fn deliver(&self, claim: Claimed) {
-        let span = tracing::info_span!("delivery", owner = %claim.owner, ticket = %claim.ticket_number, delivery = %claim.id);
+        let span =
+            tracing::info_span!("delivery", owner = %claim.owner, ticket = %claim.ticket_number, delivery = %claim.id);
         self.deliver_in_span(claim).instrument(span).await
     }
 
@@ -195,25 +178,14 @@ impl Dispatcher {
             tracing::error!(target = %claim.target, "unknown target in the outbox");
             return;
         };
-        let settings: TenantSettings =
-            serde_json::from_value(claim.settings.clone()).unwrap_or_default();
+        let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
         let started_at = self.clock.now();
-        let outcome = send::attempt(
-            &self.client,
-            &claim,
-            target,
-            &settings,
-            timeout,
-            started_at.timestamp(),
-        )
-        .await;
+        let outcome = send::attempt(&self.client, &claim, target, &settings, timeout, started_at.timestamp()).await;
         let finished_at = self.clock.now();
         let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
         // Position in the schedule, which a manual retry or replay restarts.
-        let schedule_position = u32::try_from(claim.attempts - claim.schedule_base)
-            .unwrap_or(0)
-            .saturating_add(1);
+        let schedule_position = u32::try_from(claim.attempts - claim.schedule_base).unwrap_or(0).saturating_add(1);
         let verdict = classify(&outcome.reply);
         let endpoint_failed = matches!(verdict, Verdict::Retry { .. });
         let (status, event, next_attempt_at) = match verdict {
@@ -222,11 +194,7 @@ impl Dispatcher {
             Verdict::Retry { retry_after } => {
                 let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
                 match next_delay(&schedule, schedule_position, retry_after, jitter) {
-                    Some(delay) => (
-                        DeliveryStatus::Failed,
-                        EventKind::DeliveryFailed,
-                        Some(after(finished_at, delay)),
-                    ),
+                    Some(delay) => (DeliveryStatus::Failed, EventKind::DeliveryFailed, Some(after(finished_at, delay))),
                     None => (DeliveryStatus::Dead, EventKind::Dead, None),
                 }
             }
@@ -248,7 +216,8 @@ impl Dispatcher {
             DeliveryStatus::Dead => "dead",
             _ => "failed",
         };
-        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => target.as_str(), "outcome" => outcome_label).increment(1);
+        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => target.as_str(), "outcome" => outcome_label)
+            .increment(1);
         metrics::histogram!(names::ATTEMPT_DURATION, "target" => target.as_str())
             .record(outcome.duration.as_secs_f64());
         match self.record(&claim, &record).await {
@@ -261,9 +230,7 @@ impl Dispatcher {
                     tracing::info!(attempt = attempts_made, error = ?outcome.error, "delivery failed; will retry")
                 }
             },
-            Ok(false) => tracing::warn!(
-                "lease lost before the outcome was recorded; another dispatcher owns it now"
-            ),
+            Ok(false) => tracing::warn!("lease lost before the outcome was recorded; another dispatcher owns it now"),
             Err(e) => {
                 tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease")
             }
@@ -272,11 +239,7 @@ impl Dispatcher {
 
     /// Records an outcome, retrying briefly if the database blips: losing the record
     /// only means a duplicate send after the lease, but it is worth a few tries.
-    async fn record(
-        &self,
-        claim: &Claimed,
-        record: &AttemptRecord<'_>,
-    ) -> Result<bool, sqlx::Error> {
+    async fn record(&self, claim: &Claimed, record: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
         let mut tries = 0;
         loop {
             match deliveries::record_attempt(&self.pool, claim, record).await {
@@ -304,11 +267,7 @@ impl Dispatcher {
             .as_deref()
             .and_then(|s| parse_duration(s).ok())
             .unwrap_or(self.config.delivery_timeout);
-        let ceiling = self
-            .config
-            .lease
-            .saturating_sub(Duration::from_secs(1))
-            .max(Duration::from_millis(100));
+        let ceiling = self.config.lease.saturating_sub(Duration::from_secs(1)).max(Duration::from_millis(100));
         (schedule, timeout.min(ceiling))
     }
 }

@@ -33,11 +33,7 @@ impl AttemptOutcome {
     fn failed_before_sending(error: String) -> Self {
         // A delivery that cannot even be built will not get better by retrying.
         AttemptOutcome {
-            reply: Reply::Http {
-                status: 400,
-                json_status: None,
-                retry_after: None,
-            },
+            reply: Reply::Http { status: 400, json_status: None, retry_after: None },
             http_status: None,
             error: Some(error),
             response_head: None,
@@ -56,9 +52,7 @@ pub async fn attempt(
     now_unix: i64,
 ) -> AttemptOutcome {
     let Some(url) = settings.url_for(target) else {
-        return AttemptOutcome::failed_before_sending(format!(
-            "{target} is no longer configured for this tenant"
-        ));
+        return AttemptOutcome::failed_before_sending(format!("{target} is no longer configured for this tenant"));
     };
     if let Err(problem) = check_target_url(url) {
         return AttemptOutcome::failed_before_sending(format!("target URL refused: {problem}"));
@@ -68,21 +62,11 @@ pub async fn attempt(
         Err(e) => return AttemptOutcome::failed_before_sending(e),
     };
     let started = Instant::now();
-    let sent = client
-        .post(url)
-        .headers(headers)
-        .body(claim.body.clone())
-        .timeout(timeout)
-        .send()
-        .await;
+    let sent = client.post(url).headers(headers).body(claim.body.clone()).timeout(timeout).send().await;
     let response = match sent {
         Ok(r) => r,
         Err(e) => {
-            let reply = if e.is_timeout() {
-                Reply::Timeout
-            } else {
-                Reply::Connection
-            };
+            let reply = if e.is_timeout() { Reply::Timeout } else { Reply::Connection };
             return AttemptOutcome {
                 reply,
                 http_status: None,
@@ -93,23 +77,15 @@ pub async fn attempt(
         }
     };
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+    let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let (body, read_error) = read_capped(response).await;
     let duration = started.elapsed();
-    let json_status =
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| match v.get("status") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
-                None => None,
-            });
-    let head =
-        String::from_utf8_lossy(&body[..body.len().min(RESPONSE_HEAD_BYTES)]).replace('\0', "");
+    let json_status = serde_json::from_slice::<Value>(&body).ok().and_then(|v| match v.get("status") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+        None => None,
+    });
+    let head = String::from_utf8_lossy(&body[..body.len().min(RESPONSE_HEAD_BYTES)]).replace('\0', "");
     let error = read_error.or_else(|| match (status, &json_status) {
         (200..=299, Some(s)) if !s.eq_ignore_ascii_case("success") => {
             Some(format!("reply status {s:?} is not success"))
@@ -118,11 +94,7 @@ pub async fn attempt(
         _ => Some(format!("HTTP {status}")),
     });
     AttemptOutcome {
-        reply: Reply::Http {
-            status,
-            json_status,
-            retry_after,
-        },
+        reply: Reply::Http { status, json_status, retry_after },
         http_status: Some(status),
         error,
         response_head: (!head.is_empty()).then_some(head),
@@ -138,10 +110,8 @@ fn build_headers(
 ) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (name, value) in settings.headers_for(target.peer()) {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("tenant header {name}: {e}"))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|e| format!("tenant header {name}: {e}"))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("tenant header {name}: {e}"))?;
+        let value = HeaderValue::from_str(value).map_err(|e| format!("tenant header {name}: {e}"))?;
         headers.insert(name, value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -149,9 +119,8 @@ fn build_headers(
     headers.insert("x-ticket-sequence", HeaderValue::from(claim.sequence));
     if target.peer() == Peer::ThirdParty {
         let id = claim.id.to_string();
-        let signature =
-            signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())
-                .map_err(|e| format!("cannot sign: {e}"))?;
+        let signature = signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())
+            .map_err(|e| format!("cannot sign: {e}"))?;
         let value = |s: &str| HeaderValue::from_str(s).map_err(|e| e.to_string());
         headers.insert("webhook-id", value(&id)?);
         headers.insert("webhook-timestamp", HeaderValue::from(now_unix));

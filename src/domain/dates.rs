@@ -17,9 +17,7 @@ pub fn parse_created_date(raw: &str, tz: Tz) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     let naive = parse_local(raw)?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
+    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
 }
 
 /// `yyyy-MM-dd'T'HH:mm`, then optional `:ss`, then optional `.` + 1–9 digits. Nothing else.
@@ -35,9 +33,7 @@ fn parse_local(raw: &str) -> Option<NaiveDateTime> {
     };
     let parts: Vec<&str> = clock.split(':').collect();
     let two_digits = |s: &str| -> Option<u32> {
-        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
     };
     let (hour, minute, second) = match parts.as_slice() {
         [h, m] if fraction.is_none() => (two_digits(h)?, two_digits(m)?, 0),
@@ -61,35 +57,21 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("test literal")
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s).expect("test literal").with_timezone(&Utc)
     }
 
     #[test]
     fn the_documented_pattern_is_read_in_the_tenant_timezone() {
         let jakarta: Tz = "Asia/Jakarta".parse().expect("known zone");
-        assert_eq!(
-            parse_created_date("2026-11-24T09:15:02.345", jakarta),
-            Some(utc("2026-11-24T02:15:02.345Z"))
-        );
+        assert_eq!(parse_created_date("2026-11-24T09:15:02.345", jakarta), Some(utc("2026-11-24T02:15:02.345Z")));
     }
 
     #[test]
     fn seconds_and_fraction_are_optional() {
         let tz = Tz::UTC;
-        assert_eq!(
-            parse_created_date("2026-11-24T09:15", tz),
-            Some(utc("2026-11-24T09:15:00Z"))
-        );
-        assert_eq!(
-            parse_created_date("2026-11-24T09:15:07", tz),
-            Some(utc("2026-11-24T09:15:07Z"))
-        );
-        assert_eq!(
-            parse_created_date("2026-11-24T09:15:07.5", tz),
-            Some(utc("2026-11-24T09:15:07.5Z"))
-        );
+        assert_eq!(parse_created_date("2026-11-24T09:15", tz), Some(utc("2026-11-24T09:15:00Z")));
+        assert_eq!(parse_created_date("2026-11-24T09:15:07", tz), Some(utc("2026-11-24T09:15:07Z")));
+        assert_eq!(parse_created_date("2026-11-24T09:15:07.5", tz), Some(utc("2026-11-24T09:15:07.5Z")));
         assert_eq!(
             parse_created_date("2026-11-24T09:15:07.123456789", tz),
             Some(utc("2026-11-24T09:15:07.123456789Z"))
@@ -99,10 +81,7 @@ mod tests {
     #[test]
     fn rfc3339_with_an_offset_ignores_the_tenant_timezone() {
         let jakarta: Tz = "Asia/Jakarta".parse().expect("known zone");
-        assert_eq!(
-            parse_created_date("2026-11-24T09:15:02+02:00", jakarta),
-            Some(utc("2026-11-24T07:15:02Z"))
-        );
+        assert_eq!(parse_created_date("2026-11-24T09:15:02+02:00", jakarta), Some(utc("2026-11-24T07:15:02Z")));
     }
 
     #[test]
@@ -129,9 +108,6 @@ mod tests {
     fn a_local_time_in_a_dst_gap_does_not_parse_and_an_overlap_takes_the_earlier() {
         let ny: Tz = "America/New_York".parse().expect("known zone");
         assert_eq!(parse_created_date("2026-03-08T02:30:00", ny), None);
-        assert_eq!(
-            parse_created_date("2026-11-01T01:30:00", ny),
-            Some(utc("2026-11-01T05:30:00Z"))
-        );
+        assert_eq!(parse_created_date("2026-11-01T01:30:00", ny), Some(utc("2026-11-01T05:30:00Z")));
     }
 }

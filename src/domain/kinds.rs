@@ -64,9 +64,7 @@ text_enum!(
 impl Target {
     pub fn peer(self) -> Peer {
         match self {
-            Target::ThirdPartyIncoming | Target::ThirdPartyOutgoing | Target::ThirdPartyCommand => {
-                Peer::ThirdParty
-            }
+            Target::ThirdPartyIncoming | Target::ThirdPartyOutgoing | Target::ThirdPartyCommand => Peer::ThirdParty,
             Target::DolphinsMessage | Target::DolphinsCommand => Peer::Dolphins,
         }
     }
@@ -140,9 +138,6 @@ mod tests {
 
     #[test]
     fn serde_uses_the_stored_text() {
-        assert_eq!(
-            serde_json::to_value(Target::DolphinsMessage).ok(),
-            Some(serde_json::json!("dolphins_message"))
-        );
+        assert_eq!(serde_json::to_value(Target::DolphinsMessage).ok(), Some(serde_json::json!("dolphins_message")));
     }
 }

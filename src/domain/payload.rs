@@ -22,10 +22,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Problem {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Problem { field: field.into(), problem: problem.into() }
     }
 }
 
@@ -54,9 +51,7 @@ pub enum Strictness {
 }
 
 /// The message types 3Dolphins documents.
-pub const MESSAGE_TYPES: [&str; 7] = [
-    "text", "image", "video", "audio", "file", "location", "sticker",
-];
+pub const MESSAGE_TYPES: [&str; 7] = ["text", "image", "video", "audio", "file", "location", "sticker"];
 const MEDIA_TYPES: [&str; 4] = ["image", "video", "audio", "file"];
 
 /// Every field name any of the three event shapes documents.
@@ -103,15 +98,9 @@ impl MessageShape {
                 "createdDate",
                 "owner",
             ],
-            MessageShape::Outgoing => &[
-                "ticketNumber",
-                "channel",
-                "messageType",
-                "message",
-                "mediaLink",
-                "customerName",
-                "owner",
-            ],
+            MessageShape::Outgoing => {
+                &["ticketNumber", "channel", "messageType", "message", "mediaLink", "customerName", "owner"]
+            }
         }
     }
 
@@ -168,12 +157,7 @@ impl CommandEvent {
 }
 
 /// Reads an Incoming or Outgoing Event.
-pub fn read_message(
-    body: Value,
-    shape: MessageShape,
-    strictness: Strictness,
-    tz: Tz,
-) -> Result<MessageEvent, Refusal> {
+pub fn read_message(body: Value, shape: MessageShape, strictness: Strictness, tz: Tz) -> Result<MessageEvent, Refusal> {
     let mut reader = Reader::new(body, strictness)?;
     let mut fields = std::collections::HashMap::new();
     for &name in shape.required_fields() {
@@ -192,25 +176,17 @@ pub fn read_message(
     let contact_id = take("contactId").filter(|c| {
         let fits = c.len() <= MAX_TICKET_NUMBER_LEN;
         if !fits {
-            reader.problem(
-                "contactId",
-                format!("longer than {MAX_TICKET_NUMBER_LEN} bytes; kept only in the raw event"),
-            );
+            reader
+                .problem("contactId", format!("longer than {MAX_TICKET_NUMBER_LEN} bytes; kept only in the raw event"));
         }
         fits
     });
 
     if let Some(kind) = message_type.as_deref() {
         if !MESSAGE_TYPES.contains(&kind) {
-            reader.problem(
-                "messageType",
-                format!("{kind:?} is not one of {}", MESSAGE_TYPES.join(", ")),
-            );
+            reader.problem("messageType", format!("{kind:?} is not one of {}", MESSAGE_TYPES.join(", ")));
         } else if kind == "location" && !message.as_deref().is_some_and(is_location) {
-            reader.problem(
-                "message",
-                "a location must be \"latitude,longitude\" with both numbers in range",
-            );
+            reader.problem("message", "a location must be \"latitude,longitude\" with both numbers in range");
         } else if MEDIA_TYPES.contains(&kind) && !media_link.as_deref().is_some_and(is_http_url) {
             reader.problem("mediaLink", format!("a {kind} needs an http(s) URL"));
         }
@@ -236,12 +212,8 @@ pub fn read_message(
     if message_type.as_deref() == Some("sticker") {
         message_type = Some("text".into());
         message = Some("Sticker".into());
-        reader
-            .body
-            .insert("messageType".into(), Value::String("text".into()));
-        reader
-            .body
-            .insert("message".into(), Value::String("Sticker".into()));
+        reader.body.insert("messageType".into(), Value::String("text".into()));
+        reader.body.insert("message".into(), Value::String("Sticker".into()));
     }
 
     let (owner, ticket_number) = (reader.owner.clone(), reader.ticket_number.clone());
@@ -272,33 +244,19 @@ pub fn read_command(body: Value, strictness: Strictness) -> Result<CommandEvent,
     let event = reader.text("event", true).map(|e| e.to_lowercase());
     if let Some(word) = &event {
         if !SUPPORTED_COMMANDS.contains(&word.as_str()) {
-            reader.problem(
-                "event",
-                format!(
-                    "{word:?} is not supported (supported: {})",
-                    SUPPORTED_COMMANDS.join(", ")
-                ),
-            );
+            reader
+                .problem("event", format!("{word:?} is not supported (supported: {})", SUPPORTED_COMMANDS.join(", ")));
         }
     }
     reader.lower_case("event");
     reader.lower_case("channel");
-    let unsupported = event
-        .as_deref()
-        .is_some_and(|w| !SUPPORTED_COMMANDS.contains(&w));
+    let unsupported = event.as_deref().is_some_and(|w| !SUPPORTED_COMMANDS.contains(&w));
     let (owner, ticket_number) = (reader.owner.clone(), reader.ticket_number.clone());
     let (body, warnings) = reader.finish().map_err(|refusal| match refusal {
         Refusal::Invalid(problems) if unsupported => Refusal::UnsupportedCommand(problems),
         other => other,
     })?;
-    Ok(CommandEvent {
-        owner,
-        ticket_number,
-        channel,
-        event,
-        body,
-        warnings,
-    })
+    Ok(CommandEvent { owner, ticket_number, channel, event, body, warnings })
 }
 
 /// `latitude,longitude`, both numbers, in range.
@@ -307,17 +265,14 @@ pub fn is_location(text: &str) -> bool {
         return false;
     };
     match (lat.trim().parse::<f64>(), lon.trim().parse::<f64>()) {
-        (Ok(lat), Ok(lon)) => {
-            lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0
-        }
+        (Ok(lat), Ok(lon)) => lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0,
         _ => false,
     }
 }
 
 /// An absolute http(s) URL with a host.
 pub fn is_http_url(text: &str) -> bool {
-    url::Url::parse(text)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// Walks one body, collecting problems, so every rule is checked and every problem listed.
@@ -343,10 +298,7 @@ impl Reader {
         }
         // Keys can hold NUL too; rebuilding keeps the order.
         if body.keys().any(|k| k.contains('\0')) {
-            body = body
-                .into_iter()
-                .map(|(k, v)| (k.replace('\0', ""), v))
-                .collect();
+            body = body.into_iter().map(|(k, v)| (k.replace('\0', ""), v)).collect();
             nul_fields.push("(key)".into());
         }
         for field in nul_fields {
@@ -356,10 +308,7 @@ impl Reader {
         let mut identity = Vec::new();
         let mut id = |name: &str| match body.get(name) {
             Some(Value::String(s)) if s.len() > MAX_TICKET_NUMBER_LEN => {
-                identity.push(Problem::new(
-                    name,
-                    format!("must be at most {MAX_TICKET_NUMBER_LEN} bytes"),
-                ));
+                identity.push(Problem::new(name, format!("must be at most {MAX_TICKET_NUMBER_LEN} bytes")));
                 String::new()
             }
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -381,13 +330,7 @@ impl Reader {
         if !identity.is_empty() {
             return Err(Refusal::Invalid(identity));
         }
-        Ok(Reader {
-            body,
-            strictness,
-            owner,
-            ticket_number,
-            problems,
-        })
+        Ok(Reader { body, strictness, owner, ticket_number, problems })
     }
 
     /// Lower-cases a field of the forwarded body if it is a string; other types are
@@ -470,18 +413,11 @@ pub fn strip_nul(value: &mut Value) -> bool {
             *s = s.replace('\0', "");
             true
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |found, v| strip_nul(v) | found),
+        Value::Array(items) => items.iter_mut().fold(false, |found, v| strip_nul(v) | found),
         Value::Object(map) => {
-            let mut found = map
-                .values_mut()
-                .fold(false, |found, v| strip_nul(v) | found);
+            let mut found = map.values_mut().fold(false, |found, v| strip_nul(v) | found);
             if map.keys().any(|k| k.contains('\0')) {
-                *map = std::mem::take(map)
-                    .into_iter()
-                    .map(|(k, v)| (k.replace('\0', ""), v))
-                    .collect();
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', ""), v)).collect();
                 found = true;
             }
             found

@@ -33,23 +33,16 @@ fn strict_outgoing(body: Value) -> Result<MessageEvent, Refusal> {
 fn problem_fields(refusal: Refusal) -> Vec<String> {
     match refusal {
         Refusal::Invalid(problems) => problems.into_iter().map(|p| p.field).collect(),
-        Refusal::UnsupportedCommand(problems) => problems
-            .into_iter()
-            .map(|p| format!("unsupported:{}", p.field))
-            .collect(),
+        Refusal::UnsupportedCommand(problems) => {
+            problems.into_iter().map(|p| format!("unsupported:{}", p.field)).collect()
+        }
         Refusal::NotAnObject => vec!["<not an object>".into()],
     }
 }
 
 #[test]
 fn every_incoming_fixture_is_read_without_warnings() {
-    for name in [
-        "incoming-text",
-        "incoming-sticker",
-        "incoming-location",
-        "incoming-image",
-        "incoming-minimal-keys",
-    ] {
+    for name in ["incoming-text", "incoming-sticker", "incoming-location", "incoming-image", "incoming-minimal-keys"] {
         let event = lenient_incoming(fixture(name));
         assert_eq!(event.warnings, vec![], "{name}");
         assert_eq!(event.ticket_number, "7e1d2c3b4a5f60718293a4b5c6d7e8f9");
@@ -71,10 +64,7 @@ fn a_sticker_becomes_the_text_sticker_keeping_its_media_link() {
     assert_eq!(event.message.as_deref(), Some("Sticker"));
     assert_eq!(event.body["messageType"], "text");
     assert_eq!(event.body["message"], "Sticker");
-    assert_eq!(
-        event.body["mediaLink"],
-        fixture("incoming-sticker")["mediaLink"]
-    );
+    assert_eq!(event.body["mediaLink"], fixture("incoming-sticker")["mediaLink"]);
 }
 
 #[test]
@@ -90,10 +80,7 @@ fn channel_and_message_type_are_lower_cased_and_nothing_else_changes() {
     assert_eq!(event.body["messageType"], "location");
     assert_eq!(event.body["customerName"], "DEWI Lestari");
     assert_eq!(event.body["extra"], json!({"Nested": 1}));
-    assert_eq!(
-        event.body["createdDate"], body["createdDate"],
-        "the original date string is kept"
-    );
+    assert_eq!(event.body["createdDate"], body["createdDate"], "the original date string is kept");
 }
 
 #[test]
@@ -111,39 +98,21 @@ fn only_a_missing_or_empty_owner_or_ticket_number_is_refused_on_the_lenient_side
             }
             Some(v) => body[field] = v,
         }
-        let refusal =
-            read_message(body, MessageShape::Incoming, Strictness::Lenient, JAKARTA).unwrap_err();
+        let refusal = read_message(body, MessageShape::Incoming, Strictness::Lenient, JAKARTA).unwrap_err();
         assert_eq!(problem_fields(refusal), vec![field.to_string()]);
     }
     assert_eq!(
-        read_message(
-            json!([1, 2]),
-            MessageShape::Incoming,
-            Strictness::Lenient,
-            JAKARTA
-        ),
+        read_message(json!([1, 2]), MessageShape::Incoming, Strictness::Lenient, JAKARTA),
         Err(Refusal::NotAnObject)
     );
 }
 
 #[test]
 fn every_other_defect_is_accepted_and_flagged_on_the_lenient_side() {
-    let documented = [
-        "channel",
-        "accountId",
-        "contactId",
-        "messageType",
-        "message",
-        "mediaLink",
-        "customerName",
-        "createdDate",
-    ];
+    let documented =
+        ["channel", "accountId", "contactId", "messageType", "message", "mediaLink", "customerName", "createdDate"];
     for field in documented {
-        for (label, defect) in [
-            ("missing", None),
-            ("null", Some(Value::Null)),
-            ("number", Some(json!(12345))),
-        ] {
+        for (label, defect) in [("missing", None), ("null", Some(Value::Null)), ("number", Some(json!(12345)))] {
             let mut body = fixture("incoming-text");
             match defect.clone() {
                 None => {
@@ -153,10 +122,7 @@ fn every_other_defect_is_accepted_and_flagged_on_the_lenient_side() {
             }
             let event = lenient_incoming(body);
             let flagged: Vec<&str> = event.warnings.iter().map(|w| w.field.as_str()).collect();
-            assert!(
-                flagged.contains(&field),
-                "{field} {label}: warnings {flagged:?}"
-            );
+            assert!(flagged.contains(&field), "{field} {label}: warnings {flagged:?}");
             if label == "number" && field != "createdDate" && field != "messageType" {
                 assert_eq!(event.warnings.len(), 1, "{field}: {:?}", event.warnings);
             }
@@ -172,42 +138,19 @@ fn numbers_are_kept_as_their_text() {
     assert_eq!(event.account_id.as_deref(), Some("6281234500001"));
     let mut body = fixture("incoming-text");
     body["channel"] = json!(7);
-    assert_eq!(
-        lenient_incoming(body).body["channel"],
-        json!(7),
-        "a mistyped channel is not rewritten"
-    );
-    assert_eq!(
-        event.body["accountId"],
-        json!(6281234500001u64),
-        "forwarded as received"
-    );
+    assert_eq!(lenient_incoming(body).body["channel"], json!(7), "a mistyped channel is not rewritten");
+    assert_eq!(event.body["accountId"], json!(6281234500001u64), "forwarded as received");
 }
 
 #[test]
 fn rule_breaks_are_flagged_with_the_field_that_broke_them() {
     let cases = [
         (json!({"messageType": "hologram"}), "messageType"),
-        (
-            json!({"messageType": "location", "message": "north"}),
-            "message",
-        ),
-        (
-            json!({"messageType": "location", "message": "91.0,10"}),
-            "message",
-        ),
-        (
-            json!({"messageType": "location", "message": "10,-181"}),
-            "message",
-        ),
-        (
-            json!({"messageType": "image", "mediaLink": "ftp://x/y.png"}),
-            "mediaLink",
-        ),
-        (
-            json!({"messageType": "video", "mediaLink": ""}),
-            "mediaLink",
-        ),
+        (json!({"messageType": "location", "message": "north"}), "message"),
+        (json!({"messageType": "location", "message": "91.0,10"}), "message"),
+        (json!({"messageType": "location", "message": "10,-181"}), "message"),
+        (json!({"messageType": "image", "mediaLink": "ftp://x/y.png"}), "mediaLink"),
+        (json!({"messageType": "video", "mediaLink": ""}), "mediaLink"),
         (json!({"createdDate": "24/11/2026"}), "createdDate"),
         (json!({"message": "a\u{0}b"}), "message"),
     ];
@@ -239,9 +182,7 @@ fn nul_characters_are_removed_everywhere_including_nested_values_and_keys() {
     let event = lenient_incoming(body);
     assert_eq!(event.message.as_deref(), Some("halo"));
     assert_eq!(event.body["extra"], json!({"key": ["xy"]}));
-    assert!(!serde_json::to_string(&event.body)
-        .expect("serialisable")
-        .contains("\\u0000"));
+    assert!(!serde_json::to_string(&event.body).expect("serialisable").contains("\\u0000"));
 }
 
 #[test]
@@ -259,27 +200,15 @@ fn the_strict_side_lists_every_problem() {
         "message": "", "mediaLink": "not a url", "customerName": null, "createdDate": "soon"
     });
     let fields = problem_fields(strict_outgoing(body).unwrap_err());
-    assert_eq!(
-        fields,
-        vec!["channel", "customerName", "mediaLink", "createdDate"]
-    );
+    assert_eq!(fields, vec!["channel", "customerName", "mediaLink", "createdDate"]);
 }
 
 #[test]
 fn on_the_strict_side_every_field_missing_empty_null_or_mistyped_is_named() {
-    for field in [
-        "channel",
-        "messageType",
-        "message",
-        "mediaLink",
-        "customerName",
-    ] {
-        for (label, defect) in [
-            ("missing", None),
-            ("null", Some(Value::Null)),
-            ("number", Some(json!(7))),
-            ("empty", Some(json!(""))),
-        ] {
+    for field in ["channel", "messageType", "message", "mediaLink", "customerName"] {
+        for (label, defect) in
+            [("missing", None), ("null", Some(Value::Null)), ("number", Some(json!(7))), ("empty", Some(json!("")))]
+        {
             if label == "empty" && field == "mediaLink" {
                 continue; // empty mediaLink is valid on a text message
             }
@@ -291,10 +220,7 @@ fn on_the_strict_side_every_field_missing_empty_null_or_mistyped_is_named() {
                 Some(v) => body[field] = v,
             }
             let fields = problem_fields(strict_outgoing(body).unwrap_err());
-            assert!(
-                fields.contains(&field.to_string()),
-                "{field} {label}: {fields:?}"
-            );
+            assert!(fields.contains(&field.to_string()), "{field} {label}: {fields:?}");
         }
     }
 }
@@ -306,10 +232,7 @@ fn an_empty_message_is_allowed_only_for_media_types() {
     assert!(strict_outgoing(body).is_ok());
     let mut body = fixture("outgoing-text");
     body["message"] = json!("");
-    assert_eq!(
-        problem_fields(strict_outgoing(body).unwrap_err()),
-        vec!["message"]
-    );
+    assert_eq!(problem_fields(strict_outgoing(body).unwrap_err()), vec!["message"]);
 }
 
 #[test]
@@ -325,10 +248,7 @@ fn a_command_is_read_case_insensitively() {
 fn an_unsupported_command_is_refused_strictly_and_flagged_leniently() {
     let mut body = fixture("command-close");
     body["event"] = json!("escalate");
-    assert_eq!(
-        problem_fields(read_command(body.clone(), Strictness::Strict).unwrap_err()),
-        vec!["unsupported:event"]
-    );
+    assert_eq!(problem_fields(read_command(body.clone(), Strictness::Strict).unwrap_err()), vec!["unsupported:event"]);
     let command = read_command(body, Strictness::Lenient).expect("accepted");
     assert!(!command.is_close());
     assert_eq!(command.warnings.len(), 1);
@@ -349,8 +269,7 @@ fn location_and_url_rules() {
 fn an_absurdly_long_ticket_number_is_refused_since_it_cannot_be_indexed() {
     let mut body = fixture("incoming-text");
     body["ticketNumber"] = json!("T".repeat(MAX_TICKET_NUMBER_LEN + 1));
-    let refusal =
-        read_message(body, MessageShape::Incoming, Strictness::Lenient, JAKARTA).unwrap_err();
+    let refusal = read_message(body, MessageShape::Incoming, Strictness::Lenient, JAKARTA).unwrap_err();
     assert_eq!(problem_fields(refusal), vec!["ticketNumber"]);
 }
 

@@ -10,11 +10,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// The peer answered. `json_status` is the `status` field of a JSON body, if any.
-    Http {
-        status: u16,
-        json_status: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    Http { status: u16, json_status: Option<String>, retry_after: Option<Duration> },
     /// No answer within the delivery timeout.
     Timeout,
     /// No connection (refused, DNS, TLS, reset).
@@ -39,19 +35,13 @@ pub enum Verdict {
 pub fn classify(reply: &Reply) -> Verdict {
     match reply {
         Reply::Timeout | Reply::Connection => Verdict::Retry { retry_after: None },
-        Reply::Http {
-            status,
-            json_status,
-            retry_after,
-        } => match status {
+        Reply::Http { status, json_status, retry_after } => match status {
             200..=299 => match json_status.as_deref() {
                 None => Verdict::Delivered,
                 Some(s) if s.eq_ignore_ascii_case("success") => Verdict::Delivered,
                 Some(_) => Verdict::Retry { retry_after: None },
             },
-            429 | 503 => Verdict::Retry {
-                retry_after: *retry_after,
-            },
+            429 | 503 => Verdict::Retry { retry_after: *retry_after },
             300..=399 | 408 | 425 | 500..=599 => Verdict::Retry { retry_after: None },
             _ => Verdict::Permanent,
         },
@@ -89,11 +79,7 @@ mod tests {
     use super::*;
 
     fn http(status: u16, json_status: Option<&str>) -> Reply {
-        Reply::Http {
-            status,
-            json_status: json_status.map(str::to_string),
-            retry_after: None,
-        }
+        Reply::Http { status, json_status: json_status.map(str::to_string), retry_after: None }
     }
 
     #[test]
@@ -101,42 +87,25 @@ mod tests {
         assert_eq!(classify(&http(200, None)), Verdict::Delivered);
         assert_eq!(classify(&http(204, None)), Verdict::Delivered);
         assert_eq!(classify(&http(200, Some("success"))), Verdict::Delivered);
-        assert_eq!(
-            classify(&http(200, Some("error"))),
-            Verdict::Retry { retry_after: None }
-        );
+        assert_eq!(classify(&http(200, Some("error"))), Verdict::Retry { retry_after: None });
     }
 
     #[test]
     fn transient_failures_are_retried_and_other_4xx_are_permanent() {
         for status in [301, 302, 408, 425, 429, 500, 502, 503, 504] {
-            assert!(
-                matches!(classify(&http(status, None)), Verdict::Retry { .. }),
-                "{status}"
-            );
+            assert!(matches!(classify(&http(status, None)), Verdict::Retry { .. }), "{status}");
         }
         for status in [400, 401, 403, 404, 410, 413, 422] {
-            assert_eq!(
-                classify(&http(status, None)),
-                Verdict::Permanent,
-                "{status}"
-            );
+            assert_eq!(classify(&http(status, None)), Verdict::Permanent, "{status}");
         }
         assert!(matches!(classify(&Reply::Timeout), Verdict::Retry { .. }));
-        assert!(matches!(
-            classify(&Reply::Connection),
-            Verdict::Retry { .. }
-        ));
+        assert!(matches!(classify(&Reply::Connection), Verdict::Retry { .. }));
     }
 
     #[test]
     fn retry_after_is_kept_only_for_429_and_503() {
         let wish = Some(Duration::from_secs(90));
-        let with = |status| Reply::Http {
-            status,
-            json_status: None,
-            retry_after: wish,
-        };
+        let with = |status| Reply::Http { status, json_status: None, retry_after: wish };
         assert_eq!(classify(&with(429)), Verdict::Retry { retry_after: wish });
         assert_eq!(classify(&with(503)), Verdict::Retry { retry_after: wish });
         assert_eq!(classify(&with(500)), Verdict::Retry { retry_after: None });
@@ -145,14 +114,8 @@ mod tests {
     #[test]
     fn n_delays_give_n_plus_one_attempts() {
         let schedule = [Duration::from_secs(5), Duration::from_secs(30)];
-        assert_eq!(
-            next_delay(&schedule, 1, None, 0.0),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(
-            next_delay(&schedule, 2, None, 0.0),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(next_delay(&schedule, 1, None, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(next_delay(&schedule, 2, None, 0.0), Some(Duration::from_secs(30)));
         assert_eq!(next_delay(&schedule, 3, None, 0.0), None);
         assert_eq!(next_delay(&[], 1, None, 0.0), None);
     }
@@ -160,36 +123,17 @@ mod tests {
     #[test]
     fn jitter_stays_within_twenty_percent() {
         let schedule = [Duration::from_secs(10)];
-        assert_eq!(
-            next_delay(&schedule, 1, None, 1.0),
-            Some(Duration::from_secs(12))
-        );
-        assert_eq!(
-            next_delay(&schedule, 1, None, -1.0),
-            Some(Duration::from_secs(8))
-        );
-        assert_eq!(
-            next_delay(&schedule, 1, None, 7.0),
-            Some(Duration::from_secs(12)),
-            "clamped"
-        );
+        assert_eq!(next_delay(&schedule, 1, None, 1.0), Some(Duration::from_secs(12)));
+        assert_eq!(next_delay(&schedule, 1, None, -1.0), Some(Duration::from_secs(8)));
+        assert_eq!(next_delay(&schedule, 1, None, 7.0), Some(Duration::from_secs(12)), "clamped");
     }
 
     #[test]
     fn retry_after_lengthens_but_never_shortens_and_is_capped_at_an_hour() {
         let schedule = [Duration::from_secs(30)];
-        assert_eq!(
-            next_delay(&schedule, 1, Some(Duration::from_secs(120)), 0.0),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            next_delay(&schedule, 1, Some(Duration::from_secs(1)), 0.0),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            next_delay(&schedule, 1, Some(Duration::from_secs(86_400)), 0.0),
-            Some(MAX_RETRY_AFTER)
-        );
+        assert_eq!(next_delay(&schedule, 1, Some(Duration::from_secs(120)), 0.0), Some(Duration::from_secs(120)));
+        assert_eq!(next_delay(&schedule, 1, Some(Duration::from_secs(1)), 0.0), Some(Duration::from_secs(30)));
+        assert_eq!(next_delay(&schedule, 1, Some(Duration::from_secs(86_400)), 0.0), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

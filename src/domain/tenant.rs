@@ -112,10 +112,7 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
     let owner = match obj.get("owner") {
         Some(Value::String(s)) if valid_owner(s) => s.clone(),
         Some(Value::String(_)) => {
-            problems.push(Problem::new(
-                "owner",
-                "must be 1-128 characters of letters, digits, '-', '_' or '.'",
-            ));
+            problems.push(Problem::new("owner", "must be 1-128 characters of letters, digits, '-', '_' or '.'"));
             String::new()
         }
         _ => {
@@ -124,13 +121,10 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
         }
     };
     let name = optional_string(obj, "name", "name", &mut problems).unwrap_or_default();
-    let timezone = optional_string(obj, "timezone", "timezone", &mut problems)
-        .unwrap_or_else(|| DEFAULT_TIMEZONE.into());
+    let timezone =
+        optional_string(obj, "timezone", "timezone", &mut problems).unwrap_or_else(|| DEFAULT_TIMEZONE.into());
     if timezone.parse::<Tz>().is_err() {
-        problems.push(Problem::new(
-            "timezone",
-            format!("{timezone:?} is not an IANA timezone such as Asia/Jakarta"),
-        ));
+        problems.push(Problem::new("timezone", format!("{timezone:?} is not an IANA timezone such as Asia/Jakarta")));
     }
     let empty = Map::new();
     let section = |key: &str, problems: &mut Vec<Problem>| match obj.get(key) {
@@ -151,41 +145,23 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
             }
             None => {}
         }
-        settings.third_party.outgoing_url =
-            url_field(tp, "thirdParty.outgoingUrl", "outgoingUrl", &mut problems);
-        settings.third_party.command_url =
-            url_field(tp, "thirdParty.commandUrl", "commandUrl", &mut problems);
+        settings.third_party.outgoing_url = url_field(tp, "thirdParty.outgoingUrl", "outgoingUrl", &mut problems);
+        settings.third_party.command_url = url_field(tp, "thirdParty.commandUrl", "commandUrl", &mut problems);
         settings.third_party.headers = headers_field(tp, "thirdParty.headers", &mut problems);
-        unknown_keys(
-            tp,
-            "thirdParty",
-            &["incomingUrl", "outgoingUrl", "commandUrl", "headers"],
-            &mut problems,
-        );
+        unknown_keys(tp, "thirdParty", &["incomingUrl", "outgoingUrl", "commandUrl", "headers"], &mut problems);
     }
     let mut dolphins_password = None;
     if let Some(d) = section("dolphins", &mut problems) {
-        settings.dolphins.send_message_url = url_field(
-            d,
-            "dolphins.sendMessageUrl",
-            "sendMessageUrl",
-            &mut problems,
-        );
-        settings.dolphins.command_url =
-            url_field(d, "dolphins.commandUrl", "commandUrl", &mut problems);
-        settings.dolphins.api_base_url =
-            url_field(d, "dolphins.apiBaseUrl", "apiBaseUrl", &mut problems);
-        settings.dolphins.username =
-            optional_string(d, "username", "dolphins.username", &mut problems);
+        settings.dolphins.send_message_url = url_field(d, "dolphins.sendMessageUrl", "sendMessageUrl", &mut problems);
+        settings.dolphins.command_url = url_field(d, "dolphins.commandUrl", "commandUrl", &mut problems);
+        settings.dolphins.api_base_url = url_field(d, "dolphins.apiBaseUrl", "apiBaseUrl", &mut problems);
+        settings.dolphins.username = optional_string(d, "username", "dolphins.username", &mut problems);
         dolphins_password = optional_string(d, "password", "dolphins.password", &mut problems);
         settings.dolphins.use_api_token = match d.get("useApiToken") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                problems.push(Problem::new(
-                    "dolphins.useApiToken",
-                    "must be true or false",
-                ));
+                problems.push(Problem::new("dolphins.useApiToken", "must be true or false"));
                 false
             }
         };
@@ -194,92 +170,40 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
             && settings.dolphins.username.is_some()
             && dolphins_password.is_some();
         if settings.dolphins.use_api_token && !has_api {
-            problems.push(Problem::new(
-                "dolphins.useApiToken",
-                "needs apiBaseUrl, username and password",
-            ));
+            problems.push(Problem::new("dolphins.useApiToken", "needs apiBaseUrl, username and password"));
         }
         if settings.dolphins.use_api_token
-            && settings
-                .dolphins
-                .headers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("authorization"))
+            && settings.dolphins.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"))
         {
-            problems.push(Problem::new(
-                "dolphins.headers",
-                "Authorization is set by useApiToken",
-            ));
+            problems.push(Problem::new("dolphins.headers", "Authorization is set by useApiToken"));
         }
         unknown_keys(
             d,
             "dolphins",
-            &[
-                "sendMessageUrl",
-                "commandUrl",
-                "apiBaseUrl",
-                "username",
-                "password",
-                "useApiToken",
-                "headers",
-            ],
+            &["sendMessageUrl", "commandUrl", "apiBaseUrl", "username", "password", "useApiToken", "headers"],
             &mut problems,
         );
     }
     if let Some(del) = section("delivery", &mut problems) {
-        settings.delivery.retry_schedule = optional_string(
-            del,
-            "retrySchedule",
-            "delivery.retrySchedule",
-            &mut problems,
-        );
-        if let Some(Err(e)) = settings
-            .delivery
-            .retry_schedule
-            .as_deref()
-            .map(parse_schedule)
-        {
+        settings.delivery.retry_schedule =
+            optional_string(del, "retrySchedule", "delivery.retrySchedule", &mut problems);
+        if let Some(Err(e)) = settings.delivery.retry_schedule.as_deref().map(parse_schedule) {
             problems.push(Problem::new("delivery.retrySchedule", e));
         }
-        settings.delivery.timeout =
-            optional_string(del, "timeout", "delivery.timeout", &mut problems);
+        settings.delivery.timeout = optional_string(del, "timeout", "delivery.timeout", &mut problems);
         match settings.delivery.timeout.as_deref().map(parse_duration) {
-            Some(Ok(d)) if d.is_zero() || d.as_secs() > 120 => problems.push(Problem::new(
-                "delivery.timeout",
-                "must be between 1ms and 120s",
-            )),
+            Some(Ok(d)) if d.is_zero() || d.as_secs() > 120 => {
+                problems.push(Problem::new("delivery.timeout", "must be between 1ms and 120s"))
+            }
             Some(Err(e)) => problems.push(Problem::new("delivery.timeout", e)),
             _ => {}
         }
-        unknown_keys(
-            del,
-            "delivery",
-            &["retrySchedule", "timeout"],
-            &mut problems,
-        );
+        unknown_keys(del, "delivery", &["retrySchedule", "timeout"], &mut problems);
     }
-    unknown_keys(
-        obj,
-        "",
-        &[
-            "owner",
-            "name",
-            "timezone",
-            "thirdParty",
-            "dolphins",
-            "delivery",
-        ],
-        &mut problems,
-    );
+    unknown_keys(obj, "", &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery"], &mut problems);
 
     if problems.is_empty() {
-        Ok(TenantDraft {
-            owner,
-            name,
-            timezone,
-            settings,
-            dolphins_password,
-        })
+        Ok(TenantDraft { owner, name, timezone, settings, dolphins_password })
     } else {
         Err(problems)
     }
@@ -296,10 +220,7 @@ pub fn to_document(draft: &TenantDraft) -> Value {
         "dolphins": draft.settings.dolphins,
         "delivery": draft.settings.delivery,
     });
-    if let (Some(pw), Some(d)) = (
-        &draft.dolphins_password,
-        doc.get_mut("dolphins").and_then(Value::as_object_mut),
-    ) {
+    if let (Some(pw), Some(d)) = (&draft.dolphins_password, doc.get_mut("dolphins").and_then(Value::as_object_mut)) {
         d.insert("password".into(), Value::String(pw.clone()));
     }
     strip_nulls(&mut doc);
@@ -334,17 +255,10 @@ fn strip_nulls(v: &mut Value) {
 }
 
 fn valid_owner(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn optional_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<String> {
+fn optional_string(obj: &Map<String, Value>, key: &str, field: &str, problems: &mut Vec<Problem>) -> Option<String> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
@@ -360,12 +274,7 @@ fn optional_string(
     }
 }
 
-fn url_field(
-    obj: &Map<String, Value>,
-    field: &str,
-    key: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<String> {
+fn url_field(obj: &Map<String, Value>, field: &str, key: &str, problems: &mut Vec<Problem>) -> Option<String> {
     let url = optional_string(obj, key, field, problems)?;
     match check_target_url(&url) {
         Ok(()) => Some(url),
@@ -388,20 +297,14 @@ pub fn check_target_url(raw: &str) -> Result<(), String> {
         Some(url::Host::Ipv4(ip)) if ip.octets()[..2] == [169, 254] => {
             Err("link-local / cloud metadata addresses are not allowed".into())
         }
-        Some(url::Host::Ipv6(ip))
-            if ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) =>
-        {
+        Some(url::Host::Ipv6(ip)) if ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
             Err("cloud metadata addresses are not allowed".into())
         }
         Some(_) => Ok(()),
     }
 }
 
-fn headers_field(
-    obj: &Map<String, Value>,
-    field: &str,
-    problems: &mut Vec<Problem>,
-) -> BTreeMap<String, String> {
+fn headers_field(obj: &Map<String, Value>, field: &str, problems: &mut Vec<Problem>) -> BTreeMap<String, String> {
     let mut headers = BTreeMap::new();
     match obj.get("headers") {
         None | Some(Value::Null) => {}
@@ -415,10 +318,7 @@ fn headers_field(
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     problems.push(Problem::new(at, "is not a valid header name"));
                 } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                    problems.push(Problem::new(
-                        at,
-                        "is set by the bridge and cannot be overridden",
-                    ));
+                    problems.push(Problem::new(at, "is set by the bridge and cannot be overridden"));
                 } else if reqwest::header::HeaderValue::from_str(value).is_err() {
                     problems.push(Problem::new(at, "is not a valid header value"));
                 } else {
@@ -426,26 +326,14 @@ fn headers_field(
                 }
             }
         }
-        Some(_) => problems.push(Problem::new(
-            field,
-            "must be an object of header names to values",
-        )),
+        Some(_) => problems.push(Problem::new(field, "must be an object of header names to values")),
     }
     headers
 }
 
-fn unknown_keys(
-    obj: &Map<String, Value>,
-    prefix: &str,
-    known: &[&str],
-    problems: &mut Vec<Problem>,
-) {
+fn unknown_keys(obj: &Map<String, Value>, prefix: &str, known: &[&str], problems: &mut Vec<Problem>) {
     for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-        let field = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let field = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         problems.push(Problem::new(field, "is not a known setting"));
     }
 }
@@ -456,24 +344,15 @@ mod tests {
     use serde_json::json;
 
     fn fields(doc: Value) -> Vec<String> {
-        read_tenant(&doc)
-            .unwrap_err()
-            .into_iter()
-            .map(|p| p.field)
-            .collect()
+        read_tenant(&doc).unwrap_err().into_iter().map(|p| p.field).collect()
     }
 
     #[test]
     fn only_owner_and_incoming_url_are_required() {
-        let t = read_tenant(
-            &json!({"owner": "acme", "thirdParty": {"incomingUrl": "https://cc.example/in"}}),
-        )
-        .expect("valid");
+        let t = read_tenant(&json!({"owner": "acme", "thirdParty": {"incomingUrl": "https://cc.example/in"}}))
+            .expect("valid");
         assert_eq!(t.timezone, "Asia/Jakarta");
-        assert_eq!(
-            t.settings.url_for(Target::ThirdPartyIncoming),
-            Some("https://cc.example/in")
-        );
+        assert_eq!(t.settings.url_for(Target::ThirdPartyIncoming), Some("https://cc.example/in"));
         assert_eq!(t.settings.url_for(Target::DolphinsMessage), None);
         assert_eq!(fields(json!({})), vec!["owner", "thirdParty.incomingUrl"]);
     }
@@ -520,15 +399,8 @@ mod tests {
         let patched = read_tenant(&doc).expect("still valid");
         assert_eq!(patched.name, "Acme 2");
         assert_eq!(patched.settings.third_party.outgoing_url, None);
-        assert_eq!(
-            patched.settings.third_party.command_url.as_deref(),
-            Some("https://a/cmd")
-        );
-        assert_eq!(
-            patched.dolphins_password.as_deref(),
-            Some("pw"),
-            "untouched fields survive"
-        );
+        assert_eq!(patched.settings.third_party.command_url.as_deref(), Some("https://a/cmd"));
+        assert_eq!(patched.dolphins_password.as_deref(), Some("pw"), "untouched fields survive");
     }
 
     #[test]

@@ -51,45 +51,20 @@ pub enum TicketError {
 }
 
 /// Applies `action` to a ticket whose current status is `current` (`None`: unknown ticket).
-pub fn transition(
-    current: Option<TicketStatus>,
-    action: Action,
-) -> Result<Transition, TicketError> {
+pub fn transition(current: Option<TicketStatus>, action: Action) -> Result<Transition, TicketError> {
     use TicketStatus::{Closed, Open};
-    let stay = |status| Transition {
-        created: false,
-        reopened: false,
-        closed: false,
-        status,
-    };
-    let created = Transition {
-        created: true,
-        reopened: false,
-        closed: false,
-        status: Open,
-    };
+    let stay = |status| Transition { created: false, reopened: false, closed: false, status };
+    let created = Transition { created: true, reopened: false, closed: false, status: Open };
     Ok(match (action, current) {
         (Action::IncomingMessage, None) => created,
         (Action::IncomingMessage, Some(Open)) => stay(Open),
-        (Action::IncomingMessage, Some(Closed)) => Transition {
-            reopened: true,
-            ..stay(Open)
-        },
+        (Action::IncomingMessage, Some(Closed)) => Transition { reopened: true, ..stay(Open) },
         (Action::DolphinsReply, None) => created,
         (Action::DolphinsReply, Some(status)) => stay(status),
-        (Action::DolphinsClose, None) => Transition {
-            closed: true,
-            status: Closed,
-            ..created
-        },
-        (Action::DolphinsClose | Action::ThirdPartyClose, Some(Open)) => Transition {
-            closed: true,
-            ..stay(Closed)
-        },
+        (Action::DolphinsClose, None) => Transition { closed: true, status: Closed, ..created },
+        (Action::DolphinsClose | Action::ThirdPartyClose, Some(Open)) => Transition { closed: true, ..stay(Closed) },
         (Action::DolphinsClose | Action::ThirdPartyClose, Some(Closed)) => stay(Closed),
-        (Action::ThirdPartyReply | Action::ThirdPartyClose, None) => {
-            return Err(TicketError::NotFound)
-        }
+        (Action::ThirdPartyReply | Action::ThirdPartyClose, None) => return Err(TicketError::NotFound),
         (Action::ThirdPartyReply, Some(Closed)) => return Err(TicketError::Closed),
         (Action::ThirdPartyReply, Some(Open)) => stay(Open),
     })
@@ -112,11 +87,7 @@ mod tests {
         let t = transition(Some(Closed), Action::IncomingMessage).expect("allowed");
         assert!(t.reopened && !t.created);
         assert_eq!(t.status, Open);
-        assert!(
-            !transition(Some(Open), Action::IncomingMessage)
-                .expect("allowed")
-                .reopened
-        );
+        assert!(!transition(Some(Open), Action::IncomingMessage).expect("allowed").reopened);
     }
 
     #[test]
@@ -149,30 +120,14 @@ mod tests {
         let t = transition(Some(Closed), Action::DolphinsReply).expect("allowed");
         assert_eq!(t.status, Closed);
         assert!(!t.reopened);
-        assert!(
-            transition(None, Action::DolphinsReply)
-                .expect("allowed")
-                .created
-        );
+        assert!(transition(None, Action::DolphinsReply).expect("allowed").created);
     }
 
     #[test]
     fn the_third_party_cannot_act_on_unknown_tickets_or_reply_on_closed_ones() {
-        assert_eq!(
-            transition(None, Action::ThirdPartyReply),
-            Err(TicketError::NotFound)
-        );
-        assert_eq!(
-            transition(None, Action::ThirdPartyClose),
-            Err(TicketError::NotFound)
-        );
-        assert_eq!(
-            transition(Some(Closed), Action::ThirdPartyReply),
-            Err(TicketError::Closed)
-        );
-        assert_eq!(
-            transition(Some(Open), Action::ThirdPartyReply).map(|t| t.status),
-            Ok(Open)
-        );
+        assert_eq!(transition(None, Action::ThirdPartyReply), Err(TicketError::NotFound));
+        assert_eq!(transition(None, Action::ThirdPartyClose), Err(TicketError::NotFound));
+        assert_eq!(transition(Some(Closed), Action::ThirdPartyReply), Err(TicketError::Closed));
+        assert_eq!(transition(Some(Open), Action::ThirdPartyReply).map(|t| t.status), Ok(Open));
     }
 }

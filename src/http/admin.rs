@@ -22,14 +22,8 @@ use crate::tenancy::{self, TenancyError};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
-        .route(
-            "/admin/v1/tenants/{owner}",
-            get(get_tenant).patch(patch_tenant).delete(delete_tenant),
-        )
-        .route(
-            "/admin/v1/tenants/{owner}/keys",
-            get(list_keys).post(create_key),
-        )
+        .route("/admin/v1/tenants/{owner}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
+        .route("/admin/v1/tenants/{owner}/keys", get(list_keys).post(create_key))
         .route("/admin/v1/tenants/{owner}/keys/{id}", delete(revoke_key))
 }
 
@@ -44,11 +38,7 @@ impl From<TenancyError> for ApiError {
 }
 
 /// Reads a JSON object body for the admin API.
-fn json_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Value, ApiError> {
+fn json_body(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body.map_err(|r| match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
         _ => ApiError::InvalidJson(r.body_text()),
@@ -57,9 +47,7 @@ fn json_body(
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object".into(),
-        ));
+        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
     }
     Ok(value)
 }
@@ -76,15 +64,10 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn list_tenants(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+async fn list_tenants(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers)?;
     let rows = tenants::list(&state.pool).await?;
-    Ok(Json(
-        json!({"data": rows.iter().map(tenancy::view).collect::<Vec<_>>(), "nextCursor": null}),
-    ))
+    Ok(Json(json!({"data": rows.iter().map(tenancy::view).collect::<Vec<_>>(), "nextCursor": null})))
 }
 
 async fn get_tenant(
@@ -93,9 +76,7 @@ async fn get_tenant(
     Path(owner): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers)?;
-    let row = tenants::get(&state.pool, &owner)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    let row = tenants::get(&state.pool, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     Ok(Json(tenancy::view(&row)))
 }
 
@@ -108,32 +89,17 @@ async fn patch_tenant(
     auth::admin(&state, &headers)?;
     let patch = json_body(&state, &headers, body)?;
     let mut tx = state.pool.begin().await?;
-    let row = tenants::get_for_update(&mut *tx, &owner)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    let row = tenants::get_for_update(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     let mut doc = to_document(&tenancy::draft_of(&row));
     merge_patch(&mut doc, &patch);
     let draft = read_tenant(&doc).map_err(ApiError::InvalidPayload)?;
     if draft.owner != row.owner {
-        return Err(ApiError::InvalidPayload(vec![Problem::new(
-            "owner",
-            "cannot be changed",
-        )]));
+        return Err(ApiError::InvalidPayload(vec![Problem::new("owner", "cannot be changed")]));
     }
-    let settings =
-        serde_json::to_value(&draft.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
-    tenants::update(
-        &mut *tx,
-        &owner,
-        &draft.name,
-        &draft.timezone,
-        &settings,
-        draft.dolphins_password.as_deref(),
-    )
-    .await?;
-    let row = tenants::get(&mut *tx, &owner)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    let settings = serde_json::to_value(&draft.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    tenants::update(&mut *tx, &owner, &draft.name, &draft.timezone, &settings, draft.dolphins_password.as_deref())
+        .await?;
+    let row = tenants::get(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
     tracing::info!(owner, "tenant updated");
     Ok(Json(tenancy::view(&row)))
@@ -146,9 +112,7 @@ async fn delete_tenant(
 ) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers)?;
     let cancelled = tenancy::delete(&state.pool, &owner).await?;
-    Ok(Json(
-        json!({"owner": owner, "deleted": true, "cancelledDeliveries": cancelled}),
-    ))
+    Ok(Json(json!({"owner": owner, "deleted": true, "cancelledDeliveries": cancelled})))
 }
 
 async fn list_keys(
@@ -157,9 +121,7 @@ async fn list_keys(
     Path(owner): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers)?;
-    tenants::get(&state.pool, &owner)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    tenants::get(&state.pool, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     let rows = keys::list(&state.pool, &owner).await?;
     let data: Vec<Value> = rows
         .iter()
@@ -179,22 +141,11 @@ async fn create_key(
 ) -> Result<Response, ApiError> {
     auth::admin(&state, &headers)?;
     let doc = json_body(&state, &headers, body)?;
-    let kind = doc
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(KeyKind::parse)
-        .ok_or_else(|| {
-            ApiError::InvalidPayload(vec![Problem::new(
-                "kind",
-                "must be one of inbound, third_party, read",
-            )])
-        })?;
+    let kind = doc.get("kind").and_then(Value::as_str).and_then(KeyKind::parse).ok_or_else(|| {
+        ApiError::InvalidPayload(vec![Problem::new("kind", "must be one of inbound, third_party, read")])
+    })?;
     let (id, key) = tenancy::add_key(&state.pool, &owner, kind).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "kind": kind, "key": key})),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "kind": kind, "key": key}))).into_response())
 }
 
 async fn revoke_key(

@@ -26,10 +26,7 @@ pub struct Caller {
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// Authenticates a tenant credential and checks it is one of `allowed` kinds.
@@ -40,13 +37,9 @@ pub async fn tenant(
     query_token: Option<&str>,
     allowed: &[KeyKind],
 ) -> Result<Caller, ApiError> {
-    let presented = bearer(headers)
-        .or(query_token.filter(|t| !t.is_empty()))
-        .ok_or(ApiError::Unauthenticated)?;
+    let presented = bearer(headers).or(query_token.filter(|t| !t.is_empty())).ok_or(ApiError::Unauthenticated)?;
     let hash = hash_key(presented);
-    let row = keys::find_by_hash(&state.pool, &hash)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let row = keys::find_by_hash(&state.pool, &hash).await?.ok_or(ApiError::Unauthenticated)?;
     // The index lookup found the row by hash; the constant-time check keeps the final
     // decision free of early-exit comparisons all the same.
     if !constant_time_eq(&row.key_hash, &hash) || row.revoked || row.tenant_deleted {
@@ -62,13 +55,8 @@ pub async fn tenant(
     }
     let settings: TenantSettings = serde_json::from_value(row.settings)
         .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
-    let timezone = row
-        .timezone
-        .parse::<Tz>()
-        .unwrap_or(chrono_tz::Asia::Jakarta);
-    let stale = row
-        .last_used_at
-        .is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
+    let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
+    let stale = row.last_used_at.is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
     if stale {
         let (pool, owner, id) = (state.pool.clone(), row.owner.clone(), row.key_id);
         tokio::spawn(async move {
@@ -77,13 +65,7 @@ pub async fn tenant(
             }
         });
     }
-    Ok(Caller {
-        owner: row.owner,
-        key_id: row.key_id,
-        kind,
-        timezone,
-        settings: Arc::new(settings),
-    })
+    Ok(Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) })
 }
 
 /// Checks the admin token. Hashing both sides first makes the comparison constant-time
@@ -120,11 +102,7 @@ pub struct ApiCaller {
     pub actor: String,
 }
 
-pub async fn api(
-    state: &AppState,
-    headers: &HeaderMap,
-    access: Access,
-) -> Result<ApiCaller, ApiError> {
+pub async fn api(state: &AppState, headers: &HeaderMap, access: Access) -> Result<ApiCaller, ApiError> {
     let presented = bearer(headers).ok_or(ApiError::Unauthenticated)?;
     if let Some(expected) = state.config.admin_token.as_deref() {
         if constant_time_eq(&hash_key(presented), &hash_key(expected)) {
@@ -132,11 +110,7 @@ pub async fn api(
                 .get("x-bridge-owner")
                 .and_then(|v| v.to_str().ok())
                 .filter(|o| !o.is_empty())
-                .ok_or_else(|| {
-                    ApiError::Forbidden(
-                        "the admin token needs an X-Bridge-Owner header here".into(),
-                    )
-                })?;
+                .ok_or_else(|| ApiError::Forbidden("the admin token needs an X-Bridge-Owner header here".into()))?;
             let row = crate::store::tenants::get(&state.pool, owner)
                 .await?
                 .filter(|t| t.deleted_at.is_none())

@@ -21,9 +21,7 @@ use super::params::{parse_instant, Cursor, Params};
 use super::AppState;
 use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
-use crate::store::deliveries::{
-    self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter,
-};
+use crate::store::deliveries::{self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter};
 use crate::store::{endpoints, messages, tickets};
 
 pub fn router() -> Router<AppState> {
@@ -33,10 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deliveries/{id}", get(get_delivery))
         .route("/api/v1/deliveries/{id}/retry", post(retry))
         .route("/api/v1/deliveries/{id}/cancel", post(cancel))
-        .route(
-            "/api/v1/tickets/{ticket}/deliveries",
-            get(ticket_deliveries),
-        )
+        .route("/api/v1/tickets/{ticket}/deliveries", get(ticket_deliveries))
         .route("/api/v1/messages/{id}", get(get_message))
         .route("/api/v1/endpoints", get(list_endpoints))
         .route("/api/v1/endpoints/{target}/pause", post(pause))
@@ -73,34 +68,20 @@ fn delivery_json(d: &DeliveryRow, log: Option<&[&AttemptRow]>) -> Value {
 }
 
 /// Deliveries with their attempt logs attached.
-async fn with_logs(
-    state: &AppState,
-    owner: &str,
-    rows: &[DeliveryRow],
-) -> Result<Vec<Value>, ApiError> {
+async fn with_logs(state: &AppState, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
     let attempts = deliveries::attempts(&state.pool, owner, &ids).await?;
     let mut by_delivery: HashMap<Uuid, Vec<&AttemptRow>> = HashMap::new();
     for a in &attempts {
         by_delivery.entry(a.delivery_id).or_default().push(a);
     }
-    Ok(rows
-        .iter()
-        .map(|d| {
-            delivery_json(
-                d,
-                Some(by_delivery.get(&d.id).map_or(&[][..], Vec::as_slice)),
-            )
-        })
-        .collect())
+    Ok(rows.iter().map(|d| delivery_json(d, Some(by_delivery.get(&d.id).map_or(&[][..], Vec::as_slice)))).collect())
 }
 
 /// One page of a delivery list, with the cursor of the next.
 fn page(rows: Vec<Value>, last: Option<&DeliveryRow>, limit: i64, filters: &str) -> Json<Value> {
     let next = match last {
-        Some(d) if rows.len() as i64 == limit => {
-            Some(Cursor::new(filters, d.created_at, d.id).encode())
-        }
+        Some(d) if rows.len() as i64 == limit => Some(Cursor::new(filters, d.created_at, d.id).encode()),
         _ => None,
     };
     Json(json!({"data": rows, "nextCursor": next}))
@@ -148,9 +129,7 @@ async fn ticket_deliveries(
     let limit = params.limit()?;
     let filters = format!("ticket-deliveries|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    tickets::get(&state.pool, &caller.owner, &ticket)
-        .await?
-        .ok_or(ApiError::TicketNotFound)?;
+    tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     let filter = DeliveryFilter {
         statuses: None,
         targets: None,
@@ -178,9 +157,7 @@ async fn get_delivery(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "delivery")?;
-    let row = deliveries::get(&state.pool, &caller.owner, id)
-        .await?
-        .ok_or(ApiError::NotFound("delivery"))?;
+    let row = deliveries::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("delivery"))?;
     let mut data = with_logs(&state, &caller.owner, std::slice::from_ref(&row)).await?;
     Ok(Json(data.pop().unwrap_or(Value::Null)))
 }
@@ -200,21 +177,9 @@ async fn retry(
 ) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let id = parse_id(&id, "delivery")?;
-    deliveries::retry(
-        &state.pool,
-        &caller.owner,
-        id,
-        &caller.actor,
-        state.clock.now(),
-    )
-    .await?
-    .map_err(refused)?;
+    deliveries::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery re-queued by hand");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": id, "status": "pending"})),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
 }
 
 async fn cancel(
@@ -224,15 +189,7 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let id = parse_id(&id, "delivery")?;
-    deliveries::cancel(
-        &state.pool,
-        &caller.owner,
-        id,
-        &caller.actor,
-        state.clock.now(),
-    )
-    .await?
-    .map_err(refused)?;
+    deliveries::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery cancelled by hand");
     Ok(Json(json!({"id": id, "status": "cancelled"})))
 }
@@ -254,12 +211,7 @@ async fn replay(
     let count = deliveries::replay(
         &state.pool,
         &caller.owner,
-        &ReplayFilter {
-            targets: filter.0.as_deref(),
-            statuses: &filter.1,
-            from: filter.2,
-            to: filter.3,
-        },
+        &ReplayFilter { targets: filter.0.as_deref(), statuses: &filter.1, from: filter.2, to: filter.3 },
         &caller.actor,
         state.clock.now(),
     )
@@ -268,33 +220,19 @@ async fn replay(
     Ok((StatusCode::ACCEPTED, Json(json!({"count": count}))).into_response())
 }
 
-type ReplaySelection = (
-    Option<Vec<String>>,
-    Vec<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
+type ReplaySelection = (Option<Vec<String>>, Vec<String>, DateTime<Utc>, DateTime<Utc>);
 
 /// Reads `{"target","from","to","status"}`, listing every problem.
-fn read_replay(
-    doc: &Value,
-    caller: &ApiCaller,
-    now: DateTime<Utc>,
-) -> Result<ReplaySelection, ApiError> {
+fn read_replay(doc: &Value, caller: &ApiCaller, now: DateTime<Utc>) -> Result<ReplaySelection, ApiError> {
     let Some(obj) = doc.as_object() else {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object".into(),
-        ));
+        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
     };
     let mut problems = Vec::new();
     let targets = match obj.get("target") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if Target::parse(t).is_some() => Some(vec![t.clone()]),
         Some(_) => {
-            problems.push(Problem::new(
-                "target",
-                format!("must be one of {}", target_names().join(", ")),
-            ));
+            problems.push(Problem::new("target", format!("must be one of {}", target_names().join(", "))));
             None
         }
     };
@@ -302,21 +240,12 @@ fn read_replay(
     let statuses = match obj.get("status") {
         None | Some(Value::Null) => vec!["dead".to_string()],
         Some(Value::Array(items))
-            if !items.is_empty()
-                && items
-                    .iter()
-                    .all(|i| i.as_str().is_some_and(|s| replayable.contains(&s))) =>
+            if !items.is_empty() && items.iter().all(|i| i.as_str().is_some_and(|s| replayable.contains(&s))) =>
         {
-            items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect()
+            items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()
         }
         Some(_) => {
-            problems.push(Problem::new(
-                "status",
-                format!("must be a non-empty array of {}", replayable.join(", ")),
-            ));
+            problems.push(Problem::new("status", format!("must be a non-empty array of {}", replayable.join(", "))));
             Vec::new()
         }
     };
@@ -341,10 +270,7 @@ fn read_replay(
     let to = instant("to", &mut problems).unwrap_or(now);
     match from {
         Some(from) if problems.is_empty() && from >= to => {
-            Err(ApiError::InvalidPayload(vec![Problem::new(
-                "from",
-                "must be before to",
-            )]))
+            Err(ApiError::InvalidPayload(vec![Problem::new("from", "must be before to")]))
         }
         Some(from) if problems.is_empty() => Ok((targets, statuses, from, to)),
         _ => Err(ApiError::InvalidPayload(problems)),
@@ -358,9 +284,7 @@ async fn get_message(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "message")?;
-    let m = messages::get(&state.pool, &caller.owner, id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
+    let m = messages::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("message"))?;
     let delivery = deliveries::for_message(&state.pool, &caller.owner, id).await?;
     Ok(Json(json!({
         "id": m.id, "ticketNumber": m.ticket_number, "direction": m.direction, "messageType": m.message_type,
@@ -369,10 +293,7 @@ async fn get_message(
     })))
 }
 
-async fn list_endpoints(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let rows = endpoints::overview(&state.pool, &caller.owner).await?;
     let data: Vec<Value> = Target::ALL
@@ -398,19 +319,11 @@ async fn list_endpoints(
     Ok(Json(json!({"data": data, "nextCursor": null})))
 }
 
-async fn pause(
-    state: State<AppState>,
-    headers: HeaderMap,
-    target: Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn pause(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Value>, ApiError> {
     set_paused(state, headers, target, true).await
 }
 
-async fn resume(
-    state: State<AppState>,
-    headers: HeaderMap,
-    target: Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn resume(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Value>, ApiError> {
     set_paused(state, headers, target, false).await
 }
 
@@ -421,23 +334,12 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
-    let target = Target::parse(&target).ok_or_else(|| {
-        ApiError::parameter(
-            "target",
-            format!("must be one of {}", target_names().join(", ")),
-        )
-    })?;
+    let target = Target::parse(&target)
+        .ok_or_else(|| ApiError::parameter("target", format!("must be one of {}", target_names().join(", "))))?;
     if caller.settings.url_for(target).is_none() {
         return Err(ApiError::NotFound("endpoint"));
     }
-    let changed = endpoints::set_paused(
-        &state.pool,
-        &caller.owner,
-        target,
-        paused,
-        state.clock.now(),
-    )
-    .await?;
+    let changed = endpoints::set_paused(&state.pool, &caller.owner, target, paused, state.clock.now()).await?;
     tracing::info!(owner = %caller.owner, %target, paused, changed, actor = %caller.actor, "endpoint pause switched");
     Ok(Json(json!({"target": target, "paused": paused})))
 }

@@ -69,10 +69,7 @@ pub enum ApiError {
 }
 
 fn summary(problems: &[Problem]) -> String {
-    let listed: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{} {}", p.field, p.problem))
-        .collect();
+    let listed: Vec<String> = problems.iter().map(|p| format!("{} {}", p.field, p.problem)).collect();
     match problems.len() {
         1 => listed.join(""),
         n => format!("{n} problems: {}", listed.join("; ")),
@@ -89,10 +86,9 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::TicketNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::TicketClosed
-            | ApiError::InProgress
-            | ApiError::TenantExists
-            | ApiError::InvalidState(_) => StatusCode::CONFLICT,
+            ApiError::TicketClosed | ApiError::InProgress | ApiError::TenantExists | ApiError::InvalidState(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -126,9 +122,7 @@ impl ApiError {
 
     fn fields(&self) -> Option<&[Problem]> {
         match self {
-            ApiError::InvalidPayload(p)
-            | ApiError::UnsupportedEvent(p)
-            | ApiError::InvalidParameter(p) => Some(p),
+            ApiError::InvalidPayload(p) | ApiError::UnsupportedEvent(p) | ApiError::InvalidParameter(p) => Some(p),
             _ => None,
         }
     }
@@ -172,12 +166,9 @@ impl IntoResponse for ApiError {
         if let Some(fields) = self.fields() {
             error["fields"] = json!(fields);
         }
-        let mut response =
-            (status, Json(json!({"status": "error", "error": error}))).into_response();
+        let mut response = (status, Json(json!({"status": "error", "error": error}))).into_response();
         if matches!(self, ApiError::Unavailable | ApiError::InProgress) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

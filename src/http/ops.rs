@@ -14,10 +14,7 @@ use super::AppState;
 use crate::domain::Target;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
 }
 
 /// The process is up and serving HTTP.
@@ -28,14 +25,10 @@ async fn healthz() -> Json<Value> {
 /// Ready when the database answers, every embedded migration is applied and the
 /// delivery workers have checked in recently.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let expected = crate::store::MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .count() as i64;
+    let expected = crate::store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
     let applied = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.pool),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&state.pool),
     )
     .await;
     let (database, migrations) = match applied {
@@ -44,17 +37,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(Err(_)) => ("ok", "missing"),
         Err(_) => ("timeout", "unknown"),
     };
-    let workers = if state.workers.is_alive() {
-        "ok"
-    } else {
-        "stalled"
-    };
+    let workers = if state.workers.is_alive() { "ok" } else { "stalled" };
     let ready = database == "ok" && migrations == "ok" && workers == "ok";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(json!({"status": if ready { "ready" } else { "not_ready" },
@@ -73,8 +58,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             for target in Target::ALL {
                 let row = rows.iter().find(|r| r.target == target.as_str());
                 let labels = [("target", target.as_str())];
-                metrics::gauge!(names::QUEUE_DEPTH, &labels)
-                    .set(row.map_or(0.0, |r| r.queue_depth as f64));
+                metrics::gauge!(names::QUEUE_DEPTH, &labels).set(row.map_or(0.0, |r| r.queue_depth as f64));
                 let age = row
                     .and_then(|r| r.oldest_pending_at)
                     .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
@@ -83,7 +67,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
                     ("open", row.map_or(0, |r| r.open_breakers)),
                     ("half_open", row.map_or(0, |r| r.half_open_breakers)),
                 ] {
-                    metrics::gauge!(names::BREAKERS, "target" => target.as_str(), "state" => state_name).set(count as f64);
+                    metrics::gauge!(names::BREAKERS, "target" => target.as_str(), "state" => state_name)
+                        .set(count as f64);
                 }
                 metrics::gauge!(names::PAUSED, &labels).set(row.map_or(0.0, |r| r.paused as f64));
             }
@@ -97,10 +82,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 /// Counts every request by its route template (never the raw path: ticket numbers and
 /// ids would make unbounded label sets) and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
     let started = std::time::Instant::now();
     let response = next.run(request).await;

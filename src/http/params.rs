@@ -35,10 +35,7 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// The named parameters as given, for binding a cursor to its list's filters.
@@ -57,10 +54,7 @@ impl Params {
             None => Ok(DEFAULT_LIMIT),
             Some(raw) => match raw.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(ApiError::parameter(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )),
+                _ => Err(ApiError::parameter("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
             },
         }
     }
@@ -70,16 +64,9 @@ impl Params {
         let Some(raw) = self.get(name) else {
             return Ok(None);
         };
-        let items: Vec<String> = raw
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let items: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if let Some(bad) = items.iter().find(|i| !allowed.contains(&i.as_str())) {
-            return Err(ApiError::parameter(
-                name,
-                format!("{bad:?} is not one of {}", allowed.join(", ")),
-            ));
+            return Err(ApiError::parameter(name, format!("{bad:?} is not one of {}", allowed.join(", "))));
         }
         Ok(Some(items))
     }
@@ -88,18 +75,12 @@ impl Params {
     pub fn timezone(&self, default: Tz) -> Result<Tz, ApiError> {
         match self.get("tz") {
             None => Ok(default),
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| ApiError::parameter("tz", format!("{raw:?} is not an IANA timezone"))),
+            Some(raw) => raw.parse().map_err(|_| ApiError::parameter("tz", format!("{raw:?} is not an IANA timezone"))),
         }
     }
 
     /// `from` (inclusive) and `to` (exclusive); default the 30 days up to `now`.
-    pub fn time_range(
-        &self,
-        tz: Tz,
-        now: DateTime<Utc>,
-    ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    pub fn time_range(&self, tz: Tz, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
         let to = match self.get("to") {
             Some(raw) => parse_instant("to", raw, tz)?,
             None => now,
@@ -125,12 +106,7 @@ pub fn parse_instant(name: &str, raw: &str, tz: Tz) -> Result<DateTime<Utc>, Api
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .and_then(|midnight| tz.from_local_datetime(&midnight).earliest())
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            ApiError::parameter(
-                name,
-                "expected RFC 3339 (2026-11-24T09:00:00Z) or a date (2026-11-24)",
-            )
-        })
+        .ok_or_else(|| ApiError::parameter(name, "expected RFC 3339 (2026-11-24T09:00:00Z) or a date (2026-11-24)"))
 }
 
 /// Where a page ended: the sort key of its last row, and a fingerprint of the filters it
@@ -147,11 +123,7 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(filters: &str, at: DateTime<Utc>, id: Uuid) -> Cursor {
-        Cursor {
-            filters: fingerprint(filters),
-            at,
-            id,
-        }
+        Cursor { filters: fingerprint(filters), at, id }
     }
 
     pub fn encode(&self) -> String {
@@ -168,9 +140,7 @@ impl Cursor {
                 "is not a cursor this list gave out for these filters",
             )])
         };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw)
-            .map_err(|_| bad())?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
         if cursor.filters != fingerprint(filters) {
             return Err(bad());
@@ -192,10 +162,7 @@ mod tests {
     fn a_cursor_round_trips_only_for_its_own_filters() {
         let c = Cursor::new("status=dead", Utc::now(), Uuid::new_v4());
         let raw = c.encode();
-        assert_eq!(
-            Cursor::decode(Some(&raw), "status=dead").ok().flatten(),
-            Some(c)
-        );
+        assert_eq!(Cursor::decode(Some(&raw), "status=dead").ok().flatten(), Some(c));
         assert!(Cursor::decode(Some(&raw), "status=failed").is_err());
         assert!(Cursor::decode(Some("bm90IGEgY3Vyc29y"), "status=dead").is_err());
         assert!(Cursor::decode(Some("%%%"), "").is_err());
@@ -204,12 +171,7 @@ mod tests {
     #[test]
     fn limits_and_dates_are_checked() {
         for bad in ["0", "501", "ten", "-1"] {
-            assert!(
-                Params::parse(Some(&format!("limit={bad}")))
-                    .limit()
-                    .is_err(),
-                "{bad}"
-            );
+            assert!(Params::parse(Some(&format!("limit={bad}"))).limit().is_err(), "{bad}");
         }
         assert_eq!(Params::parse(None).limit().ok(), Some(50));
         let tz: Tz = "Asia/Jakarta".parse().expect("zone");

@@ -14,9 +14,7 @@ use sha2::{Digest, Sha256};
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::payload::{
-    read_command, read_message, MessageShape, Problem, Refusal, Strictness,
-};
+use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
 use crate::domain::KeyKind;
 use crate::relay::{self, Event, Idempotency};
 
@@ -41,10 +39,7 @@ enum Endpoint {
 
 impl Endpoint {
     fn is_dolphins_side(self) -> bool {
-        matches!(
-            self,
-            Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands
-        )
+        matches!(self, Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands)
     }
 }
 
@@ -55,15 +50,7 @@ async fn dolphins_incoming(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(
-        &state,
-        &headers,
-        &uri,
-        query,
-        body,
-        Endpoint::DolphinsIncoming,
-    )
-    .await
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsIncoming).await
 }
 
 async fn dolphins_outgoing(
@@ -73,15 +60,7 @@ async fn dolphins_outgoing(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(
-        &state,
-        &headers,
-        &uri,
-        query,
-        body,
-        Endpoint::DolphinsOutgoing,
-    )
-    .await
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsOutgoing).await
 }
 
 async fn dolphins_commands(
@@ -91,15 +70,7 @@ async fn dolphins_commands(
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(
-        &state,
-        &headers,
-        &uri,
-        query,
-        body,
-        Endpoint::DolphinsCommands,
-    )
-    .await
+    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsCommands).await
 }
 
 async fn third_party_messages(
@@ -108,15 +79,7 @@ async fn third_party_messages(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(
-        &state,
-        &headers,
-        &uri,
-        RawQuery(None),
-        body,
-        Endpoint::ThirdPartyMessages,
-    )
-    .await
+    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyMessages).await
 }
 
 async fn third_party_commands(
@@ -125,15 +88,7 @@ async fn third_party_commands(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(
-        &state,
-        &headers,
-        &uri,
-        RawQuery(None),
-        body,
-        Endpoint::ThirdPartyCommands,
-    )
-    .await
+    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyCommands).await
 }
 
 async fn accept(
@@ -146,9 +101,7 @@ async fn accept(
 ) -> Result<Response, ApiError> {
     let caller = if endpoint.is_dolphins_side() {
         let token = query.as_deref().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
+            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
         });
         auth::tenant(state, headers, token.as_deref(), &[KeyKind::Inbound]).await?
     } else {
@@ -164,15 +117,9 @@ async fn accept(
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
     // An empty owner is the body's own problem (400 below), not another tenant's (403).
-    if let Some(owner) = value
-        .get("owner")
-        .and_then(Value::as_str)
-        .filter(|o| !o.is_empty())
-    {
+    if let Some(owner) = value.get("owner").and_then(Value::as_str).filter(|o| !o.is_empty()) {
         if owner.replace('\0', "") != caller.owner {
-            return Err(ApiError::Forbidden(
-                "the body's owner is not the credential's tenant".into(),
-            ));
+            return Err(ApiError::Forbidden("the body's owner is not the credential's tenant".into()));
         }
     }
     let event = read_event(value, endpoint, &caller)?;
@@ -194,9 +141,7 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
     use Strictness::{Lenient, Strict};
     let tz = caller.timezone;
     let event = match endpoint {
-        Endpoint::DolphinsIncoming => {
-            read_message(value, MessageShape::Incoming, Lenient, tz).map(Event::Incoming)
-        }
+        Endpoint::DolphinsIncoming => read_message(value, MessageShape::Incoming, Lenient, tz).map(Event::Incoming),
         Endpoint::DolphinsOutgoing if value.get("message").is_some() => {
             read_message(value, MessageShape::Outgoing, Lenient, tz).map(Event::DolphinsReply)
         }
@@ -222,21 +167,13 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `Idempotency-Key`, else `webhook-id`, with a hash of what was asked (path and body).
-fn idempotency(
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<Option<Idempotency>, ApiError> {
-    let Some((name, value)) = ["idempotency-key", "webhook-id"]
-        .into_iter()
-        .find_map(|name| headers.get(name).map(|v| (name, v)))
+fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+    let Some((name, value)) =
+        ["idempotency-key", "webhook-id"].into_iter().find_map(|name| headers.get(name).map(|v| (name, v)))
     else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?
-        .trim();
+    let key = value.to_str().map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?.trim();
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ApiError::InvalidParameter(vec![Problem::new(
             name,
@@ -248,8 +185,5 @@ fn idempotency(
     hash.update(uri.path().as_bytes());
     hash.update(b"\n");
     hash.update(body);
-    Ok(Some(Idempotency {
-        key: key.to_string(),
-        request_hash: hash.finalize().into(),
-    }))
+    Ok(Some(Idempotency { key: key.to_string(), request_hash: hash.finalize().into() }))
 }

@@ -92,8 +92,7 @@ pub async fn claim(
     lease: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lease_until =
-        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     let (endpoint_rule, owner, target) = match scope {
         ClaimScope::Due => (
             "NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner AND ep.target = d.target
@@ -219,12 +218,10 @@ pub async fn record_attempt(
 
 /// Gives claims back without recording an attempt (graceful shutdown).
 pub async fn release(db: impl PgExecutor<'_>, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)",
-    )
-    .bind(tokens)
-    .execute(db)
-    .await?;
+    let done = sqlx::query("UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)")
+        .bind(tokens)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -243,11 +240,9 @@ pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<
 
 /// The earliest time a waiting delivery becomes due, for the dispatcher's sleep.
 pub async fn next_due_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')",
-    )
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')")
+        .fetch_one(db)
+        .await
 }
 
 /// Whether a delivery to `target` was created for this ticket since `since` (echo check).
@@ -286,22 +281,15 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, ticket_number, message_id, target, sequence, status, attempts, next_attempt_at,
+const DELIVERY_COLUMNS: &str = "id, ticket_number, message_id, target, sequence, status, attempts, next_attempt_at,
                                 last_error, created_at, delivered_at";
 
-pub async fn get(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    id: Uuid,
-) -> Result<Option<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE owner = $1 AND id = $2"
-    ))
-    .bind(owner)
-    .bind(id)
-    .fetch_optional(db)
-    .await
+pub async fn get(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE owner = $1 AND id = $2"))
+        .bind(owner)
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }
 
 /// The filters of `GET /api/v1/deliveries`.
@@ -324,11 +312,7 @@ pub async fn list(
     owner: &str,
     f: &DeliveryFilter<'_>,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    let (after, order) = if f.oldest_first {
-        (">", "ASC")
-    } else {
-        ("<", "DESC")
-    };
+    let (after, order) = if f.oldest_first { (">", "ASC") } else { ("<", "DESC") };
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries
          WHERE owner = $1 AND created_at >= $2 AND created_at < $3
@@ -379,11 +363,7 @@ pub struct AttemptRow {
 }
 
 /// The attempt logs of several deliveries of one tenant.
-pub async fn attempts(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    ids: &[Uuid],
-) -> Result<Vec<AttemptRow>, sqlx::Error> {
+pub async fn attempts(db: impl PgExecutor<'_>, owner: &str, ids: &[Uuid]) -> Result<Vec<AttemptRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id, n, at, duration_ms, http_status, error, response_head FROM delivery_attempts
          WHERE owner = $1 AND delivery_id = ANY($2) ORDER BY delivery_id, n",
@@ -479,12 +459,7 @@ async fn lock_for_action(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(row.map(|(s, in_flight)| {
-        (
-            DeliveryStatus::parse(&s).unwrap_or(DeliveryStatus::Pending),
-            in_flight,
-        )
-    }))
+    Ok(row.map(|(s, in_flight)| (DeliveryStatus::parse(&s).unwrap_or(DeliveryStatus::Pending), in_flight)))
 }
 
 /// The selection of `POST /api/v1/deliveries/replay`.
@@ -519,15 +494,7 @@ pub async fn replay(
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    requeue(
-        &mut tx,
-        owner,
-        &ids,
-        actor,
-        now,
-        serde_json::json!({"replay": true}),
-    )
-    .await?;
+    requeue(&mut tx, owner, &ids, actor, now, serde_json::json!({"replay": true})).await?;
     tx.commit().await?;
     Ok(ids.len() as u64)
 }
@@ -562,9 +529,6 @@ async fn requeue(
     .bind(detail)
     .execute(&mut *db)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *db)
-        .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *db).await?;
     Ok(())
 }

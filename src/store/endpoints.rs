@@ -74,10 +74,7 @@ pub async fn set_paused(
         return Ok(changed.is_some());
     }
     // Resuming wakes the dispatchers: the target's deliveries are due now.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(super::deliveries::NOTIFY_CHANNEL)
-        .execute(db)
-        .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(super::deliveries::NOTIFY_CHANNEL).execute(db).await?;
     Ok(changed.is_some())
 }
 
@@ -94,10 +91,7 @@ pub struct EndpointRow {
 }
 
 /// The state and queue of every target of a tenant that has a row or waiting deliveries.
-pub async fn overview(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-) -> Result<Vec<EndpointRow>, sqlx::Error> {
+pub async fn overview(db: impl PgExecutor<'_>, owner: &str) -> Result<Vec<EndpointRow>, sqlx::Error> {
     sqlx::query_as(
         "WITH queue AS (
              SELECT target, count(*) AS depth, min(created_at) AS oldest

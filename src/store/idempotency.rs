@@ -13,18 +13,12 @@ pub struct StoredReply {
 
 /// Takes a transaction-scoped advisory lock on `(owner, key)`; `false` when another
 /// request holds it (that request is still being applied → 409 `in_progress`).
-pub async fn try_lock(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    key: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 7041))",
-    )
-    .bind(owner)
-    .bind(key)
-    .fetch_one(db)
-    .await
+pub async fn try_lock(db: impl PgExecutor<'_>, owner: &str, key: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 7041))")
+        .bind(owner)
+        .bind(key)
+        .fetch_one(db)
+        .await
 }
 
 /// The reply stored for this key since `since`, if any.

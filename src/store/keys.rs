@@ -38,24 +38,19 @@ pub async fn insert(
     prefix: &str,
     key_hash: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO api_keys (owner, id, kind, prefix, key_hash) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(owner)
-    .bind(id)
-    .bind(kind)
-    .bind(prefix)
-    .bind(key_hash)
-    .execute(db)
-    .await?;
+    sqlx::query("INSERT INTO api_keys (owner, id, kind, prefix, key_hash) VALUES ($1, $2, $3, $4, $5)")
+        .bind(owner)
+        .bind(id)
+        .bind(kind)
+        .bind(prefix)
+        .bind(key_hash)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 /// Finds the key with this hash (revoked ones too, so the caller can say why it fails).
-pub async fn find_by_hash(
-    db: impl PgExecutor<'_>,
-    key_hash: &[u8],
-) -> Result<Option<CredentialRow>, sqlx::Error> {
+pub async fn find_by_hash(db: impl PgExecutor<'_>, key_hash: &[u8]) -> Result<Option<CredentialRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT k.owner, k.id AS key_id, k.kind, k.key_hash, k.revoked_at IS NOT NULL AS revoked, k.last_used_at,
                 t.timezone, t.settings, t.deleted_at IS NOT NULL AS tenant_deleted
@@ -91,11 +86,12 @@ pub async fn list(db: impl PgExecutor<'_>, owner: &str) -> Result<Vec<KeyRow>, s
 
 /// Revokes one key; `false` when it does not exist for this owner or was revoked already.
 pub async fn revoke(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE owner = $1 AND id = $2 AND revoked_at IS NULL")
-        .bind(owner)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE owner = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(owner)
+            .bind(id)
+            .execute(db)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -109,11 +105,9 @@ pub async fn exists(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<bo
 }
 
 pub async fn revoke_all(db: impl PgExecutor<'_>, owner: &str) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE owner = $1 AND revoked_at IS NULL",
-    )
-    .bind(owner)
-    .execute(db)
-    .await?;
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE owner = $1 AND revoked_at IS NULL")
+        .bind(owner)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected())
 }

@@ -125,11 +125,7 @@ pub struct MessageRow {
     pub warnings: Value,
 }
 
-pub async fn get(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    id: Uuid,
-) -> Result<Option<MessageRow>, sqlx::Error> {
+pub async fn get(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<Option<MessageRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, ticket_number, direction, message_type, message, media_link, source, at, warnings
          FROM messages WHERE owner = $1 AND id = $2",

@@ -59,10 +59,7 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
         sqlx::Error::Database(e) => {
-            matches!(
-                e.code().as_deref(),
-                Some("57P01" | "57P02" | "57P03" | "53300")
-            )
+            matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300"))
         }
         _ => false,
     }

@@ -50,32 +50,20 @@ pub async fn insert(db: impl PgExecutor<'_>, t: NewTenant<'_>) -> Result<bool, s
 }
 
 pub async fn get(db: impl PgExecutor<'_>, owner: &str) -> Result<Option<TenantRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE owner = $1"))
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE owner = $1")).bind(owner).fetch_optional(db).await
+}
+
+/// Locks a live tenant for a read-modify-write (the admin PATCH).
+pub async fn get_for_update(db: impl PgExecutor<'_>, owner: &str) -> Result<Option<TenantRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants WHERE owner = $1 AND deleted_at IS NULL FOR UPDATE"))
         .bind(owner)
         .fetch_optional(db)
         .await
 }
 
-/// Locks a live tenant for a read-modify-write (the admin PATCH).
-pub async fn get_for_update(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-) -> Result<Option<TenantRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tenants WHERE owner = $1 AND deleted_at IS NULL FOR UPDATE"
-    ))
-    .bind(owner)
-    .fetch_optional(db)
-    .await
-}
-
 /// Every tenant, oldest first, deleted ones included (they keep their data).
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<TenantRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tenants ORDER BY created_at, owner"
-    ))
-    .fetch_all(db)
-    .await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, owner")).fetch_all(db).await
 }
 
 pub async fn update(
@@ -102,9 +90,11 @@ pub async fn update(
 
 /// Marks a tenant deleted; `false` if it was not live.
 pub async fn mark_deleted(db: impl PgExecutor<'_>, owner: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE tenants SET deleted_at = now(), updated_at = now() WHERE owner = $1 AND deleted_at IS NULL")
-        .bind(owner)
-        .execute(db)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE tenants SET deleted_at = now(), updated_at = now() WHERE owner = $1 AND deleted_at IS NULL",
+    )
+    .bind(owner)
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -7,18 +7,13 @@ use crate::domain::{Direction, TicketStatus};
 
 /// Locks the ticket row for the rest of the transaction and answers its status, so
 /// concurrent events on one ticket apply one after the other.
-pub async fn lock(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    ticket: &str,
-) -> Result<Option<TicketStatus>, sqlx::Error> {
-    let status: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM tickets WHERE owner = $1 AND ticket_number = $2 FOR UPDATE",
-    )
-    .bind(owner)
-    .bind(ticket)
-    .fetch_optional(db)
-    .await?;
+pub async fn lock(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Option<TicketStatus>, sqlx::Error> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM tickets WHERE owner = $1 AND ticket_number = $2 FOR UPDATE")
+            .bind(owner)
+            .bind(ticket)
+            .fetch_optional(db)
+            .await?;
     // The CHECK constraint allows nothing else; an unknown value reads as open.
     Ok(status.map(|s| TicketStatus::parse(&s).unwrap_or(TicketStatus::Open)))
 }
@@ -147,11 +142,7 @@ pub struct TicketRow {
     pub reopen_count: i32,
 }
 
-pub async fn get(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    ticket: &str,
-) -> Result<Option<TicketRow>, sqlx::Error> {
+pub async fn get(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Option<TicketRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT ticket_number, status, channel, account_id, contact_id, customer_name, group_id, language,
                 created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,

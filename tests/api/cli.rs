@@ -10,33 +10,19 @@ use crate::helpers::*;
 
 fn bridge() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dolphin-bridge"));
-    command
-        .env_remove("BRIDGE_ADMIN_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
+    command.env_remove("BRIDGE_ADMIN_TOKEN").env("RUST_LOG", "warn").stdin(Stdio::null());
     command
 }
 
 async fn drop_database(name: &str) {
-    let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1)
-        .expect("pool");
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await;
+    let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
 }
 
 #[test]
 fn bad_configuration_is_one_line_naming_the_variable_with_exit_code_2() {
-    for (var, value) in [
-        ("BRIDGE_WORKERS", "zero"),
-        ("BRIDGE_LEASE", "soon"),
-        ("BRIDGE_LISTEN", "everywhere"),
-    ] {
-        let out = bridge()
-            .arg("migrate")
-            .env(var, value)
-            .output()
-            .expect("run the binary");
+    for (var, value) in [("BRIDGE_WORKERS", "zero"), ("BRIDGE_LEASE", "soon"), ("BRIDGE_LISTEN", "everywhere")] {
+        let out = bridge().arg("migrate").env(var, value).output().expect("run the binary");
         assert_eq!(out.status.code(), Some(2), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -50,53 +36,23 @@ async fn tenant_add_creates_the_database_and_prints_credentials_once() {
     let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
     let url = format!("{}/{db}", server_url());
     let out = bridge()
-        .args([
-            "tenant",
-            "add",
-            "--owner",
-            "cli-owner",
-            "--third-party-url",
-            "https://cc.example/in",
-            "--json",
-        ])
+        .args(["tenant", "add", "--owner", "cli-owner", "--third-party-url", "https://cc.example/in", "--json"])
         .env("DATABASE_URL", &url)
         .output()
         .expect("run the binary");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is the JSON reply alone");
-    let read_key = created["credentials"]["readKey"]
-        .as_str()
-        .expect("read key")
-        .to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON reply alone");
+    let read_key = created["credentials"]["readKey"].as_str().expect("read key").to_string();
     assert_eq!(created["owner"], "cli-owner");
     assert!(created["keyIds"]["thirdParty"].is_string());
 
-    let out = bridge()
-        .args(["tenant", "list"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("run the binary");
+    let out = bridge().args(["tenant", "list"]).env("DATABASE_URL", &url).output().expect("run the binary");
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        listed.contains("cli-owner") && listed.contains("https://cc.example/in"),
-        "{listed}"
-    );
+    assert!(listed.contains("cli-owner") && listed.contains("https://cc.example/in"), "{listed}");
     assert!(!listed.contains(&read_key), "no secrets in the listing");
 
     let out = bridge()
-        .args([
-            "tenant",
-            "add",
-            "--owner",
-            "cli-owner",
-            "--third-party-url",
-            "https://cc.example/in",
-        ])
+        .args(["tenant", "add", "--owner", "cli-owner", "--third-party-url", "https://cc.example/in"])
         .env("DATABASE_URL", &url)
         .output()
         .expect("run the binary");
@@ -108,10 +64,7 @@ async fn tenant_add_creates_the_database_and_prints_credentials_once() {
 #[tokio::test]
 async fn serve_answers_and_stops_cleanly_on_sigterm() {
     let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let mut child = bridge()
         .arg("serve")
         .env("DATABASE_URL", format!("{}/{db}", server_url()))
@@ -123,30 +76,21 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ready = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await;
+        let ready = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status() == 200) {
             break;
         }
         assert!(Instant::now() < deadline, "serve never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "graceful exit, got {status}");

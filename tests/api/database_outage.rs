@@ -62,80 +62,41 @@ impl Proxy {
 
 fn postgres_address() -> String {
     let server = server_url();
-    let host = server
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or("127.0.0.1:5432");
-    host.split('/')
-        .next()
-        .unwrap_or("127.0.0.1:5432")
-        .to_string()
+    let host = server.rsplit_once('@').map(|(_, h)| h).unwrap_or("127.0.0.1:5432");
+    host.split('/').next().unwrap_or("127.0.0.1:5432").to_string()
 }
 
 #[tokio::test]
 async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     let proxy = Proxy::start(postgres_address()).await;
-    let app = TestApp::spawn_with(Options {
-        via: Some(proxy.address),
-        workers: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { via: Some(proxy.address), workers: true, ..Options::default() }).await;
     let tenant = app.create_tenant(OWNER).await;
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
 
     proxy.cut();
-    let during = with(
-        &fixture("incoming-text"),
-        json!({"message": "sent during the outage"}),
-    );
+    let during = with(&fixture("incoming-text"), json!({"message": "sent during the outage"}));
     let response = app.post_as_dolphins("incoming", &tenant, &during).await;
     assert_eq!(response.status(), 503);
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(error["error"]["code"], "unavailable");
-    let ready = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
     assert_eq!(ready.status(), 503);
 
     proxy.restore();
-    let after = with(
-        &fixture("incoming-text"),
-        json!({"message": "after the outage"}),
-    );
+    let after = with(&fixture("incoming-text"), json!({"message": "after the outage"}));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let status = app
-            .post_as_dolphins("incoming", &tenant, &after)
-            .await
-            .status();
+        let status = app.post_as_dolphins("incoming", &tenant, &after).await.status();
         if status == 200 {
             break;
         }
         assert_eq!(status, 503, "only 503 while reconnecting");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the bridge did not recover"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the bridge did not recover");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let texts: Vec<String> = sqlx::query_scalar("SELECT message FROM messages ORDER BY at")
-        .fetch_all(&app.pool)
-        .await
-        .expect("messages");
-    assert_eq!(
-        texts,
-        vec!["Halo, pesanan saya belum sampai", "after the outage"],
-        "nothing half-stored"
-    );
+    let texts: Vec<String> =
+        sqlx::query_scalar("SELECT message FROM messages ORDER BY at").fetch_all(&app.pool).await.expect("messages");
+    assert_eq!(texts, vec!["Halo, pesanan saya belum sampai", "after the outage"], "nothing half-stored");
     // The workers recover too: both accepted events arrive.
     app.third_party.wait_for("/incoming", 2).await;
     app.finish().await;

@@ -16,18 +16,9 @@ async fn delivery_state(app: &TestApp) -> Vec<(String, i32, Option<String>)> {
 
 #[tokio::test]
 async fn with_workers_running_an_event_arrives_without_being_driven() {
-    let app = TestApp::spawn_with(Options {
-        workers: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
     let tenant = app.create_tenant(OWNER).await;
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     let got = app.third_party.wait_for("/incoming", 1).await;
     assert_eq!(got[0].json(), fixture("incoming-text"));
     app.finish().await;
@@ -38,17 +29,8 @@ async fn a_failing_peer_is_retried_until_it_accepts_and_every_attempt_is_logged(
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     app.third_party.reply_next(500, &[], "oops");
-    app.third_party.reply_next(
-        200,
-        &[("content-type", "application/json")],
-        r#"{"status":"error"}"#,
-    );
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
+    app.third_party.reply_next(200, &[("content-type", "application/json")], r#"{"status":"error"}"#);
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     assert_eq!(app.dispatch().await, 1);
     assert_eq!(delivery_state(&app).await[0].0, "failed");
     assert_eq!(app.dispatch().await, 0, "not due before its delay");
@@ -63,27 +45,18 @@ async fn a_failing_peer_is_retried_until_it_accepts_and_every_attempt_is_logged(
             .fetch_all(&app.pool)
             .await
             .expect("attempts");
-    assert_eq!(
-        attempts.iter().map(|a| a.1).collect::<Vec<_>>(),
-        vec![Some(500), Some(200), Some(200)]
-    );
+    assert_eq!(attempts.iter().map(|a| a.1).collect::<Vec<_>>(), vec![Some(500), Some(200), Some(200)]);
     assert_eq!(attempts[0].2.as_deref(), Some("oops"));
-    let kinds: Vec<String> =
-        sqlx::query_scalar("SELECT kind FROM ticket_events WHERE kind IN ('delivered', 'delivery_failed', 'dead') ORDER BY id")
-            .fetch_all(&app.pool)
-            .await
-            .expect("events");
-    assert_eq!(
-        kinds,
-        vec!["delivery_failed", "delivery_failed", "delivered"]
-    );
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM ticket_events WHERE kind IN ('delivered', 'delivery_failed', 'dead') ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("events");
+    assert_eq!(kinds, vec!["delivery_failed", "delivery_failed", "delivered"]);
     let got = app.third_party.received_at("/incoming");
     assert_eq!(got.len(), 3);
-    assert!(
-        got.iter()
-            .all(|r| r.header("webhook-id") == got[0].header("webhook-id")),
-        "webhook-id is stable"
-    );
+    assert!(got.iter().all(|r| r.header("webhook-id") == got[0].header("webhook-id")), "webhook-id is stable");
     app.finish().await;
 }
 
@@ -94,22 +67,13 @@ async fn after_the_schedule_a_delivery_is_dead_and_stays_visible() {
     for _ in 0..3 {
         app.third_party.reply_next(503, &[], "down");
     }
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     for _ in 0..3 {
         app.dispatch().await;
         app.clock.advance(Duration::from_secs(3));
     }
     let state = delivery_state(&app).await;
-    assert_eq!(
-        (state[0].0.as_str(), state[0].1),
-        ("dead", 3),
-        "schedule 1s,2s = three attempts"
-    );
+    assert_eq!((state[0].0.as_str(), state[0].1), ("dead", 3), "schedule 1s,2s = three attempts");
     assert_eq!(state[0].2.as_deref(), Some("HTTP 503"));
     app.finish().await;
 }
@@ -119,31 +83,13 @@ async fn a_permanent_refusal_is_dead_at_once_and_the_ticket_flows_on() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     app.third_party.reply_next(400, &[], "bad request");
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image")).await.status(), 200);
     app.dispatch().await;
     let state = delivery_state(&app).await;
-    assert_eq!(
-        state.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
-        vec!["dead", "delivered"]
-    );
+    assert_eq!(state.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), vec!["dead", "delivered"]);
     let got = app.third_party.received_at("/incoming");
-    assert_eq!(
-        got.iter()
-            .map(|r| r.header("x-ticket-sequence").unwrap_or(""))
-            .collect::<Vec<_>>(),
-        vec!["1", "2"]
-    );
+    assert_eq!(got.iter().map(|r| r.header("x-ticket-sequence").unwrap_or("")).collect::<Vec<_>>(), vec!["1", "2"]);
     app.finish().await;
 }
 
@@ -151,25 +97,14 @@ async fn a_permanent_refusal_is_dead_at_once_and_the_ticket_flows_on() {
 async fn retry_after_on_429_pushes_the_next_attempt_back() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
-    app.third_party
-        .reply_next(429, &[("retry-after", "120")], "slow down");
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
+    app.third_party.reply_next(429, &[("retry-after", "120")], "slow down");
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     app.dispatch().await;
-    let wait: f64 = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM next_attempt_at - now())::float8 FROM deliveries",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("delivery");
-    assert!(
-        wait > 110.0 && wait <= 121.0,
-        "next attempt in {wait}s, wanted about 120s"
-    );
+    let wait: f64 = sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM next_attempt_at - now())::float8 FROM deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .expect("delivery");
+    assert!(wait > 110.0 && wait <= 121.0, "next attempt in {wait}s, wanted about 120s");
     app.clock.advance(Duration::from_secs(30));
     assert_eq!(app.dispatch().await, 0, "the peer's wish is honoured");
     app.clock.advance(Duration::from_secs(91));
@@ -181,39 +116,18 @@ async fn retry_after_on_429_pushes_the_next_attempt_back() {
 async fn deliveries_of_one_ticket_arrive_in_acceptance_order_while_other_tickets_flow() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
-    app.third_party
-        .reply_next(500, &[], "first attempt of A fails");
+    app.third_party.reply_next(500, &[], "first attempt of A fails");
     for i in 0..5 {
-        let a = with(
-            &fixture("incoming-text"),
-            json!({"ticketNumber": "A", "message": format!("a{i}")}),
-        );
-        assert_eq!(
-            app.post_as_dolphins("incoming", &tenant, &a).await.status(),
-            200
-        );
+        let a = with(&fixture("incoming-text"), json!({"ticketNumber": "A", "message": format!("a{i}")}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &a).await.status(), 200);
     }
-    let b = with(
-        &fixture("incoming-text"),
-        json!({"ticketNumber": "B", "message": "b0"}),
-    );
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &b).await.status(),
-        200
-    );
+    let b = with(&fixture("incoming-text"), json!({"ticketNumber": "B", "message": "b0"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &b).await.status(), 200);
     app.dispatch().await;
     let texts = |app: &TestApp| -> Vec<String> {
-        app.third_party
-            .received()
-            .iter()
-            .map(|r| r.json()["message"].as_str().unwrap_or("").to_string())
-            .collect()
+        app.third_party.received().iter().map(|r| r.json()["message"].as_str().unwrap_or("").to_string()).collect()
     };
-    assert_eq!(
-        texts(&app),
-        vec!["a0", "b0"],
-        "A waits behind its failed first delivery; B does not"
-    );
+    assert_eq!(texts(&app), vec!["a0", "b0"], "A waits behind its failed first delivery; B does not");
     app.clock.advance(Duration::from_secs(2));
     app.dispatch().await;
     let got = texts(&app);

@@ -23,22 +23,16 @@ pub const OWNER: &str = "9c2f4e7a1b3d5c6e8f0a1b2c3d4e5f60";
 
 /// The server part of the test database URL (no database name).
 pub fn server_url() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     match url.rfind('/') {
-        Some(i) if url[..i].contains("://") && i > url.find("://").unwrap_or(0) + 2 => {
-            url[..i].to_string()
-        }
+        Some(i) if url[..i].contains("://") && i > url.find("://").unwrap_or(0) + 2 => url[..i].to_string(),
         _ => url,
     }
 }
 
 /// A fixture from `tests/fixtures/3dolphins/`.
 pub fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/3dolphins/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/3dolphins/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).expect("fixtures are valid JSON")
 }
@@ -65,6 +59,8 @@ struct ReceiverState {
     received: Vec<Received>,
     /// Scripted replies, used in order; when empty, 200 `{"status":"success"}`.
     script: Vec<ScriptedReply>,
+    /// How long to think before answering (a slow peer).
+    delay: Duration,
 }
 
 /// A reply a receiver gives once: status, headers, body.
@@ -79,13 +75,14 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Self::start_on("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// A receiver on a chosen address (to bring a "down" peer up where it was expected).
+    pub async fn start_on(address: SocketAddr) -> Receiver {
         let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
+        let app = axum::Router::new().fallback(record).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind receiver");
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { address, state }
@@ -97,15 +94,13 @@ impl Receiver {
 
     /// Queues a reply for the next request.
     pub fn reply_next(&self, status: u16, headers: &[(&str, &str)], body: &str) {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.state
-            .lock()
-            .expect("receiver lock")
-            .script
-            .push(ScriptedReply(status, headers, body.to_string()));
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state.lock().expect("receiver lock").script.push(ScriptedReply(status, headers, body.to_string()));
+    }
+
+    /// Makes every later reply wait `delay` (requests are recorded on arrival).
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().expect("receiver lock").delay = delay;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -113,10 +108,7 @@ impl Receiver {
     }
 
     pub fn received_at(&self, path: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        self.received().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// Waits until `n` requests arrived at `path`, failing after a deadline.
@@ -127,11 +119,7 @@ impl Receiver {
             if got.len() >= n {
                 return got;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {n} requests at {path}, got {}",
-                got.len()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "waited for {n} requests at {path}, got {}", got.len());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -143,20 +131,19 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let mut s = state.lock().expect("receiver lock");
-    s.received.push(Received {
-        path: uri.path().to_string(),
-        headers,
-        body,
-    });
-    let ScriptedReply(status, headers, body) = if s.script.is_empty() {
-        let json = vec![("content-type".to_string(), "application/json".to_string())];
-        ScriptedReply(200, json, r#"{"status":"success"}"#.to_string())
-    } else {
-        s.script.remove(0)
+    let (ScriptedReply(status, headers, body), delay) = {
+        let mut s = state.lock().expect("receiver lock");
+        s.received.push(Received { path: uri.path().to_string(), headers, body });
+        let reply = if s.script.is_empty() {
+            let json = vec![("content-type".to_string(), "application/json".to_string())];
+            ScriptedReply(200, json, r#"{"status":"success"}"#.to_string())
+        } else {
+            s.script.remove(0)
+        };
+        (reply, s.delay)
     };
-    let mut response =
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    tokio::time::sleep(delay).await;
+    let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
     for (k, v) in headers {
         if let (Ok(name), Ok(value)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
             response.headers_mut().insert(name, value);
@@ -204,12 +191,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            workers: false,
-            admin_token: Some(ADMIN_TOKEN),
-            env: Vec::new(),
-            via: None,
-        }
+        Options { workers: false, admin_token: Some(ADMIN_TOKEN), env: Vec::new(), via: None }
     }
 }
 
@@ -225,9 +207,7 @@ impl TestApp {
         let direct_url = format!("{server}/{db_name}");
         let app_url = match options.via {
             Some(proxy) => {
-                let (scheme_user, _) = server
-                    .rsplit_once('@')
-                    .unwrap_or(("postgres://postgres", ""));
+                let (scheme_user, _) = server.rsplit_once('@').unwrap_or(("postgres://postgres", ""));
                 format!("{scheme_user}@{proxy}/{db_name}")
             }
             None => direct_url.clone(),
@@ -243,21 +223,13 @@ impl TestApp {
             env.push(("BRIDGE_ADMIN_TOKEN", token.into()));
         }
         env.extend(options.env);
-        let config = Config::from_lookup(|k| {
-            env.iter()
-                .rev()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.clone())
-        })
-        .expect("test configuration is valid");
+        let config = Config::from_lookup(|k| env.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| v.clone()))
+            .expect("test configuration is valid");
         // Create and migrate directly, then let the app use its own URL (maybe the proxy).
         let setup = dolphin_bridge::store::create_database_if_missing(&direct_url).await;
         setup.expect("create the test database");
         let direct = dolphin_bridge::store::connect_lazy(&direct_url, 2).expect("pool");
-        dolphin_bridge::store::MIGRATOR
-            .run(&direct)
-            .await
-            .expect("migrate");
+        dolphin_bridge::store::MIGRATOR.run(&direct).await.expect("migrate");
         direct.close().await;
         let pool = dolphin_bridge::store::connect_lazy(&config.database_url, 5).expect("pool");
         let clock = ShiftedClock::default();
@@ -265,9 +237,7 @@ impl TestApp {
             config.clone(),
             pool.clone(),
             Arc::new(clock.clone()),
-            StartOptions {
-                workers: options.workers,
-            },
+            StartOptions { workers: options.workers },
         )
         .await
         .expect("start the app");
@@ -324,27 +294,13 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.http.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body).send().await.expect("request")
     }
 
     /// POSTs to a 3Dolphins-side webhook with the inbound token in the query, as 3Dolphins does.
-    pub async fn post_as_dolphins(
-        &self,
-        endpoint: &str,
-        tenant: &Tenant,
-        body: &Value,
-    ) -> reqwest::Response {
+    pub async fn post_as_dolphins(&self, endpoint: &str, tenant: &Tenant, body: &Value) -> reqwest::Response {
         self.http
-            .post(self.url(&format!(
-                "/webhooks/3dolphins/{endpoint}?token={}",
-                tenant.inbound
-            )))
+            .post(self.url(&format!("/webhooks/3dolphins/{endpoint}?token={}", tenant.inbound)))
             .json(body)
             .send()
             .await
@@ -352,12 +308,7 @@ impl TestApp {
     }
 
     /// POSTs to a third-party-side webhook with its bearer key.
-    pub async fn post_as_third_party(
-        &self,
-        endpoint: &str,
-        tenant: &Tenant,
-        body: &Value,
-    ) -> reqwest::Response {
+    pub async fn post_as_third_party(&self, endpoint: &str, tenant: &Tenant, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(&format!("/webhooks/third-party/{endpoint}")))
             .bearer_auth(&tenant.third_party)
@@ -387,10 +338,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count query")
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
     }
 
     /// Stops the app and drops its database.
@@ -398,28 +346,20 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1)
-            .expect("pool");
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        ))
-        .execute(&admin)
-        .await;
+        let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&admin).await;
         admin.close().await;
     }
 }
 
 /// The lifecycle event kinds of a ticket, oldest first.
 pub async fn event_kinds(pool: &PgPool, owner: &str, ticket: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT kind FROM ticket_events WHERE owner = $1 AND ticket_number = $2 ORDER BY id",
-    )
-    .bind(owner)
-    .bind(ticket)
-    .fetch_all(pool)
-    .await
-    .expect("events")
+    sqlx::query_scalar("SELECT kind FROM ticket_events WHERE owner = $1 AND ticket_number = $2 ORDER BY id")
+        .bind(owner)
+        .bind(ticket)
+        .fetch_all(pool)
+        .await
+        .expect("events")
 }
 
 /// A copy of `body` with `changes` set.

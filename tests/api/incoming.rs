@@ -9,57 +9,32 @@ use crate::helpers::*;
 async fn every_incoming_fixture_reaches_the_third_party_as_the_same_json_signed() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
-    let names = [
-        "incoming-text",
-        "incoming-image",
-        "incoming-location",
-        "incoming-minimal-keys",
-        "incoming-telegram-group",
-    ];
+    let names =
+        ["incoming-text", "incoming-image", "incoming-location", "incoming-minimal-keys", "incoming-telegram-group"];
     for name in names {
-        let response = app
-            .post_as_dolphins("incoming", &tenant, &fixture(name))
-            .await;
+        let response = app.post_as_dolphins("incoming", &tenant, &fixture(name)).await;
         assert_eq!(response.status(), 200, "{name}");
         let reply: Value = response.json().await.expect("JSON");
         assert_eq!(reply["status"], "success");
-        assert!(reply["messageId"]
-            .as_str()
-            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
+        assert!(reply["messageId"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
     }
     app.dispatch().await;
     let mut got = app.third_party.wait_for("/incoming", names.len()).await;
     // Tickets are independent: only one ticket's deliveries are ordered. The Telegram
     // fixture is its own ticket, so it is compared apart.
-    let telegram = got
-        .iter()
-        .position(|r| r.json()["channel"] == "telegrambot")
-        .expect("telegram event arrived");
+    let telegram = got.iter().position(|r| r.json()["channel"] == "telegrambot").expect("telegram event arrived");
     let telegram = got.remove(telegram);
     got.push(telegram);
     for (name, request) in names.iter().zip(&got) {
-        assert_eq!(
-            request.json(),
-            fixture(name),
-            "{name} is forwarded unchanged"
-        );
+        assert_eq!(request.json(), fixture(name), "{name} is forwarded unchanged");
         assert_eq!(request.header("content-type"), Some("application/json"));
-        assert!(request
-            .header("user-agent")
-            .is_some_and(|ua| ua.starts_with("dolphin-bridge/")));
-        assert_eq!(
-            request.header("x-api-key"),
-            Some("tp-header-value"),
-            "tenant headers are added"
-        );
+        assert!(request.header("user-agent").is_some_and(|ua| ua.starts_with("dolphin-bridge/")));
+        assert_eq!(request.header("x-api-key"), Some("tp-header-value"), "tenant headers are added");
         dolphin_bridge::signature::verify(&tenant.signing_secret, &request.body, &request.headers)
             .expect("the Standard Webhooks signature verifies");
     }
     // Two tickets: the Telegram one is its own sequence.
-    let sequences: Vec<&str> = got
-        .iter()
-        .map(|r| r.header("x-ticket-sequence").unwrap_or(""))
-        .collect();
+    let sequences: Vec<&str> = got.iter().map(|r| r.header("x-ticket-sequence").unwrap_or("")).collect();
     assert_eq!(sequences, vec!["1", "2", "3", "4", "1"]);
     app.finish().await;
 }
@@ -69,23 +44,13 @@ async fn a_sticker_is_forwarded_as_the_text_sticker() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     let sticker = fixture("incoming-sticker");
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &sticker)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &sticker).await.status(), 200);
     app.dispatch().await;
     let got = app.third_party.wait_for("/incoming", 1).await;
-    let expected = with(
-        &sticker,
-        json!({"messageType": "text", "message": "Sticker"}),
-    );
+    let expected = with(&sticker, json!({"messageType": "text", "message": "Sticker"}));
     assert_eq!(got[0].json(), expected);
-    let stored: (String, String) = sqlx::query_as("SELECT message_type, message FROM messages")
-        .fetch_one(&app.pool)
-        .await
-        .expect("one message");
+    let stored: (String, String) =
+        sqlx::query_as("SELECT message_type, message FROM messages").fetch_one(&app.pool).await.expect("one message");
     assert_eq!(stored, ("text".to_string(), "Sticker".to_string()));
     app.finish().await;
 }
@@ -95,16 +60,8 @@ async fn defective_events_are_accepted_stored_forwarded_and_flagged() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     let base = fixture("incoming-text");
-    let fields = [
-        "channel",
-        "accountId",
-        "contactId",
-        "messageType",
-        "message",
-        "mediaLink",
-        "customerName",
-        "createdDate",
-    ];
+    let fields =
+        ["channel", "accountId", "contactId", "messageType", "message", "mediaLink", "customerName", "createdDate"];
     let mut sent = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         for (j, defect) in ["missing", "null", "number"].iter().enumerate() {
@@ -116,31 +73,22 @@ async fn defective_events_are_accepted_stored_forwarded_and_flagged() {
             };
             let response = app.post_as_dolphins("incoming", &tenant, &body).await;
             assert_eq!(response.status(), 200, "{field} {defect} must be accepted");
-            let warnings: Value =
-                sqlx::query_scalar("SELECT warnings FROM messages WHERE ticket_number = $1")
+            let warnings: Value = sqlx::query_scalar("SELECT warnings FROM messages WHERE ticket_number = $1")
+                .bind(&ticket)
+                .fetch_one(&app.pool)
+                .await
+                .expect("stored");
+            assert!(
+                warnings.as_array().expect("array").iter().any(|w| w["field"] == *field),
+                "{field} {defect}: warnings {warnings}"
+            );
+            let detail: Value =
+                sqlx::query_scalar("SELECT detail FROM ticket_events WHERE ticket_number = $1 AND kind = 'message_in'")
                     .bind(&ticket)
                     .fetch_one(&app.pool)
                     .await
-                    .expect("stored");
-            assert!(
-                warnings
-                    .as_array()
-                    .expect("array")
-                    .iter()
-                    .any(|w| w["field"] == *field),
-                "{field} {defect}: warnings {warnings}"
-            );
-            let detail: Value = sqlx::query_scalar(
-                "SELECT detail FROM ticket_events WHERE ticket_number = $1 AND kind = 'message_in'",
-            )
-            .bind(&ticket)
-            .fetch_one(&app.pool)
-            .await
-            .expect("audited");
-            assert_eq!(
-                detail["warnings"], warnings,
-                "the lifecycle event carries the warnings"
-            );
+                    .expect("audited");
+            assert_eq!(detail["warnings"], warnings, "the lifecycle event carries the warnings");
             sent.push(body);
         }
     }
@@ -151,10 +99,7 @@ async fn defective_events_are_accepted_stored_forwarded_and_flagged() {
     forwarded.sort_by_key(key);
     // The bridge lower-cases channel and messageType only when they are strings.
     sent.sort_by_key(key);
-    assert_eq!(
-        forwarded, sent,
-        "every defective event is forwarded as received"
-    );
+    assert_eq!(forwarded, sent, "every defective event is forwarded as received");
     app.finish().await;
 }
 
@@ -164,27 +109,11 @@ async fn only_an_unattributable_event_is_refused_and_nothing_is_stored() {
     let tenant = app.create_tenant(OWNER).await;
     let base = fixture("incoming-text");
     let cases = [
-        (
-            without(&base, "ticketNumber"),
-            "invalid_payload",
-            Some("ticketNumber"),
-        ),
-        (
-            with(&base, json!({"ticketNumber": ""})),
-            "invalid_payload",
-            Some("ticketNumber"),
-        ),
-        (
-            with(&base, json!({"ticketNumber": 42})),
-            "invalid_payload",
-            Some("ticketNumber"),
-        ),
+        (without(&base, "ticketNumber"), "invalid_payload", Some("ticketNumber")),
+        (with(&base, json!({"ticketNumber": ""})), "invalid_payload", Some("ticketNumber")),
+        (with(&base, json!({"ticketNumber": 42})), "invalid_payload", Some("ticketNumber")),
         (without(&base, "owner"), "invalid_payload", Some("owner")),
-        (
-            with(&base, json!({"owner": ""})),
-            "invalid_payload",
-            Some("owner"),
-        ),
+        (with(&base, json!({"owner": ""})), "invalid_payload", Some("owner")),
         (json!([base.clone()]), "invalid_json", None),
         (json!("just text"), "invalid_json", None),
     ];
@@ -200,10 +129,7 @@ async fn only_an_unattributable_event_is_refused_and_nothing_is_stored() {
     }
     let broken = app
         .http
-        .post(app.url(&format!(
-            "/webhooks/3dolphins/incoming?token={}",
-            tenant.inbound
-        )))
+        .post(app.url(&format!("/webhooks/3dolphins/incoming?token={}", tenant.inbound)))
         .body("{\"ticketNumber\": ")
         .send()
         .await
@@ -220,10 +146,7 @@ async fn content_type_is_not_checked_on_the_3dolphins_side() {
     let tenant = app.create_tenant(OWNER).await;
     let response = app
         .http
-        .post(app.url(&format!(
-            "/webhooks/3dolphins/incoming?token={}",
-            tenant.inbound
-        )))
+        .post(app.url(&format!("/webhooks/3dolphins/incoming?token={}", tenant.inbound)))
         .header("content-type", "text/plain")
         .body(fixture("incoming-text").to_string())
         .send()
@@ -241,56 +164,22 @@ async fn created_date_is_read_with_optional_seconds_and_fraction_in_the_tenant_t
                                 "thirdParty": {"incomingUrl": app.third_party.url("/incoming")}});
     let utc = app.create_tenant_with(utc_tenant.take()).await;
     let cases = [
-        (
-            &jakarta,
-            "J1",
-            "2026-11-24T09:15",
-            "2026-11-24T02:15:00+00:00",
-        ),
-        (
-            &jakarta,
-            "J2",
-            "2026-11-24T09:15:07",
-            "2026-11-24T02:15:07+00:00",
-        ),
-        (
-            &jakarta,
-            "J3",
-            "2026-11-24T09:15:07.250",
-            "2026-11-24T02:15:07.250+00:00",
-        ),
-        (
-            &utc,
-            "U1",
-            "2026-11-24T09:15:07.250",
-            "2026-11-24T09:15:07.250+00:00",
-        ),
-        (
-            &utc,
-            "U2",
-            "2026-11-24T09:15:07+07:00",
-            "2026-11-24T02:15:07+00:00",
-        ),
+        (&jakarta, "J1", "2026-11-24T09:15", "2026-11-24T02:15:00+00:00"),
+        (&jakarta, "J2", "2026-11-24T09:15:07", "2026-11-24T02:15:07+00:00"),
+        (&jakarta, "J3", "2026-11-24T09:15:07.250", "2026-11-24T02:15:07.250+00:00"),
+        (&utc, "U1", "2026-11-24T09:15:07.250", "2026-11-24T09:15:07.250+00:00"),
+        (&utc, "U2", "2026-11-24T09:15:07+07:00", "2026-11-24T02:15:07+00:00"),
     ];
     for (tenant, ticket, raw, expected) in cases {
-        let body = with(
-            &fixture("incoming-text"),
-            json!({"ticketNumber": ticket, "createdDate": raw, "owner": tenant.owner}),
-        );
-        assert_eq!(
-            app.post_as_dolphins("incoming", tenant, &body)
+        let body =
+            with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "createdDate": raw, "owner": tenant.owner}));
+        assert_eq!(app.post_as_dolphins("incoming", tenant, &body).await.status(), 200);
+        let (created, opened): (Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>) =
+            sqlx::query_as("SELECT created_date, opened_at FROM tickets WHERE ticket_number = $1")
+                .bind(ticket)
+                .fetch_one(&app.pool)
                 .await
-                .status(),
-            200
-        );
-        let (created, opened): (
-            Option<chrono::DateTime<chrono::Utc>>,
-            chrono::DateTime<chrono::Utc>,
-        ) = sqlx::query_as("SELECT created_date, opened_at FROM tickets WHERE ticket_number = $1")
-            .bind(ticket)
-            .fetch_one(&app.pool)
-            .await
-            .expect("ticket");
+                .expect("ticket");
         let expected = chrono::DateTime::parse_from_rfc3339(expected).expect("literal");
         assert_eq!(created, Some(expected.into()), "{raw}");
         assert_eq!(opened, expected, "openedAt is createdDate when known");
@@ -302,36 +191,16 @@ async fn created_date_is_read_with_optional_seconds_and_fraction_in_the_tenant_t
 async fn a_new_message_reopens_a_closed_ticket() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
-    let ticket = fixture("incoming-text")["ticketNumber"]
-        .as_str()
-        .expect("ticket")
-        .to_string();
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.post_as_third_party("commands", &tenant, &fixture("command-close"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image"))
-            .await
-            .status(),
-        200
-    );
+    let ticket = fixture("incoming-text")["ticketNumber"].as_str().expect("ticket").to_string();
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    assert_eq!(app.post_as_third_party("commands", &tenant, &fixture("command-close")).await.status(), 200);
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image")).await.status(), 200);
     let (status, reopens, closed_at): (String, i32, Option<chrono::DateTime<chrono::Utc>>) =
-        sqlx::query_as(
-            "SELECT status, reopen_count, closed_at FROM tickets WHERE ticket_number = $1",
-        )
-        .bind(&ticket)
-        .fetch_one(&app.pool)
-        .await
-        .expect("ticket");
+        sqlx::query_as("SELECT status, reopen_count, closed_at FROM tickets WHERE ticket_number = $1")
+            .bind(&ticket)
+            .fetch_one(&app.pool)
+            .await
+            .expect("ticket");
     assert_eq!((status.as_str(), reopens, closed_at), ("open", 1, None));
     assert_eq!(
         event_kinds(&app.pool, OWNER, &ticket).await,

@@ -6,16 +6,10 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn an_oversized_body_gets_413_and_nothing_is_stored() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![("BRIDGE_MAX_BODY", "4KiB".into())],
-        ..Options::default()
-    })
-    .await;
+    let app =
+        TestApp::spawn_with(Options { env: vec![("BRIDGE_MAX_BODY", "4KiB".into())], ..Options::default() }).await;
     let tenant = app.create_tenant(OWNER).await;
-    let huge = with(
-        &fixture("incoming-text"),
-        json!({"message": "x".repeat(8 * 1024)}),
-    );
+    let huge = with(&fixture("incoming-text"), json!({"message": "x".repeat(8 * 1024)}));
     for response in [
         app.post_as_dolphins("incoming", &tenant, &huge).await,
         app.post_as_third_party("messages", &tenant, &huge).await,
@@ -25,28 +19,15 @@ async fn an_oversized_body_gets_413_and_nothing_is_stored() {
         assert_eq!(error["error"]["code"], "payload_too_large");
     }
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
-    let fits = with(
-        &fixture("incoming-text"),
-        json!({"message": "x".repeat(1024)}),
-    );
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &fits)
-            .await
-            .status(),
-        200
-    );
+    let fits = with(&fixture("incoming-text"), json!({"message": "x".repeat(1024)}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fits).await.status(), 200);
     app.finish().await;
 }
 
 #[tokio::test]
 async fn unknown_routes_answer_in_the_error_shape() {
     let app = TestApp::spawn().await;
-    let response = app
-        .http
-        .get(app.url("/nowhere"))
-        .send()
-        .await
-        .expect("request");
+    let response = app.http.get(app.url("/nowhere")).send().await.expect("request");
     assert_eq!(response.status(), 404);
     let error: Value = response.json().await.expect("JSON");
     assert_eq!(error["status"], "error");
@@ -57,19 +38,9 @@ async fn unknown_routes_answer_in_the_error_shape() {
 #[tokio::test]
 async fn health_and_readiness_report_the_process_and_its_dependencies() {
     let app = TestApp::spawn().await;
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let health = app.http.get(app.url("/healthz")).send().await.expect("request");
     assert_eq!(health.status(), 200);
-    let ready = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.expect("JSON");
     assert_eq!(body["database"], "ok");
@@ -82,19 +53,9 @@ async fn metrics_count_events_warnings_deliveries_and_show_the_queue() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     let flawed = without(&fixture("incoming-text"), "accountId");
-    assert_eq!(
-        app.post_as_dolphins("incoming", &tenant, &flawed)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &flawed).await.status(), 200);
     app.dispatch().await;
-    let response = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request");
+    let response = app.http.get(app.url("/metrics")).send().await.expect("request");
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("text");
     let value_of = |prefix: &str| -> f64 {
@@ -106,16 +67,10 @@ async fn metrics_count_events_warnings_deliveries_and_show_the_queue() {
     };
     assert!(value_of("bridge_events_accepted_total{kind=\"incoming\"}") >= 1.0);
     assert!(value_of("bridge_payload_warnings_total{field=\"accountId\"}") >= 1.0);
-    assert!(
-        value_of(
-            "bridge_delivery_attempts_total{target=\"third_party_incoming\",outcome=\"delivered\"}"
-        ) >= 1.0
-    );
+    assert!(value_of("bridge_delivery_attempts_total{target=\"third_party_incoming\",outcome=\"delivered\"}") >= 1.0);
     assert!(text.contains("bridge_delivery_attempt_duration_seconds_bucket"));
     assert!(text.contains("bridge_delivery_queue_depth{target=\"dolphins_message\"}"));
-    assert!(
-        text.contains("bridge_endpoint_breakers{target=\"third_party_incoming\",state=\"open\"}")
-    );
+    assert!(text.contains("bridge_endpoint_breakers{target=\"third_party_incoming\",state=\"open\"}"));
     assert!(text.contains("bridge_http_requests_total{route=\"/webhooks/3dolphins/incoming\""));
     assert!(!text.contains(&tenant.inbound), "no secrets in metrics");
     app.finish().await;

@@ -10,6 +10,7 @@ mod cli;
 mod database_outage;
 mod delivery;
 mod dolphins_side;
+mod faults;
 mod idempotency;
 mod incoming;
 mod limits;
