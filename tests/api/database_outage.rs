@@ -13,14 +13,14 @@ use tokio::sync::watch;
 use crate::helpers::*;
 
 /// A TCP proxy to PostgreSQL that can drop every connection and refuse new ones.
-struct Proxy {
-    address: SocketAddr,
+pub struct Proxy {
+    pub address: SocketAddr,
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
 }
 
 impl Proxy {
-    async fn start(upstream: String) -> Proxy {
+    pub async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().expect("address");
         let up = Arc::new(AtomicBool::new(true));
@@ -50,17 +50,17 @@ impl Proxy {
         Proxy { address, up, cut }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.cut.send_modify(|n| *n += 1);
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
 
-fn postgres_address() -> String {
+pub fn postgres_address() -> String {
     let server = server_url();
     let host = server.rsplit_once('@').map(|(_, h)| h).unwrap_or("127.0.0.1:5432");
     host.split('/').next().unwrap_or("127.0.0.1:5432").to_string()

@@ -245,3 +245,38 @@ async fn two_bridges_on_one_database_send_each_delivery_once() {
     drop((a, b));
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn a_database_cut_during_a_burst_loses_nothing_that_was_accepted() {
+    use crate::database_outage::{postgres_address, Proxy};
+    let proxy = Proxy::start(postgres_address()).await;
+    let app = TestApp::spawn_with(Options { via: Some(proxy.address), workers: true, ..Options::default() }).await;
+    let tenant = app.create_tenant(OWNER).await;
+    let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let (mut refused, mut answered) = (0, 0);
+    for n in 0..20 {
+        if n == 6 {
+            proxy.cut();
+        }
+        if n == 9 {
+            proxy.restore();
+        }
+        for ticket in 0..10 {
+            let body = event(ticket, n);
+            match app.post_as_dolphins("incoming", &tenant, &body).await.status().as_u16() {
+                200 => {
+                    answered += 1;
+                    let ticket = body["ticketNumber"].as_str().unwrap_or("").to_string();
+                    accepted.entry(ticket).or_default().push(body["message"].as_str().unwrap_or("").into());
+                }
+                503 => refused += 1,
+                other => panic!("only 200 or 503 are acceptable, got {other}"),
+            }
+        }
+    }
+    assert!(refused > 0, "the cut was felt");
+    assert!(answered >= 140, "the bridge recovered: {answered} accepted");
+    let got = wait_for_unique(&app.third_party, "/incoming", answered, Duration::from_secs(60)).await;
+    assert_complete_and_ordered(&got, &accepted);
+    app.finish().await;
+}
