@@ -18,6 +18,7 @@
 //! - [`signature`]: Standard Webhooks signing.
 //! - [`store`]: all SQL, one file per table family.
 //! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
+//! - [`dolphins`]: client of the 3Dolphins APIs (the API token so far).
 //! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
+pub mod dolphins;
 pub mod domain;
 pub mod heartbeat;
 pub mod http;

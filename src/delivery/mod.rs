@@ -4,6 +4,8 @@
 
 pub mod send;
 
+use send::AttemptOutcome;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,10 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{parse_duration, parse_schedule, Config};
+use crate::dolphins::token::{Account, TokenCache};
 use crate::domain::retry::{classify, next_delay, Verdict};
 use crate::domain::tenant::TenantSettings;
-use crate::domain::{DeliveryStatus, EventKind, Target};
+use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::heartbeat::Heartbeat;
 use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, NOTIFY_CHANNEL};
 use crate::store::endpoints;
@@ -42,6 +45,8 @@ pub struct Dispatcher {
     workers: Arc<Semaphore>,
     /// Signalled when an attempt finishes, so its ticket's next delivery goes at once.
     finished: Arc<Notify>,
+    /// 3Dolphins API tokens for tenants with `useApiToken`.
+    tokens: TokenCache,
 }
 
 impl Dispatcher {
@@ -57,7 +62,16 @@ impl Dispatcher {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let workers = Arc::new(Semaphore::new(config.workers));
-        Ok(Dispatcher { pool, client, config, clock, heartbeat, workers, finished: Arc::new(Notify::new()) })
+        Ok(Dispatcher {
+            pool,
+            client,
+            config,
+            clock,
+            heartbeat,
+            workers,
+            finished: Arc::new(Notify::new()),
+            tokens: TokenCache::default(),
+        })
     }
 
     /// Claims what is due now (probes of recovering endpoints first) and sends it all,
@@ -181,7 +195,7 @@ impl Dispatcher {
         let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
         let started_at = self.clock.now();
-        let outcome = send::attempt(&self.client, &claim, target, &settings, timeout, started_at.timestamp()).await;
+        let outcome = self.send_with_token(&claim, target, &settings, timeout).await;
         let finished_at = self.clock.now();
         let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
         // Position in the schedule, which a manual retry or replay restarts.
@@ -237,6 +251,38 @@ impl Dispatcher {
         }
     }
 
+    /// Sends one attempt, with the 3Dolphins API token when the tenant asks for it. A 401
+    /// with a cached token fetches a fresh one and sends again, once.
+    async fn send_with_token(
+        &self,
+        claim: &Claimed,
+        target: Target,
+        settings: &TenantSettings,
+        timeout: Duration,
+    ) -> AttemptOutcome {
+        let now = self.clock.now();
+        let account = api_account(claim, target, settings);
+        let Some(account) = account else {
+            return send::attempt(&self.client, claim, target, settings, timeout, now.timestamp(), None).await;
+        };
+        let token = match self.tokens.get(&self.client, &account, now).await {
+            Ok(token) => token,
+            Err(e) => return AttemptOutcome::not_sent_yet(e.to_string()),
+        };
+        let outcome =
+            send::attempt(&self.client, claim, target, settings, timeout, now.timestamp(), Some(&token)).await;
+        if outcome.http_status != Some(401) {
+            return outcome;
+        }
+        self.tokens.invalidate(&account);
+        match self.tokens.get(&self.client, &account, now).await {
+            Ok(token) => {
+                send::attempt(&self.client, claim, target, settings, timeout, now.timestamp(), Some(&token)).await
+            }
+            Err(e) => AttemptOutcome::not_sent_yet(e.to_string()),
+        }
+    }
+
     /// Records an outcome, retrying briefly if the database blips: losing the record
     /// only means a duplicate send after the lease, but it is worth a few tries.
     async fn record(&self, claim: &Claimed, record: &AttemptRecord<'_>) -> Result<bool, sqlx::Error> {
@@ -270,6 +316,19 @@ impl Dispatcher {
         let ceiling = self.config.lease.saturating_sub(Duration::from_secs(1)).max(Duration::from_millis(100));
         (schedule, timeout.min(ceiling))
     }
+}
+
+/// The 3Dolphins API account whose token a delivery must carry, if `useApiToken` applies.
+fn api_account(claim: &Claimed, target: Target, settings: &TenantSettings) -> Option<Account> {
+    let d = &settings.dolphins;
+    if target.peer() != Peer::Dolphins || !d.use_api_token {
+        return None;
+    }
+    Some(Account {
+        api_base_url: d.api_base_url.clone()?,
+        username: d.username.clone()?,
+        password: claim.dolphins_password.clone()?,
+    })
 }
 
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {

@@ -40,6 +40,17 @@ impl AttemptOutcome {
             duration: Duration::ZERO,
         }
     }
+
+    /// Not sent for a reason that may pass (the 3Dolphins token could not be had).
+    pub fn not_sent_yet(error: String) -> Self {
+        AttemptOutcome {
+            reply: Reply::Connection,
+            http_status: None,
+            error: Some(error),
+            response_head: None,
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 /// Sends `claim` to its target once.
@@ -50,6 +61,7 @@ pub async fn attempt(
     settings: &TenantSettings,
     timeout: Duration,
     now_unix: i64,
+    bearer: Option<&str>,
 ) -> AttemptOutcome {
     let Some(url) = settings.url_for(target) else {
         return AttemptOutcome::failed_before_sending(format!("{target} is no longer configured for this tenant"));
@@ -57,7 +69,7 @@ pub async fn attempt(
     if let Err(problem) = check_target_url(url) {
         return AttemptOutcome::failed_before_sending(format!("target URL refused: {problem}"));
     }
-    let headers = match build_headers(claim, target, settings, now_unix) {
+    let headers = match build_headers(claim, target, settings, now_unix, bearer) {
         Ok(h) => h,
         Err(e) => return AttemptOutcome::failed_before_sending(e),
     };
@@ -107,6 +119,7 @@ fn build_headers(
     target: Target,
     settings: &TenantSettings,
     now_unix: i64,
+    bearer: Option<&str>,
 ) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (name, value) in settings.headers_for(target.peer()) {
@@ -117,6 +130,11 @@ fn build_headers(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     headers.insert("x-ticket-sequence", HeaderValue::from(claim.sequence));
+    if let Some(token) = bearer {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the 3Dolphins token is not a valid header")?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     if target.peer() == Peer::ThirdParty {
         let id = claim.id.to_string();
         let signature = signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())

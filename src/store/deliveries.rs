@@ -64,6 +64,8 @@ pub struct Claimed {
     pub lease_token: Uuid,
     pub settings: Value,
     pub signing_secret: String,
+    /// For `useApiToken`: the 3Dolphins API password.
+    pub dolphins_password: Option<String>,
 }
 
 /// What to claim: due work across tenants, or the one probe of a half-open endpoint.
@@ -119,7 +121,7 @@ pub async fn claim(
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.owner = due.owner AND d.id = due.id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, t.settings, t.signing_secret"
+                   d.lease_token, t.settings, t.signing_secret, t.dolphins_password"
     ))
     .bind(now)
     .bind(lease_until)

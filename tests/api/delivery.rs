@@ -137,3 +137,50 @@ async fn deliveries_of_one_ticket_arrive_in_acceptance_order_while_other_tickets
     assert_eq!(value["ticketNumber"], "A");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn use_api_token_puts_the_3dolphins_token_on_deliveries_and_refreshes_it_on_401() {
+    let app = TestApp::spawn().await;
+    let tenant = app
+        .create_tenant_with(json!({
+            "owner": OWNER,
+            "thirdParty": {"incomingUrl": app.third_party.url("/incoming")},
+            "dolphins": {"sendMessageUrl": app.dolphins.url("/send"), "apiBaseUrl": app.dolphins.url("/dolphin/apiv1"),
+                         "username": "integration", "password": "s3cret-pass", "useApiToken": true}
+        }))
+        .await;
+    let auth =
+        |token: &str| json!({"token": token, "expireAt": "2099-01-01T00:00:00.000+07:00[Asia/Jakarta]"}).to_string();
+    let json_type = [("content-type", "application/json")];
+    app.dolphins.reply_next(200, &json_type, &auth("token-one"));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    assert_eq!(app.post_as_third_party("messages", &tenant, &fixture("outgoing-text")).await.status(), 200);
+    app.dispatch().await;
+    let got = app.dolphins.received();
+    assert_eq!(got.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), vec!["/dolphin/apiv1/graph/auth", "/send"]);
+    assert_eq!(got[0].json(), json!({"username": "integration", "password": "s3cret-pass"}));
+    assert_eq!(got[1].header("authorization"), Some("Bearer token-one"));
+
+    // The token is cached; when 3Dolphins refuses it, a new one is fetched and the reply resent.
+    app.dolphins.reply_next(401, &[], "expired");
+    app.dolphins.reply_next(200, &json_type, &auth("token-two"));
+    let second = with(&fixture("outgoing-text"), json!({"message": "second reply"}));
+    assert_eq!(app.post_as_third_party("messages", &tenant, &second).await.status(), 200);
+    app.dispatch().await;
+    let got = app.dolphins.received();
+    let tail: Vec<(&str, Option<&str>)> =
+        got[2..].iter().map(|r| (r.path.as_str(), r.header("authorization"))).collect();
+    assert_eq!(
+        tail,
+        vec![
+            ("/send", Some("Bearer token-one")),
+            ("/dolphin/apiv1/graph/auth", None),
+            ("/send", Some("Bearer token-two"))
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE status = 'delivered' AND target = 'dolphins_message'").await,
+        2
+    );
+    app.finish().await;
+}

@@ -176,6 +176,7 @@ pub struct TestApp {
     /// Stands in for 3Dolphins.
     pub dolphins: Receiver,
     app: Option<App>,
+    dispatcher: std::sync::OnceLock<Dispatcher>,
 }
 
 /// How to start a test app.
@@ -251,6 +252,7 @@ impl TestApp {
             third_party: Receiver::start().await,
             dolphins: Receiver::start().await,
             app: Some(app),
+            dispatcher: std::sync::OnceLock::new(),
         }
     }
 
@@ -320,13 +322,16 @@ impl TestApp {
 
     /// Runs the dispatcher until nothing is due now, as the workers would.
     pub async fn dispatch(&self) -> usize {
-        let dispatcher = Dispatcher::new(
-            self.pool.clone(),
-            Arc::new(self.config.clone()),
-            Arc::new(self.clock.clone()),
-            Heartbeat::new(Duration::from_secs(10)),
-        )
-        .expect("dispatcher");
+        // One dispatcher per app, as in a process: its token cache lives across calls.
+        let dispatcher = self.dispatcher.get_or_init(|| {
+            Dispatcher::new(
+                self.pool.clone(),
+                Arc::new(self.config.clone()),
+                Arc::new(self.clock.clone()),
+                Heartbeat::new(Duration::from_secs(10)),
+            )
+            .expect("dispatcher")
+        });
         let mut total = 0;
         loop {
             let n = dispatcher.run_once().await.expect("dispatch");
