@@ -48,10 +48,13 @@ pub struct Account {
     pub password: String,
 }
 
+/// A token and when it expires.
+type CachedToken = (String, DateTime<Utc>);
+
 /// Tokens per account, shared by every delivery worker of a process.
 #[derive(Clone, Default)]
 pub struct TokenCache {
-    tokens: Arc<Mutex<HashMap<Account, (String, DateTime<Utc>)>>>,
+    tokens: Arc<Mutex<HashMap<Account, CachedToken>>>,
 }
 
 impl TokenCache {
