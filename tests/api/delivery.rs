@@ -184,3 +184,21 @@ async fn use_api_token_puts_the_3dolphins_token_on_deliveries_and_refreshes_it_o
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_and_records_the_attempt_in_flight() {
+    let mut app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let tenant = app.create_tenant(OWNER).await;
+    app.third_party.set_delay(Duration::from_millis(700));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    app.third_party.wait_for("/incoming", 1).await; // in flight now: the receiver is thinking
+    app.stop_bridge().await;
+    // The app closed its pool on the way out; look with a connection of our own.
+    let pool = dolphin_bridge::store::connect_lazy(&format!("{}/{}", server_url(), app.db_name), 1).expect("pool");
+    let (status, leased): (String, bool) = sqlx::query_as("SELECT status, lease_token IS NOT NULL FROM deliveries")
+        .fetch_one(&pool)
+        .await
+        .expect("delivery");
+    assert_eq!((status.as_str(), leased), ("delivered", false), "recorded before the process ended");
+    app.finish().await;
+}

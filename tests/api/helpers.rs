@@ -346,6 +346,13 @@ impl TestApp {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
     }
 
+    /// Stops the bridge gracefully (as on SIGTERM), keeping the database for inspection.
+    pub async fn stop_bridge(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
     /// Stops the app and drops its database.
     pub async fn finish(mut self) {
         if let Some(app) = self.app.take() {

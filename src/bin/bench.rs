@@ -1,0 +1,230 @@
+//! Load benchmark: starts the release `dolphin-bridge serve` as its own process on a fresh
+//! database, a fast receiver standing in for the third party, and a load generator over
+//! loopback; prints throughput and latency figures. Run with
+//! `cargo build --release && cargo run --release --bin bench -- --help`.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure dolphin-bridge: accepted/s, delivered/s, accept→receipt latency")]
+struct Args {
+    /// Events to send.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent senders (closed loop).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Tickets the events are spread over.
+    #[arg(long, default_value_t = 500)]
+    tickets: usize,
+    /// Send at this many events per second instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// PostgreSQL server (a database `dolphin_bridge_bench_<pid>` is created and dropped).
+    #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+}
+
+/// When each message arrived at the receiver.
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let exe = std::env::current_exe()?.with_file_name("dolphin-bridge");
+    if !exe.exists() {
+        bail!("{} not found: run `cargo build --release` first", exe.display());
+    }
+    let db = format!("dolphin_bridge_bench_{}", std::process::id());
+    let url = format!("{}/{db}", args.server);
+
+    let arrivals: Arrivals = Arc::default();
+    let receiver = start_receiver(arrivals.clone()).await?;
+    let tenant = add_tenant(&exe, &url, &format!("http://{receiver}/incoming"))?;
+    let token = tenant["credentials"]["inboundToken"].as_str().context("inbound token")?.to_string();
+    let owner = tenant["owner"].as_str().context("owner")?.to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut bridge = start_bridge(&exe, &url, port).await?;
+    let endpoint = format!("http://127.0.0.1:{port}/webhooks/3dolphins/incoming?token={token}");
+    let cpu_before = cpu_seconds(bridge.id());
+
+    let accepted: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
+    for worker in 0..args.concurrency {
+        let (client, endpoint, owner, next, accepted) =
+            (client.clone(), endpoint.clone(), owner.clone(), next.clone(), accepted.clone());
+        let (events, tickets) = (args.events, args.tickets);
+        senders.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    break;
+                }
+                if let Some(pace) = pace {
+                    // Paced: event i is due at i × pace from the start.
+                    let due = started + pace * u32::try_from(i).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let message = format!("bench-{i}");
+                let body = event(&owner, i % tickets, &message);
+                let sent = Instant::now();
+                let ok = client.post(&endpoint).json(&body).send().await.is_ok_and(|r| r.status() == 200);
+                if ok {
+                    let now = Instant::now();
+                    if let Ok(mut a) = accepted.lock() {
+                        a.push((message, now, now - sent));
+                    }
+                }
+            }
+            worker
+        });
+    }
+    while senders.join_next().await.is_some() {}
+    let send_time = started.elapsed();
+    let accepted = std::mem::take(&mut *accepted.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.lock().map(|a| a.len()).unwrap_or(0) < accepted.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_delivered = started.elapsed();
+    let cpu = cpu_seconds(bridge.id()).zip(cpu_before).map(|(after, before)| after - before);
+    let peak_rss = peak_rss_kib(bridge.id());
+    let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+
+    let mut request: Vec<f64> = accepted.iter().map(|a| a.2.as_secs_f64() * 1000.0).collect();
+    let mut to_receipt: Vec<f64> = accepted
+        .iter()
+        .filter_map(|(m, at, _)| arrivals.get(m).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "dolphin-bridge bench: {} events, {} tickets, {}",
+        args.events,
+        args.tickets,
+        match args.rate {
+            Some(r) => format!("paced at {r}/s with {} senders", args.concurrency),
+            None => format!("closed loop with {} senders", args.concurrency),
+        }
+    );
+    println!("  accepted            {} ({:.0}/s)", accepted.len(), accepted.len() as f64 / send_time.as_secs_f64());
+    println!(
+        "  delivered           {} ({:.0}/s until the last arrived)",
+        arrivals.len(),
+        arrivals.len() as f64 / all_delivered.as_secs_f64()
+    );
+    println!("  request latency ms  {}", summary(&mut request));
+    println!("  accept→receipt ms   {}", summary(&mut to_receipt));
+    if let Some(cpu) = cpu {
+        println!("  bridge CPU          {:.3} s per 1000 events", cpu / accepted.len().max(1) as f64 * 1000.0);
+    }
+    if let Some(kib) = peak_rss {
+        println!("  bridge peak RSS     {:.1} MiB", kib as f64 / 1024.0);
+    }
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    drop_database(&args.server, &db).await;
+    Ok(())
+}
+
+fn event(owner: &str, ticket: usize, message: &str) -> Value {
+    json!({"ticketNumber": format!("bench-ticket-{ticket}"), "channel": "whatsapp", "accountId": "6281234500001",
+           "contactId": format!("contact-{ticket}"), "messageType": "text", "message": message, "mediaLink": "",
+           "customerName": "Bench Customer", "createdDate": "2026-11-24T09:15:02.345", "owner": owner,
+           "groupId": "", "language": "", "padding": "x".repeat(120)})
+}
+
+fn summary(samples: &mut [f64]) -> String {
+    if samples.is_empty() {
+        return "no samples".into();
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!("p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}", at(0.5), at(0.95), at(0.99), at(1.0))
+}
+
+async fn start_receiver(arrivals: Arrivals) -> anyhow::Result<std::net::SocketAddr> {
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let arrivals = arrivals.clone();
+        async move {
+            let now = Instant::now();
+            if let Some(m) =
+                serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["message"].as_str().map(str::to_string))
+            {
+                if let Ok(mut a) = arrivals.lock() {
+                    a.entry(m).or_insert(now);
+                }
+            }
+            ([("content-type", "application/json")], r#"{"status":"success"}"#)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+fn add_tenant(exe: &std::path::Path, url: &str, incoming: &str) -> anyhow::Result<Value> {
+    let out = Command::new(exe)
+        .args(["tenant", "add", "--owner", "bench-owner", "--third-party-url", incoming, "--json"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "error")
+        .output()?;
+    if !out.status.success() {
+        bail!("tenant add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+async fn start_bridge(exe: &std::path::Path, url: &str, port: u16) -> anyhow::Result<Child> {
+    let child = Command::new(exe)
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env("BRIDGE_RATE_LIMIT", "1000000/s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if Instant::now() > deadline {
+            bail!("the bridge did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(child)
+}
+
+/// User + system CPU seconds of a process, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Peak resident set size of a process in KiB (VmHWM), from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn drop_database(server: &str, db: &str) {
+    if let Ok(pool) = dolphin_bridge::store::connect_lazy(&format!("{server}/postgres"), 1) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&pool).await;
+    }
+}
