@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{self, Access, ApiCaller};
+use super::csv;
 use super::error::ApiError;
 use super::params::{parse_instant, Cursor, Params};
 use super::AppState;
@@ -68,7 +69,7 @@ fn delivery_json(d: &DeliveryRow, log: Option<&[&AttemptRow]>) -> Value {
 }
 
 /// Deliveries with their attempt logs attached.
-async fn with_logs(state: &AppState, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
+pub async fn with_logs(state: &AppState, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
     let attempts = deliveries::attempts(&state.pool, owner, &ids).await?;
     let mut by_delivery: HashMap<Uuid, Vec<&AttemptRow>> = HashMap::new();
@@ -91,7 +92,7 @@ async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let params = Params::parse(query.as_deref());
     let statuses = params.list_of("status", &status_names())?;
@@ -103,20 +104,64 @@ async fn list_deliveries(
     // pages, but the keyset position keeps later rows out anyway.
     let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
+    if csv::wanted(&params, &headers) {
+        let (writer, response) = csv::stream(DELIVERY_COLUMNS, "deliveries.csv");
+        let pool = state.pool.clone();
+        tokio::spawn(async move {
+            let mut after = None;
+            loop {
+                let filter = DeliveryFilter {
+                    statuses: statuses.as_deref(),
+                    targets: targets.as_deref(),
+                    ticket_number: None,
+                    from: Some(from),
+                    to: Some(to),
+                    after,
+                    oldest_first: false,
+                    limit: csv::PAGE,
+                };
+                match deliveries::list(&pool, &caller.owner, &filter).await {
+                    Ok(rows) => {
+                        let json: Vec<Value> = rows.iter().map(|d| delivery_json(d, None)).collect();
+                        if !writer.rows(&json).await || (rows.len() as i64) < csv::PAGE {
+                            return;
+                        }
+                        after = rows.last().map(|d| (d.created_at, d.id));
+                    }
+                    Err(e) => return writer.fail(e).await,
+                }
+            }
+        });
+        return Ok(response);
+    }
     let filter = DeliveryFilter {
         statuses: statuses.as_deref(),
         targets: targets.as_deref(),
         ticket_number: None,
-        from,
-        to,
-        after: cursor.map(|c| (c.at, c.id)),
+        from: Some(from),
+        to: Some(to),
+        after: cursor.map(|c| c.uuid().map(|id| (c.at, id))).transpose()?,
         oldest_first: false,
         limit,
     };
     let rows = deliveries::list(&state.pool, &caller.owner, &filter).await?;
     let data = rows.iter().map(|d| delivery_json(d, None)).collect();
-    Ok(page(data, rows.last(), limit, &filters))
+    Ok(page(data, rows.last(), limit, &filters).into_response())
 }
+
+const DELIVERY_COLUMNS: &[&str] = &[
+    "id",
+    "ticketNumber",
+    "target",
+    "status",
+    "attempts",
+    "nextAttemptAt",
+    "lastError",
+    "createdAt",
+    "deliveredAt",
+    "sequence",
+    "messageId",
+];
 
 async fn ticket_deliveries(
     State(state): State<AppState>,
@@ -134,9 +179,9 @@ async fn ticket_deliveries(
         statuses: None,
         targets: None,
         ticket_number: Some(&ticket),
-        from: DateTime::<Utc>::MIN_UTC,
-        to: DateTime::<Utc>::MAX_UTC,
-        after: cursor.map(|c| (c.at, c.id)),
+        from: None,
+        to: None,
+        after: cursor.map(|c| c.uuid().map(|id| (c.at, id))).transpose()?,
         oldest_first: true,
         limit,
     };

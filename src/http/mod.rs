@@ -1,14 +1,18 @@
 //! The HTTP edge: one router per area, merged here with the shared limits.
 //!
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
-//! (the delivery side of `/api/v1`), [`ops`] (health, metrics). Errors leave through [`error::ApiError`] only.
+//! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
+//! [`reports`], [`ops`] (health, metrics). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
 
 pub mod admin;
 pub mod auth;
+pub mod csv;
 pub mod deliveries;
 pub mod error;
 pub mod ops;
 pub mod params;
+pub mod query;
+pub mod reports;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -45,6 +49,8 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(admin::router())
         .merge(deliveries::router())
+        .merge(query::router())
+        .merge(reports::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))

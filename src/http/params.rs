@@ -117,13 +117,19 @@ pub struct Cursor {
     filters: String,
     #[serde(rename = "t")]
     pub at: DateTime<Utc>,
+    /// The row's tie-breaking key (an id or a ticket number).
     #[serde(rename = "i")]
-    pub id: Uuid,
+    pub id: String,
 }
 
 impl Cursor {
-    pub fn new(filters: &str, at: DateTime<Utc>, id: Uuid) -> Cursor {
-        Cursor { filters: fingerprint(filters), at, id }
+    pub fn new(filters: &str, at: DateTime<Utc>, id: impl ToString) -> Cursor {
+        Cursor { filters: fingerprint(filters), at, id: id.to_string() }
+    }
+
+    /// The tie-breaker read as a UUID; a cursor whose key is not one is refused.
+    pub fn uuid(&self) -> Result<Uuid, ApiError> {
+        Uuid::parse_str(&self.id).map_err(|_| ApiError::parameter("cursor", "is not a cursor this list gave out"))
     }
 
     pub fn encode(&self) -> String {
@@ -161,6 +167,7 @@ mod tests {
     #[test]
     fn a_cursor_round_trips_only_for_its_own_filters() {
         let c = Cursor::new("status=dead", Utc::now(), Uuid::new_v4());
+        assert!(c.uuid().is_ok());
         let raw = c.encode();
         assert_eq!(Cursor::decode(Some(&raw), "status=dead").ok().flatten(), Some(c));
         assert!(Cursor::decode(Some(&raw), "status=failed").is_err());

@@ -299,8 +299,9 @@ pub struct DeliveryFilter<'a> {
     pub statuses: Option<&'a [String]>,
     pub targets: Option<&'a [String]>,
     pub ticket_number: Option<&'a str>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    /// Acceptance time window; `None` leaves that side open.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
     /// Keyset position: rows strictly after this (created_at, id) in the list's order.
     pub after: Option<(DateTime<Utc>, Uuid)>,
     /// Oldest first (a ticket's own deliveries) instead of newest first.
@@ -317,7 +318,8 @@ pub async fn list(
     let (after, order) = if f.oldest_first { (">", "ASC") } else { ("<", "DESC") };
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE owner = $1 AND created_at >= $2 AND created_at < $3
+         WHERE owner = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)
+           AND ($3::timestamptz IS NULL OR created_at < $3)
            AND ($4::text[] IS NULL OR status = ANY($4)) AND ($5::text[] IS NULL OR target = ANY($5))
            AND ($6::text IS NULL OR ticket_number = $6)
            AND ($7::timestamptz IS NULL OR (created_at, id) {after} ($7, $8))

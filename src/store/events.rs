@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::EventKind;
 
@@ -43,4 +43,35 @@ pub async fn append(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// A lifecycle event as the API shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub detail: Value,
+}
+
+/// A ticket's audit, oldest first, after event id `after`.
+pub async fn for_ticket(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, at, actor, detail FROM ticket_events
+         WHERE owner = $1 AND ticket_number = $2 AND ($3::bigint IS NULL OR id > $3)
+         ORDER BY id LIMIT $4",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }

@@ -125,13 +125,34 @@ pub struct MessageRow {
     pub warnings: Value,
 }
 
+const MESSAGE_COLUMNS: &str = "id, ticket_number, direction, message_type, message, media_link, source, at, warnings";
+
 pub async fn get(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<Option<MessageRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, ticket_number, direction, message_type, message, media_link, source, at, warnings
-         FROM messages WHERE owner = $1 AND id = $2",
-    )
+    sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = $1 AND id = $2"))
+        .bind(owner)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A ticket's conversation, oldest first, after the keyset position `after` (at, id).
+pub async fn for_ticket(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE owner = $1 AND ticket_number = $2 AND ($3::timestamptz IS NULL OR (at, id) > ($3, $4))
+         ORDER BY at, id LIMIT $5"
+    ))
     .bind(owner)
-    .bind(id)
-    .fetch_optional(db)
+    .bind(ticket)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(db)
     .await
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod idempotency;
 pub mod keys;
 pub mod messages;
+pub mod reports;
 pub mod tenants;
 pub mod tickets;
 

@@ -142,15 +142,61 @@ pub struct TicketRow {
     pub reopen_count: i32,
 }
 
+const TICKET_COLUMNS: &str = "ticket_number, status, channel, account_id, contact_id, customer_name, group_id,
+    language, created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,
+    messages_in, messages_out, reopen_count";
+
 pub async fn get(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Option<TicketRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT ticket_number, status, channel, account_id, contact_id, customer_name, group_id, language,
-                created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,
-                messages_in, messages_out, reopen_count
-         FROM tickets WHERE owner = $1 AND ticket_number = $2",
-    )
+    sqlx::query_as(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE owner = $1 AND ticket_number = $2"))
+        .bind(owner)
+        .bind(ticket)
+        .fetch_optional(db)
+        .await
+}
+
+/// The filters of `GET /api/v1/tickets`.
+pub struct TicketFilter<'a> {
+    pub status: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub contact_id: Option<&'a str>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Case-insensitive prefix of the ticket number or the customer name.
+    pub q: Option<&'a str>,
+    /// Keyset position: rows strictly after this (opened_at, ticket_number), newest first.
+    pub after: Option<(DateTime<Utc>, &'a str)>,
+    pub limit: i64,
+}
+
+/// Escapes `LIKE` wildcards so a search text matches literally.
+fn like_prefix(text: &str) -> String {
+    let mut escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    escaped.push('%');
+    escaped
+}
+
+/// Tickets newest first (by `openedAt`), by keyset so paging is stable under inserts.
+pub async fn list(db: impl PgExecutor<'_>, owner: &str, f: &TicketFilter<'_>) -> Result<Vec<TicketRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets
+         WHERE owner = $1 AND opened_at >= $2 AND opened_at < $3
+           AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR channel = $5)
+           AND ($6::text IS NULL OR contact_id = $6)
+           AND ($7::text IS NULL OR lower(ticket_number) LIKE $7 OR lower(customer_name) LIKE $7)
+           AND ($8::timestamptz IS NULL OR (opened_at, ticket_number) < ($8, $9))
+         ORDER BY opened_at DESC, ticket_number DESC
+         LIMIT $10"
+    ))
     .bind(owner)
-    .bind(ticket)
-    .fetch_optional(db)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(f.status)
+    .bind(f.channel)
+    .bind(f.contact_id)
+    .bind(f.q.map(like_prefix))
+    .bind(f.after.map(|a| a.0))
+    .bind(f.after.map(|a| a.1))
+    .bind(f.limit)
+    .fetch_all(db)
     .await
 }

@@ -260,6 +260,12 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The app's (shifted) time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use dolphin_bridge::clock::Clock;
+        self.clock.now()
+    }
+
     /// Creates a tenant whose every endpoint points at the two receivers.
     pub async fn create_tenant(&self, owner: &str) -> Tenant {
         self.create_tenant_with(json!({

@@ -14,5 +14,7 @@ mod faults;
 mod idempotency;
 mod incoming;
 mod limits;
+mod query;
 mod redelivery;
+mod reports;
 mod third_party;
