@@ -29,6 +29,10 @@ struct Args {
     /// Send at this many events per second instead of as fast as possible.
     #[arg(long)]
     rate: Option<u64>,
+    /// Instead of the ingest run: seed this many tickets (with a message and audit events
+    /// each) straight into PostgreSQL and time the query and report endpoints.
+    #[arg(long)]
+    query_rows: Option<u64>,
     /// PostgreSQL server (a database `dolphin_bridge_bench_<pid>` is created and dropped).
     #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
@@ -54,6 +58,14 @@ async fn main() -> anyhow::Result<()> {
     let owner = tenant["owner"].as_str().context("owner")?.to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut bridge = start_bridge(&exe, &url, port).await?;
+    if let Some(rows) = args.query_rows {
+        let read_key = tenant["credentials"]["readKey"].as_str().context("read key")?.to_string();
+        let result = query_bench(&url, &owner, rows, port, &read_key).await;
+        let _ = bridge.kill();
+        let _ = bridge.wait();
+        drop_database(&args.server, &db).await;
+        return result;
+    }
     let endpoint = format!("http://127.0.0.1:{port}/webhooks/3dolphins/incoming?token={token}");
     let cpu_before = cpu_seconds(bridge.id());
 
@@ -135,6 +147,75 @@ async fn main() -> anyhow::Result<()> {
     let _ = bridge.kill();
     let _ = bridge.wait();
     drop_database(&args.server, &db).await;
+    Ok(())
+}
+
+/// Seeds `rows` tickets over the last 30 days (a third closed, three channels), one message
+/// and two or three audit events each, then times the read endpoints.
+async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) -> anyhow::Result<()> {
+    let pool = dolphin_bridge::store::connect_lazy(url, 2)?;
+    let started = Instant::now();
+    let rows = i64::try_from(rows)?;
+    for sql in [
+        "INSERT INTO tickets (owner, ticket_number, status, channel, account_id, contact_id, customer_name, group_id,
+             language, created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,
+             messages_in, messages_out, created_at, updated_at)
+         SELECT $1, 'T' || g, CASE WHEN g % 3 = 0 THEN 'closed' ELSE 'open' END,
+                (ARRAY['whatsapp', 'telegrambot', 'webchat'])[1 + g % 3], '62812' || g, 'contact-' || (g % 50000),
+                'Customer ' || (g % 100000), '', '', ts, ts, ts, ts + (g % 600) * interval '1 second',
+                CASE WHEN g % 3 = 0 THEN ts + interval '1 hour' END, ts, 1, 1, ts, ts
+         FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - (g % 2592000) * interval '1 second' AS ts) AS t",
+        "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, raw)
+         SELECT t.owner, gen_random_uuid(), t.ticket_number, 'in', 'text', 'hello', '', '3dolphins', t.opened_at, '{}'
+         FROM tickets t WHERE t.owner = $1 AND $2 > 0",
+        "INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
+         SELECT t.owner, t.ticket_number, k.kind, t.opened_at + k.offs, '3dolphins', '{}'::jsonb
+         FROM tickets t CROSS JOIN (VALUES ('created', interval '0'), ('message_in', interval '0')) AS k(kind, offs)
+         WHERE t.owner = $1 AND $2 > 0
+         UNION ALL
+         SELECT t.owner, t.ticket_number, 'closed', t.closed_at, 'third_party', '{}'::jsonb
+         FROM tickets t WHERE t.owner = $1 AND t.closed_at IS NOT NULL",
+    ] {
+        sqlx::query(sql).bind(owner).bind(rows).execute(&pool).await?;
+    }
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    println!("dolphin-bridge query bench: {rows} tickets seeded in {:.0} s", started.elapsed().as_secs_f64());
+    let client = reqwest::Client::new();
+    let middle = rows / 2;
+    for path in [
+        "/api/v1/tickets".to_string(),
+        "/api/v1/tickets?status=closed&channel=webchat".to_string(),
+        "/api/v1/tickets?q=customer%2099".to_string(),
+        format!("/api/v1/tickets?contactId=contact-{}", middle % 50000),
+        format!("/api/v1/tickets/T{middle}"),
+        format!("/api/v1/tickets/T{middle}/events"),
+        format!("/api/v1/tickets/T{middle}/export"),
+        "/api/v1/reports/summary?from=2020-01-01".to_string(),
+        "/api/v1/reports/summary".to_string(),
+        "/api/v1/reports/timeseries?interval=day".to_string(),
+        "/api/v1/reports/timeseries?interval=hour".to_string(),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let response = client.get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(key).send().await?;
+            let status = response.status();
+            let _ = response.bytes().await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            if !status.is_success() {
+                bail!("{path} answered {status}");
+            }
+        }
+        println!("  {path:<60} {}", summary(&mut times));
+    }
+    let t = Instant::now();
+    let csv = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/tickets?format=csv&from=2020-01-01"))
+        .bearer_auth(key)
+        .send()
+        .await?;
+    let bytes = csv.bytes().await?.len();
+    println!("  CSV of every ticket: {:.1} MiB in {:.1} s", bytes as f64 / 1048576.0, t.elapsed().as_secs_f64());
     Ok(())
 }
 
