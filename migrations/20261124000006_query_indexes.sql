@@ -8,3 +8,7 @@ CREATE INDEX tickets_by_first_response ON tickets (owner, first_response_at) WHE
 CREATE INDEX tickets_open ON tickets (owner, channel) WHERE status = 'open';
 -- Reports: messages committed in a window.
 CREATE INDEX messages_by_time ON messages (owner, at);
+-- Ticket lists filtered by status and/or channel, newest first, without scanning every
+-- ticket of the tenant when few match.
+CREATE INDEX tickets_by_status ON tickets (owner, status, opened_at DESC, ticket_number DESC);
+CREATE INDEX tickets_by_channel ON tickets (owner, channel, status, opened_at DESC, ticket_number DESC);

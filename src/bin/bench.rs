@@ -61,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rows) = args.query_rows {
         let read_key = tenant["credentials"]["readKey"].as_str().context("read key")?.to_string();
         let result = query_bench(&url, &owner, rows, port, &read_key).await;
+        if let Some(kib) = peak_rss_kib(bridge.id()) {
+            println!("  bridge peak RSS     {:.1} MiB (the CSV export included)", kib as f64 / 1024.0);
+        }
         let _ = bridge.kill();
         let _ = bridge.wait();
         drop_database(&args.server, &db).await;
@@ -164,7 +167,7 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
                 (ARRAY['whatsapp', 'telegrambot', 'webchat'])[1 + g % 3], '62812' || g, 'contact-' || (g % 50000),
                 'Customer ' || (g % 100000), '', '', ts, ts, ts, ts + (g % 600) * interval '1 second',
                 CASE WHEN g % 3 = 0 THEN ts + interval '1 hour' END, ts, 1, 1, ts, ts
-         FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - (g % 2592000) * interval '1 second' AS ts) AS t",
+         FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - (g::float8 * 2592000 / $2) * interval '1 second' AS ts) AS t",
         "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, raw)
          SELECT t.owner, gen_random_uuid(), t.ticket_number, 'in', 'text', 'hello', '', '3dolphins', t.opened_at, '{}'
          FROM tickets t WHERE t.owner = $1 AND $2 > 0",
@@ -182,6 +185,7 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     println!("dolphin-bridge query bench: {rows} tickets seeded in {:.0} s", started.elapsed().as_secs_f64());
     let client = reqwest::Client::new();
     let middle = rows / 2;
+    let day_ago = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
     for path in [
         "/api/v1/tickets".to_string(),
         "/api/v1/tickets?status=closed&channel=webchat".to_string(),
@@ -192,6 +196,8 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
         format!("/api/v1/tickets/T{middle}/export"),
         "/api/v1/reports/summary?from=2020-01-01".to_string(),
         "/api/v1/reports/summary".to_string(),
+        format!("/api/v1/reports/summary?from={day_ago}"),
+        format!("/api/v1/reports/timeseries?interval=hour&from={day_ago}"),
         "/api/v1/reports/timeseries?interval=day".to_string(),
         "/api/v1/reports/timeseries?interval=hour".to_string(),
     ] {
@@ -305,6 +311,10 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 async fn drop_database(server: &str, db: &str) {
+    if std::env::var_os("BENCH_KEEP_DATABASE").is_some() {
+        println!("  kept database {db} (BENCH_KEEP_DATABASE)");
+        return;
+    }
     if let Ok(pool) = dolphin_bridge::store::connect_lazy(&format!("{server}/postgres"), 1) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&pool).await;
     }
