@@ -1,4 +1,4 @@
-//! The command line (CONTRACT §2): `serve`, `migrate`, `tenant add`, `tenant list`.
+//! The command line (CONTRACT §2): `serve`, `migrate`, `demo`, `tenant add`, `tenant list`.
 
 use std::sync::Arc;
 
@@ -30,6 +30,8 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Serve with simulated 3Dolphins and third-party peers and live traffic.
+    Demo,
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -91,6 +93,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
             app.run_until_signal().await;
         }
+        Command::Demo => crate::demo::run(config).await?,
         Command::Migrate => {
             let pool = startup::prepare_database(&config, true).await?;
             println!("migrations applied to {}", crate::config::redact_url(&config.database_url));

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `migrate`, `tenant`).
+//! - [`cli`]: the command line (`serve`, `migrate`, `demo`, `tenant`).
+//! - [`demo`]: the bridge with simulated peers and live traffic.
 //! - [`config`]: typed settings from the environment, validated once.
 //! - [`telemetry`]: log setup.
 //! - [`startup`]: builds the pool, router and workers; graceful shutdown.
@@ -20,6 +21,7 @@
 //! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (the API token so far).
 //! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
+//! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 
 pub mod cli;
@@ -27,12 +29,14 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
+pub mod demo;
 pub mod dolphins;
 pub mod domain;
 pub mod heartbeat;
 pub mod http;
 pub mod relay;
 pub mod signature;
+pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

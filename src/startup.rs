@@ -118,8 +118,15 @@ impl App {
 
     /// Runs until SIGTERM or Ctrl-C, then stops gracefully.
     pub async fn run_until_signal(self) {
+        self.run_until_signal_then(async {}).await;
+    }
+
+    /// Like [`App::run_until_signal`], running `before_stop` (e.g. stopping traffic
+    /// generators) between the signal and the shutdown.
+    pub async fn run_until_signal_then(self, before_stop: impl std::future::Future<Output = ()>) {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        before_stop.await;
         self.stop().await;
     }
 }
