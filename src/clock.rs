@@ -3,9 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 pub trait Clock: Send + Sync + 'static {
+    /// The current time, to the microsecond: what PostgreSQL stores, so a time the API
+    /// shows right after a write equals what it shows when read back.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -15,7 +17,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -38,6 +40,6 @@ impl ShiftedClock {
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
         let offset = self.offset.lock().map(|o| *o).unwrap_or(chrono::Duration::zero());
-        Utc::now() + offset
+        (Utc::now() + offset).trunc_subsecs(6)
     }
 }

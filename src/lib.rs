@@ -14,6 +14,7 @@
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
 //! - [`relay`]: applies one accepted event in one transaction (ticket, message, audit, outbox).
+//! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
 //! - [`signature`]: Standard Webhooks signing.
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod dolphins;
 pub mod domain;
 pub mod heartbeat;
+pub mod history;
 pub mod http;
 pub mod relay;
 pub mod signature;

@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{redact_url, Config};
 use crate::delivery::Dispatcher;
+use crate::dolphins::client::DolphinsClient;
+use crate::dolphins::token::TokenCache;
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, AppState};
 use crate::store;
@@ -83,7 +85,13 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         heartbeat.beat();
         None
     };
-    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let dolphins = DolphinsClient::new(http, TokenCache::default());
+    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat, dolphins };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;

@@ -320,15 +320,10 @@ impl Dispatcher {
 
 /// The 3Dolphins API account whose token a delivery must carry, if `useApiToken` applies.
 fn api_account(claim: &Claimed, target: Target, settings: &TenantSettings) -> Option<Account> {
-    let d = &settings.dolphins;
-    if target.peer() != Peer::Dolphins || !d.use_api_token {
+    if target.peer() != Peer::Dolphins || !settings.dolphins.use_api_token {
         return None;
     }
-    Some(Account {
-        api_base_url: d.api_base_url.clone()?,
-        username: d.username.clone()?,
-        password: claim.dolphins_password.clone()?,
-    })
+    crate::dolphins::account(settings, claim.dolphins_password.as_deref())
 }
 
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {

@@ -51,6 +51,12 @@ pub enum ApiError {
     /// 409: the action does not fit the resource's state.
     #[error("{0}")]
     InvalidState(String),
+    /// 409: the tenant has no 3Dolphins API credentials.
+    #[error("the 3Dolphins API is not configured for this tenant (dolphins.apiBaseUrl, username, password)")]
+    NotConfigured,
+    /// 502: 3Dolphins is down and nothing is cached.
+    #[error("3Dolphins is unavailable and nothing is cached: {0}")]
+    UpstreamUnavailable(String),
     /// 413: the body is over `BRIDGE_MAX_BODY`.
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -86,9 +92,12 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::TicketNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::TicketClosed | ApiError::InProgress | ApiError::TenantExists | ApiError::InvalidState(_) => {
-                StatusCode::CONFLICT
-            }
+            ApiError::TicketClosed
+            | ApiError::InProgress
+            | ApiError::TenantExists
+            | ApiError::InvalidState(_)
+            | ApiError::NotConfigured => StatusCode::CONFLICT,
+            ApiError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,6 +121,8 @@ impl ApiError {
             ApiError::InProgress => "in_progress",
             ApiError::TenantExists => "tenant_exists",
             ApiError::InvalidState(_) => "invalid_state",
+            ApiError::NotConfigured => "not_configured",
+            ApiError::UpstreamUnavailable(_) => "upstream_unavailable",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::KeyReused => "idempotency_key_reused",

@@ -2,10 +2,11 @@
 //!
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
 //! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
-//! [`reports`], [`ops`] (health, metrics). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
+//! [`reports`], [`contacts`], [`ops`] (health, metrics). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
 
 pub mod admin;
 pub mod auth;
+pub mod contacts;
 pub mod csv;
 pub mod deliveries;
 pub mod error;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub workers: Heartbeat,
+    /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
+    pub dolphins: crate::dolphins::client::DolphinsClient,
 }
 
 /// How long one request may take in total before it is answered 408.
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(deliveries::router())
         .merge(query::router())
         .merge(reports::router())
+        .merge(contacts::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))

@@ -8,15 +8,17 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::auth::{self, Access};
+use super::auth::{self, Access, ApiCaller};
 use super::csv;
 use super::error::ApiError;
 use super::params::{Cursor, Params};
 use super::AppState;
 use crate::domain::TicketStatus;
+use crate::history;
 use crate::store::deliveries::{self, DeliveryFilter};
 use crate::store::events::{self, EventRow};
 use crate::store::messages::{self, MessageRow};
+use crate::store::tenants;
 use crate::store::tickets::{self, TicketFilter, TicketRow};
 
 pub fn router() -> Router<AppState> {
@@ -164,7 +166,7 @@ async fn ticket_messages(
     let limit = params.limit()?;
     let filters = params.fingerprint(&format!("messages|{ticket}"), &["source"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     if csv::wanted(&params, &headers) {
         let (writer, response) = csv::stream(MESSAGE_COLUMNS, "messages.csv");
         let pool = state.pool.clone();
@@ -185,14 +187,17 @@ async fn ticket_messages(
         });
         return Ok(response);
     }
+    // `merged`, first page: fill in from 3Dolphins before reading, so the page includes it.
+    let history = match (source.as_deref(), &cursor) {
+        (Some("merged"), None) => Some(merge_history(&state, &caller, &row).await),
+        _ => None,
+    };
     let after = cursor.as_ref().map(|c| c.uuid().map(|id| (c.at, id))).transpose()?;
     let rows = messages::for_ticket(&state.pool, &caller.owner, &ticket, after, limit).await?;
     let next = rows.last().map(|m| Cursor::new(&filters, m.at, m.id));
     let mut body = page(rows.iter().map(message_json).collect(), next, limit).0;
-    if source.as_deref() == Some("merged") && cursor.is_none() {
-        // The Conversation History client is not built yet (see the README).
-        body["history"] =
-            json!({"merged": false, "error": "3Dolphins conversation history is not available in this version"});
+    if let Some(history) = history {
+        body["history"] = history;
     }
     Ok(Json(body).into_response())
 }
@@ -270,4 +275,34 @@ async fn export_ticket(
         "deliveries": deliveries,
         "exportedAt": state.clock.now(),
     })))
+}
+
+/// Merges the ticket's 3Dolphins history; answers the `history` object of the reply. A
+/// 3Dolphins that is down or not configured is reported there, never as an error.
+async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> Value {
+    let password = match tenants::get(&state.pool, &caller.owner).await {
+        Ok(row) => row.and_then(|r| r.dolphins_password),
+        Err(e) => return json!({"merged": false, "error": format!("reading the tenant: {e}")}),
+    };
+    let Some(account) = crate::dolphins::account(&caller.settings, password.as_deref()) else {
+        return json!({"merged": false, "error": "the 3Dolphins API is not configured for this tenant"});
+    };
+    let merged = history::merge(
+        &state.pool,
+        &state.dolphins,
+        &account,
+        &caller.owner,
+        &ticket.ticket_number,
+        ticket.opened_at,
+        caller.timezone,
+        state.clock.now(),
+    )
+    .await;
+    match merged {
+        Ok(added) => json!({"merged": true, "added": added}),
+        Err(e) => {
+            tracing::warn!(owner = %caller.owner, ticket = %ticket.ticket_number, error = %e, "history merge failed");
+            json!({"merged": false, "error": e.to_string()})
+        }
+    }
 }

@@ -156,3 +156,55 @@ pub async fn for_ticket(
     .fetch_all(db)
     .await
 }
+
+/// A stored message reduced to what history matching compares.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LocalLine {
+    pub direction: String,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The ticket's messages that came through the bridge (not earlier history merges).
+pub async fn local_lines(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<Vec<LocalLine>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT direction, message, at FROM messages
+         WHERE owner = $1 AND ticket_number = $2 AND source <> 'history' ORDER BY at",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .fetch_all(db)
+    .await
+}
+
+/// Stores a history line once: a second merge of the same line finds its key taken.
+/// Answers whether it was new.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_history(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+    direction: Direction,
+    message: &str,
+    at: DateTime<Utc>,
+    key: &str,
+    raw: &Value,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, raw,
+                               history_key)
+         VALUES ($1, $2, $3, $4, 'text', $5, '', 'history', $6, $7, $8)
+         ON CONFLICT (owner, ticket_number, history_key) WHERE history_key IS NOT NULL DO NOTHING",
+    )
+    .bind(owner)
+    .bind(Uuid::now_v7())
+    .bind(ticket)
+    .bind(direction.as_str())
+    .bind(message)
+    .bind(at)
+    .bind(raw)
+    .bind(key)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

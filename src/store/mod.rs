@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per table family. Functions take an executor (a pool,
 //! a connection or a transaction) so callers decide the transaction boundaries.
 
+pub mod contacts;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;

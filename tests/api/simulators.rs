@@ -1,0 +1,93 @@
+//! The two simulators talking through the bridge: both sides and the database agree on
+//! every message and on every ticket's final status.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use dolphin_bridge::sim::dolphins::{self, DolphinsSim};
+use dolphin_bridge::sim::third_party::{self, AgentPlan, ThirdPartySim};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn both_simulators_and_the_database_agree_on_every_message_and_ticket() {
+    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let dolphins = DolphinsSim::start(4).await.expect("3Dolphins simulator");
+    let agent = ThirdPartySim::start(AgentPlan { think: Duration::from_millis(20), reply_chance: 1.0, close_after: 2 })
+        .await
+        .expect("third-party simulator");
+    let tenant = app
+        .create_tenant_with(json!({
+            "owner": OWNER,
+            "thirdParty": {"incomingUrl": agent.url("/incoming")},
+            "dolphins": {"sendMessageUrl": dolphins.url("/send"), "commandUrl": dolphins.url("/command"),
+                         "apiBaseUrl": dolphins.api_base_url(), "username": "u", "password": "p", "useApiToken": true}
+        }))
+        .await;
+    agent.connect(third_party::BridgeAccess {
+        base_url: app.url(""),
+        third_party_key: tenant.third_party.clone(),
+        signing_secret: tenant.signing_secret.clone(),
+    });
+    let access =
+        dolphins::BridgeAccess { base_url: app.url(""), inbound_token: tenant.inbound.clone(), owner: OWNER.into() };
+    for _ in 0..12 {
+        let (_, status) = dolphins.emit_incoming(&access).await.expect("bridge reachable");
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // Quiet: every agent reply and close has gone through and been delivered.
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let replies = app.count("SELECT count(*) FROM messages WHERE source = 'third_party'").await;
+        let waiting = app.count("SELECT count(*) FROM deliveries WHERE status <> 'delivered'").await;
+        let answered = agent.got().len() as i64;
+        if replies >= answered && answered >= 12 && waiting == 0 && dolphins.got().len() as i64 >= replies {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "traffic did not settle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let incoming_texts: Vec<String> =
+        sqlx::query_scalar("SELECT COALESCE(message, '') FROM messages WHERE direction = 'in' ORDER BY at")
+            .fetch_all(&app.pool)
+            .await
+            .expect("messages");
+    let got_by_agent: Vec<String> =
+        agent.got().iter().map(|g| g.body["message"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(incoming_texts.len(), 12);
+    assert_eq!(got_by_agent.len(), 12, "the contact centre got every customer message");
+    assert!(agent.got().iter().all(|g| g.signature_ok), "every delivery was signed");
+    let replies: HashSet<String> = sqlx::query_scalar("SELECT message FROM messages WHERE source = 'third_party'")
+        .fetch_all(&app.pool)
+        .await
+        .expect("replies")
+        .into_iter()
+        .collect();
+    let at_dolphins: HashSet<String> = dolphins
+        .got()
+        .iter()
+        .filter(|(path, _)| path == "/send")
+        .map(|(_, b)| b["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(replies, at_dolphins, "3Dolphins got every agent reply");
+    for ticket in agent.closed() {
+        assert!(
+            dolphins.got().iter().any(|(p, b)| p == "/command" && b["ticketNumber"] == ticket.as_str()),
+            "3Dolphins got the close of {ticket}"
+        );
+        let kinds = event_kinds(&app.pool, OWNER, &ticket).await;
+        let status: String = sqlx::query_scalar("SELECT status FROM tickets WHERE ticket_number = $1")
+            .bind(&ticket)
+            .fetch_one(&app.pool)
+            .await
+            .expect("ticket");
+        let reopened_after_close =
+            kinds.iter().rposition(|k| k == "reopened") > kinds.iter().rposition(|k| k == "closed");
+        assert_eq!(status, if reopened_after_close { "open" } else { "closed" }, "{ticket}: {kinds:?}");
+    }
+    app.finish().await;
+}
