@@ -251,14 +251,14 @@ async fn auth(State(inner): State<Shared>, Json(body): Json<Value>) -> Response 
     Json(json!({"token": token, "expireAt": expire_at})).into_response()
 }
 
-fn authorised(inner: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn authorised(inner: &Shared, headers: &HeaderMap) -> bool {
     let token = inner.lock().map(|i| i.token.clone()).unwrap_or_default();
     let presented = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if presented == format!("Bearer {token}") {
-        Ok(())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, Json(json!({"status": "error", "message": "invalid token"}))).into_response())
-    }
+    presented == format!("Bearer {token}")
+}
+
+fn invalid_token() -> Response {
+    (StatusCode::UNAUTHORIZED, Json(json!({"status": "error", "message": "invalid token"}))).into_response()
 }
 
 fn api_down(inner: &Shared) -> bool {
@@ -271,8 +271,8 @@ async fn history(
     Query(q): Query<HashMap<String, String>>,
     Json(filter): Json<Value>,
 ) -> Response {
-    if let Err(r) = authorised(&inner, &headers) {
-        return r;
+    if !authorised(&inner, &headers) {
+        return invalid_token();
     }
     if api_down(&inner) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
@@ -303,8 +303,8 @@ async fn contact(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorised(&inner, &headers) {
-        return r;
+    if !authorised(&inner, &headers) {
+        return invalid_token();
     }
     if api_down(&inner) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
