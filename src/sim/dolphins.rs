@@ -67,6 +67,10 @@ struct Inner {
     token: String,
     behaviour: Behaviour,
     history_down: bool,
+    /// When set, every agent reply delivered to the simulator is posted back to the bridge
+    /// as an Outgoing Event, as a 3Dolphins whose `sendMessage` hook fires on its own
+    /// deliveries would (exercises echo suppression).
+    echo_to: Option<BridgeAccess>,
 }
 
 /// Where the simulator sends Incoming Events.
@@ -133,6 +137,22 @@ impl DolphinsSim {
         if let Ok(mut i) = self.inner.lock() {
             i.history_down = down;
         }
+    }
+
+    /// Posts every agent reply back to the bridge (`Some`) or stops doing so (`None`).
+    pub fn set_echo(&self, bridge: Option<BridgeAccess>) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.echo_to = bridge;
+        }
+    }
+
+    /// A bot or agent on the 3Dolphins side answers on `ticket`: an Outgoing Event to the
+    /// bridge's `/webhooks/3dolphins/outgoing`, mirrored to the third party.
+    pub async fn emit_reply(&self, bridge: &BridgeAccess, ticket: &str, text: &str) -> Result<u16, reqwest::Error> {
+        let event = json!({"ticketNumber": ticket, "channel": "whatsapp", "messageType": "text", "message": text,
+                           "mediaLink": "", "customerName": "", "owner": bridge.owner});
+        let url = format!("{}/webhooks/3dolphins/outgoing?token={}", bridge.base_url, bridge.inbound_token);
+        Ok(self.client.post(url).json(&event).send().await?.status().as_u16())
     }
 
     /// What the bridge delivered so far: (path, body).
@@ -211,6 +231,16 @@ type Shared = Arc<Mutex<Inner>>;
 
 /// Agent replies (`…/send`) and closes (`…/command`) delivered by the bridge.
 async fn receive(State(inner): State<Shared>, uri: Uri, Json(body): Json<Value>) -> Response {
+    let echo_to = inner.lock().ok().and_then(|i| i.echo_to.clone()).filter(|_| body.get("message").is_some());
+    if let Some(bridge) = echo_to {
+        let echo = body.clone();
+        tokio::spawn(async move {
+            let url = format!("{}/webhooks/3dolphins/outgoing?token={}", bridge.base_url, bridge.inbound_token);
+            if let Err(e) = reqwest::Client::new().post(url).json(&echo).send().await {
+                tracing::debug!(error = %e, "simulated echo could not reach the bridge");
+            }
+        });
+    }
     let behaviour = {
         let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
         i.got.push((uri.path().to_string(), body.clone()));

@@ -98,3 +98,41 @@ async fn both_simulators_and_the_database_agree_on_every_message_and_ticket() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_3dolphins_that_echoes_deliveries_back_is_not_looped_to_the_third_party() {
+    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let dolphins = DolphinsSim::start(1).await.expect("3Dolphins simulator");
+    let tenant = app
+        .create_tenant_with(json!({
+            "owner": OWNER,
+            "thirdParty": {"incomingUrl": app.third_party.url("/incoming"), "outgoingUrl": app.third_party.url("/outgoing")},
+            "dolphins": {"sendMessageUrl": dolphins.url("/send")}
+        }))
+        .await;
+    let access =
+        dolphins::BridgeAccess { base_url: app.url(""), inbound_token: tenant.inbound.clone(), owner: OWNER.into() };
+    dolphins.set_echo(Some(access.clone()));
+    let (event, _) = dolphins.emit_incoming(&access).await.expect("bridge");
+    let ticket = event["ticketNumber"].as_str().expect("ticket").to_string();
+    let reply = json!({"ticketNumber": ticket, "channel": event["channel"], "messageType": "text",
+                       "message": "Baik, kami bantu", "mediaLink": "", "customerName": "x", "owner": OWNER});
+    assert_eq!(app.post_as_third_party("messages", &tenant, &reply).await.status(), 200);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app.count("SELECT count(*) FROM ticket_events WHERE kind = 'echo'").await == 0 {
+        assert!(tokio::time::Instant::now() < until, "the echo never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A genuine 3Dolphins-side reply is still mirrored.
+    assert_eq!(dolphins.emit_reply(&access, &ticket, "Pesan dari bot").await.expect("bridge"), 200);
+    let mirrored = app.third_party.wait_for("/outgoing", 1).await;
+    assert_eq!(mirrored[0].json()["message"], "Pesan dari bot");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.third_party.received_at("/outgoing").len(), 1, "the echo was not forwarded");
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE direction = 'out'").await,
+        2,
+        "reply + bot message, no echo"
+    );
+    app.finish().await;
+}
