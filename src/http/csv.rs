@@ -4,6 +4,8 @@
 //! quote or a line break is quoted, quotes doubled. Columns are the JSON keys; nested
 //! values are written as JSON text.
 
+use std::future::Future;
+
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +23,35 @@ pub fn wanted(params: &Params, headers: &HeaderMap) -> bool {
             .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/csv")))
 }
 
+/// A streamed CSV of every row a keyset-paged query yields. `next_page` gets the key of the
+/// last row written (`None` first) and answers the next page as JSON objects with its last
+/// key; pages are read until one comes back short or the client goes away.
+pub fn export<K, F, Fut>(columns: &'static [&'static str], filename: &str, mut next_page: F) -> Response
+where
+    K: Send + 'static,
+    F: FnMut(Option<K>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Vec<Value>, Option<K>), sqlx::Error>> + Send,
+{
+    let (writer, response) = stream(columns, filename);
+    tokio::spawn(async move {
+        let mut after = None;
+        loop {
+            match next_page(after).await {
+                Ok((rows, last)) => {
+                    if !writer.rows(&rows).await || (rows.len() as i64) < PAGE || last.is_none() {
+                        return;
+                    }
+                    after = last;
+                }
+                Err(e) => return writer.fail(e).await,
+            }
+        }
+    });
+    response
+}
+
 /// Writes rows into a streamed response.
-pub struct CsvWriter {
+struct CsvWriter {
     columns: &'static [&'static str],
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 }
@@ -34,7 +63,7 @@ const BUFFERED_CHUNKS: usize = 4;
 pub const PAGE: i64 = 500;
 
 /// Starts a CSV response with its header row; the caller feeds rows from a task.
-pub fn stream(columns: &'static [&'static str], filename: &str) -> (CsvWriter, Response) {
+fn stream(columns: &'static [&'static str], filename: &str) -> (CsvWriter, Response) {
     let (tx, mut rx) = mpsc::channel(BUFFERED_CHUNKS);
     let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut response = body.into_response();
@@ -52,7 +81,7 @@ pub fn stream(columns: &'static [&'static str], filename: &str) -> (CsvWriter, R
 
 impl CsvWriter {
     /// Writes JSON objects as rows; `false` when the client has gone away.
-    pub async fn rows(&self, rows: &[Value]) -> bool {
+    async fn rows(&self, rows: &[Value]) -> bool {
         let mut chunk = String::new();
         for row in rows {
             chunk.push_str(&line(self.columns.iter().map(|c| cell(row.get(*c)))));
@@ -62,7 +91,7 @@ impl CsvWriter {
 
     /// Ends the stream with an error: the client sees a cut-off response, never a
     /// silently short file.
-    pub async fn fail(self, error: impl std::fmt::Display) {
+    async fn fail(self, error: impl std::fmt::Display) {
         tracing::error!(%error, "CSV export failed midway");
         let _ = self.tx.send(Err(std::io::Error::other(error.to_string()))).await;
     }

@@ -105,11 +105,11 @@ async fn list_deliveries(
     let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     if csv::wanted(&params, &headers) {
-        let (writer, response) = csv::stream(DELIVERY_COLUMNS, "deliveries.csv");
         let pool = state.pool.clone();
-        tokio::spawn(async move {
-            let mut after = None;
-            loop {
+        return Ok(csv::export(DELIVERY_COLUMNS, "deliveries.csv", move |after| {
+            let (pool, owner, statuses, targets) =
+                (pool.clone(), caller.owner.clone(), statuses.clone(), targets.clone());
+            async move {
                 let filter = DeliveryFilter {
                     statuses: statuses.as_deref(),
                     targets: targets.as_deref(),
@@ -120,19 +120,10 @@ async fn list_deliveries(
                     oldest_first: false,
                     limit: csv::PAGE,
                 };
-                match deliveries::list(&pool, &caller.owner, &filter).await {
-                    Ok(rows) => {
-                        let json: Vec<Value> = rows.iter().map(|d| delivery_json(d, None)).collect();
-                        if !writer.rows(&json).await || (rows.len() as i64) < csv::PAGE {
-                            return;
-                        }
-                        after = rows.last().map(|d| (d.created_at, d.id));
-                    }
-                    Err(e) => return writer.fail(e).await,
-                }
+                let rows = deliveries::list(&pool, &owner, &filter).await?;
+                Ok((rows.iter().map(|d| delivery_json(d, None)).collect(), rows.last().map(|d| (d.created_at, d.id))))
             }
-        });
-        return Ok(response);
+        }));
     }
     let filter = DeliveryFilter {
         statuses: statuses.as_deref(),

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::auth::{self, Access, ApiCaller};
@@ -100,11 +101,11 @@ async fn list_tickets(
         params.get("q").map(str::to_string),
     );
     if csv::wanted(&params, &headers) {
-        let (writer, response) = csv::stream(TICKET_COLUMNS, "tickets.csv");
         let pool = state.pool.clone();
-        tokio::spawn(async move {
-            let mut after: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
-            loop {
+        return Ok(csv::export(TICKET_COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
+            let (pool, owner, status, channel, contact, q) =
+                (pool.clone(), caller.owner.clone(), status.clone(), channel.clone(), contact.clone(), q.clone());
+            async move {
                 let filter = TicketFilter {
                     status: status.as_deref(),
                     channel: channel.as_deref(),
@@ -115,19 +116,13 @@ async fn list_tickets(
                     after: after.as_ref().map(|(at, n)| (*at, n.as_str())),
                     limit: csv::PAGE,
                 };
-                match tickets::list(&pool, &caller.owner, &filter).await {
-                    Ok(rows) => {
-                        let json: Vec<Value> = rows.iter().map(ticket_json).collect();
-                        if !writer.rows(&json).await || (rows.len() as i64) < csv::PAGE {
-                            return;
-                        }
-                        after = rows.last().map(|t| (t.opened_at, t.ticket_number.clone()));
-                    }
-                    Err(e) => return writer.fail(e).await,
-                }
+                let rows = tickets::list(&pool, &owner, &filter).await?;
+                Ok((
+                    rows.iter().map(ticket_json).collect(),
+                    rows.last().map(|t| (t.opened_at, t.ticket_number.clone())),
+                ))
             }
-        });
-        return Ok(response);
+        }));
     }
     let filter = TicketFilter {
         status: status.as_deref(),
@@ -168,24 +163,14 @@ async fn ticket_messages(
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     if csv::wanted(&params, &headers) {
-        let (writer, response) = csv::stream(MESSAGE_COLUMNS, "messages.csv");
         let pool = state.pool.clone();
-        tokio::spawn(async move {
-            let mut after = None;
-            loop {
-                match messages::for_ticket(&pool, &caller.owner, &ticket, after, csv::PAGE).await {
-                    Ok(rows) => {
-                        let json: Vec<Value> = rows.iter().map(message_json).collect();
-                        if !writer.rows(&json).await || (rows.len() as i64) < csv::PAGE {
-                            return;
-                        }
-                        after = rows.last().map(|m| (m.at, m.id));
-                    }
-                    Err(e) => return writer.fail(e).await,
-                }
+        return Ok(csv::export(MESSAGE_COLUMNS, "messages.csv", move |after| {
+            let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
+            async move {
+                let rows = messages::for_ticket(&pool, &owner, &ticket, after, csv::PAGE).await?;
+                Ok((rows.iter().map(message_json).collect(), rows.last().map(|m| (m.at, m.id))))
             }
-        });
-        return Ok(response);
+        }));
     }
     // `merged`, first page: fill in from 3Dolphins before reading, so the page includes it.
     let history = match (source.as_deref(), &cursor) {
@@ -215,24 +200,14 @@ async fn ticket_events(
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     if csv::wanted(&params, &headers) {
-        let (writer, response) = csv::stream(EVENT_COLUMNS, "events.csv");
         let pool = state.pool.clone();
-        tokio::spawn(async move {
-            let mut after = None;
-            loop {
-                match events::for_ticket(&pool, &caller.owner, &ticket, after, csv::PAGE).await {
-                    Ok(rows) => {
-                        let json: Vec<Value> = rows.iter().map(event_json).collect();
-                        if !writer.rows(&json).await || (rows.len() as i64) < csv::PAGE {
-                            return;
-                        }
-                        after = rows.last().map(|e| e.id);
-                    }
-                    Err(e) => return writer.fail(e).await,
-                }
+        return Ok(csv::export(EVENT_COLUMNS, "events.csv", move |after| {
+            let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
+            async move {
+                let rows = events::for_ticket(&pool, &owner, &ticket, after, csv::PAGE).await?;
+                Ok((rows.iter().map(event_json).collect(), rows.last().map(|e| e.id)))
             }
-        });
-        return Ok(response);
+        }));
     }
     let after = match &cursor {
         Some(c) => {

@@ -20,12 +20,19 @@ use crate::relay::{self, Event, Idempotency};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/webhooks/3dolphins/incoming", post(dolphins_incoming))
-        .route("/webhooks/3dolphins/outgoing", post(dolphins_outgoing))
-        .route("/webhooks/3dolphins/commands", post(dolphins_commands))
-        .route("/webhooks/third-party/messages", post(third_party_messages))
-        .route("/webhooks/third-party/commands", post(third_party_commands))
+        .route("/webhooks/3dolphins/incoming", post(handle::<DOLPHINS_INCOMING>))
+        .route("/webhooks/3dolphins/outgoing", post(handle::<DOLPHINS_OUTGOING>))
+        .route("/webhooks/3dolphins/commands", post(handle::<DOLPHINS_COMMANDS>))
+        .route("/webhooks/third-party/messages", post(handle::<THIRD_PARTY_MESSAGES>))
+        .route("/webhooks/third-party/commands", post(handle::<THIRD_PARTY_COMMANDS>))
 }
+
+// The endpoints as const-generic tags, so one handler function serves all five routes.
+const DOLPHINS_INCOMING: u8 = 0;
+const DOLPHINS_OUTGOING: u8 = 1;
+const DOLPHINS_COMMANDS: u8 = 2;
+const THIRD_PARTY_MESSAGES: u8 = 3;
+const THIRD_PARTY_COMMANDS: u8 = 4;
 
 /// Which shape an endpoint expects.
 #[derive(Clone, Copy)]
@@ -38,57 +45,29 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    const fn from_tag(tag: u8) -> Endpoint {
+        match tag {
+            DOLPHINS_INCOMING => Endpoint::DolphinsIncoming,
+            DOLPHINS_OUTGOING => Endpoint::DolphinsOutgoing,
+            DOLPHINS_COMMANDS => Endpoint::DolphinsCommands,
+            THIRD_PARTY_MESSAGES => Endpoint::ThirdPartyMessages,
+            _ => Endpoint::ThirdPartyCommands,
+        }
+    }
+
     fn is_dolphins_side(self) -> bool {
         matches!(self, Endpoint::DolphinsIncoming | Endpoint::DolphinsOutgoing | Endpoint::DolphinsCommands)
     }
 }
 
-async fn dolphins_incoming(
+async fn handle<const TAG: u8>(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
     query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsIncoming).await
-}
-
-async fn dolphins_outgoing(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    query: RawQuery,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsOutgoing).await
-}
-
-async fn dolphins_commands(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    query: RawQuery,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, query, body, Endpoint::DolphinsCommands).await
-}
-
-async fn third_party_messages(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyMessages).await
-}
-
-async fn third_party_commands(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    accept(&state, &headers, &uri, RawQuery(None), body, Endpoint::ThirdPartyCommands).await
+    accept(&state, &headers, &uri, query, body, Endpoint::from_tag(TAG)).await
 }
 
 async fn accept(
@@ -105,6 +84,7 @@ async fn accept(
         });
         auth::tenant(state, headers, token.as_deref(), &[KeyKind::Inbound]).await?
     } else {
+        // The third party can set headers: its key is never taken from the query string.
         auth::tenant(state, headers, None, &[KeyKind::ThirdParty]).await?
     };
     let bytes = body.map_err(|rejection| match rejection.status() {
