@@ -204,3 +204,29 @@ async fn erasing_a_contact_keeps_counts_and_audit_but_not_the_texts() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_expired_token_is_fetched_again_before_use() {
+    let app = TestApp::spawn().await;
+    let tenant = tenant_with_api(&app, &app.dolphins.url("/dolphin/apiv1")).await;
+    let ticket = fixture("incoming-text")["ticketNumber"].as_str().expect("ticket").to_string();
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    // Expires within the refresh margin: never reused.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
+    let empty = r#"{"status":"success","data":[]}"#;
+    for token in ["first", "second"] {
+        app.dolphins.reply_next(
+            200,
+            &JSON,
+            &json!({"token": token, "expireAt": format!("{soon}[Asia/Jakarta]")}).to_string(),
+        );
+        app.dolphins.reply_next(200, &JSON, empty);
+    }
+    for _ in 0..2 {
+        let (_, body) = get_json(&app, &tenant.read, &format!("/api/v1/tickets/{ticket}/messages?source=merged")).await;
+        assert_eq!(body["history"]["merged"], true, "{body}");
+    }
+    let paths: Vec<String> = app.dolphins.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths.iter().filter(|p| p.ends_with("/graph/auth")).count(), 2, "{paths:?}");
+    app.finish().await;
+}
