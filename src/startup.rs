@@ -32,7 +32,15 @@ pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot reach the database at {}", redact_url(url))),
+            Err(e) if store::is_unavailable(&e) => {
+                return Err(e).with_context(|| format!("cannot reach the database at {}", redact_url(url)))
+            }
+            // E.g. no right to open the maintenance database: the database may well exist;
+            // connecting to it below says for sure.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check whether the database exists; trying to use it");
+                break false;
+            }
         }
     };
     if created {

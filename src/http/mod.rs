@@ -60,7 +60,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: the query string can carry the inbound token.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }
 
