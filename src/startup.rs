@@ -99,7 +99,8 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         .build()
         .context("building the HTTP client")?;
     let dolphins = DolphinsClient::new(http, TokenCache::default());
-    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat, dolphins };
+    let keys = crate::http::key_cache::KeyCache::default();
+    let state = AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat, keys, dolphins };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;

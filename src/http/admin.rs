@@ -101,6 +101,7 @@ async fn patch_tenant(
         .await?;
     let row = tenants::get(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
+    state.keys.clear();
     tracing::info!(owner, "tenant updated");
     Ok(Json(tenancy::view(&row)))
 }
@@ -112,6 +113,7 @@ async fn delete_tenant(
 ) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers)?;
     let cancelled = tenancy::delete(&state.pool, &owner).await?;
+    state.keys.clear();
     Ok(Json(json!({"owner": owner, "deleted": true, "cancelledDeliveries": cancelled})))
 }
 
@@ -159,5 +161,6 @@ async fn revoke_key(
         return Err(ApiError::NotFound("key"));
     }
     keys::revoke(&state.pool, &owner, id).await?;
+    state.keys.clear();
     Ok(Json(json!({"id": id, "revoked": true})))
 }

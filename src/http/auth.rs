@@ -39,33 +39,49 @@ pub async fn tenant(
 ) -> Result<Caller, ApiError> {
     let presented = bearer(headers).or(query_token.filter(|t| !t.is_empty())).ok_or(ApiError::Unauthenticated)?;
     let hash = hash_key(presented);
-    let row = keys::find_by_hash(&state.pool, &hash).await?.ok_or(ApiError::Unauthenticated)?;
-    // The index lookup found the row by hash; the constant-time check keeps the final
-    // decision free of early-exit comparisons all the same.
-    if !constant_time_eq(&row.key_hash, &hash) || row.revoked || row.tenant_deleted {
-        return Err(ApiError::Unauthenticated);
-    }
-    let kind = KeyKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
-    if !allowed.contains(&kind) {
+    let (caller, last_used_at) = match state.keys.get(&hash) {
+        Some(hit) => hit,
+        None => {
+            let (caller, last_used_at) = load(state, &hash).await?;
+            state.keys.put(hash, caller.clone(), last_used_at);
+            (caller, last_used_at)
+        }
+    };
+    if !allowed.contains(&caller.kind) {
         let wanted: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
         return Err(ApiError::Forbidden(format!(
-            "a {kind} key cannot call this endpoint (needs: {})",
+            "a {} key cannot call this endpoint (needs: {})",
+            caller.kind,
             wanted.join(" or ")
         )));
     }
-    let settings: TenantSettings = serde_json::from_value(row.settings)
-        .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
-    let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
-    let stale = row.last_used_at.is_none_or(|t| state.clock.now() - t > chrono::Duration::minutes(1));
-    if stale {
-        let (pool, owner, id) = (state.pool.clone(), row.owner.clone(), row.key_id);
+    let now = state.clock.now();
+    if last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
+        state.keys.mark_used(&hash, now);
+        let (pool, owner, id) = (state.pool.clone(), caller.owner.clone(), caller.key_id);
         tokio::spawn(async move {
             if let Err(e) = keys::touch(&pool, &owner, id).await {
                 tracing::debug!(error = %e, "could not record key use");
             }
         });
     }
-    Ok(Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) })
+    Ok(caller)
+}
+
+/// Reads a credential from the database; only a valid, live key yields a caller.
+async fn load(state: &AppState, hash: &[u8; 32]) -> Result<(Caller, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
+    let row = keys::find_by_hash(&state.pool, hash).await?.ok_or(ApiError::Unauthenticated)?;
+    // The index lookup found the row by hash; the constant-time check keeps the final
+    // decision free of early-exit comparisons all the same.
+    if !constant_time_eq(&row.key_hash, hash) || row.revoked || row.tenant_deleted {
+        return Err(ApiError::Unauthenticated);
+    }
+    let kind = KeyKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
+    let settings: TenantSettings = serde_json::from_value(row.settings)
+        .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
+    let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
+    let caller = Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) };
+    Ok((caller, row.last_used_at))
 }
 
 /// Checks the admin token. Hashing both sides first makes the comparison constant-time

@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod csv;
 pub mod deliveries;
 pub mod error;
+pub mod key_cache;
 pub mod ops;
 pub mod params;
 pub mod query;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub workers: Heartbeat,
+    /// Recently authenticated credentials (cleared by every key or tenant change).
+    pub keys: key_cache::KeyCache,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
     pub dolphins: crate::dolphins::client::DolphinsClient,
 }
