@@ -41,6 +41,9 @@ pub struct Config {
     pub dedupe_window: Duration,
     pub contact_ttl: Duration,
     pub max_body: usize,
+    /// Requests per second and burst per credential on the third-party webhooks and
+    /// `/api/v1`; `None` turns limiting off.
+    pub rate_limit: Option<RateLimit>,
     pub log_format: LogFormat,
 }
 
@@ -59,6 +62,7 @@ impl fmt::Debug for Config {
             .field("dedupe_window", &self.dedupe_window)
             .field("contact_ttl", &self.contact_ttl)
             .field("max_body", &self.max_body)
+            .field("rate_limit", &self.rate_limit)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -156,6 +160,7 @@ impl Config {
         let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
         let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
         let max_body = parse_with_any(get("BRIDGE_MAX_BODY", "256KiB"), "BRIDGE_MAX_BODY", parse_size)?;
+        let rate_limit = parse_with_any(get("BRIDGE_RATE_LIMIT", "1000/s"), "BRIDGE_RATE_LIMIT", parse_rate_limit)?;
         let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT", "pretty"), "BRIDGE_LOG_FORMAT", |v| match v {
             "pretty" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
@@ -174,6 +179,7 @@ impl Config {
             dedupe_window,
             contact_ttl,
             max_body,
+            rate_limit,
             log_format,
         })
     }
@@ -203,6 +209,39 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
         return Err("at most 50 delays".into());
     }
     Ok(delays)
+}
+
+/// A token bucket: `per_second` refill, `burst` capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// Parses `1000/s` (burst twice the rate), `60/m`, `1000/s,5000` (explicit burst) or `off`.
+pub fn parse_rate_limit(raw: &str) -> Result<Option<RateLimit>, String> {
+    let s = raw.trim();
+    if s.eq_ignore_ascii_case("off") || s == "0" {
+        return Ok(None);
+    }
+    let bad = || format!("{s:?} is not a rate like 1000/s, 60/m, 1000/s,2000 or off");
+    let (rate, burst) = match s.split_once(',') {
+        Some((rate, burst)) => (rate, Some(burst.trim().parse::<f64>().map_err(|_| bad())?)),
+        None => (s, None),
+    };
+    let (n, unit) = rate.split_once('/').ok_or_else(bad)?;
+    let n: f64 = n.trim().parse().map_err(|_| bad())?;
+    let per_second = match unit.trim() {
+        "s" => n,
+        "m" => n / 60.0,
+        "h" => n / 3600.0,
+        _ => return Err(bad()),
+    };
+    let burst = burst.unwrap_or(per_second * 2.0).max(1.0);
+    if !(per_second.is_finite() && per_second > 0.0 && burst.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Some(RateLimit { per_second, burst }))
 }
 
 /// Parses `262144`, `256KiB`, `1MiB` (also `KB`/`MB`, read as binary units).
@@ -264,6 +303,16 @@ mod tests {
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn rate_limits_read_rate_burst_and_off() {
+        assert_eq!(parse_rate_limit("1000/s"), Ok(Some(RateLimit { per_second: 1000.0, burst: 2000.0 })));
+        assert_eq!(parse_rate_limit("60/m,5"), Ok(Some(RateLimit { per_second: 1.0, burst: 5.0 })));
+        assert_eq!(parse_rate_limit("off"), Ok(None));
+        assert!(parse_rate_limit("fast").is_err());
+        assert!(parse_rate_limit("-5/s").is_err());
+        assert_eq!(config(&[("BRIDGE_RATE_LIMIT", "lots")]).unwrap_err().var, "BRIDGE_RATE_LIMIT");
     }
 
     #[test]

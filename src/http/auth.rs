@@ -55,6 +55,9 @@ pub async fn tenant(
             wanted.join(" or ")
         )));
     }
+    if caller.kind != KeyKind::Inbound {
+        state.limiter.take(caller.key_id).map_err(ApiError::RateLimited)?;
+    }
     let now = state.clock.now();
     if last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         state.keys.mark_used(&hash, now);

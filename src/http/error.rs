@@ -66,6 +66,9 @@ pub enum ApiError {
     /// 422: the idempotency key was used for another request.
     #[error("this idempotency key was already used for a different request")]
     KeyReused,
+    /// 429: the credential's request budget is spent; retry after the given seconds.
+    #[error("too many requests for this credential; retry in {0} s")]
+    RateLimited(u64),
     /// 503: PostgreSQL is unreachable; nothing was stored.
     #[error("the database is unavailable; nothing was stored, retry")]
     Unavailable,
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::KeyReused => "idempotency_key_reused",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -180,6 +185,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({"status": "error", "error": error}))).into_response();
         if matches!(self, ApiError::Unavailable | ApiError::InProgress) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited(seconds) = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -14,6 +14,7 @@ pub mod key_cache;
 pub mod ops;
 pub mod params;
 pub mod query;
+pub mod rate_limit;
 pub mod reports;
 pub mod webhooks;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub workers: Heartbeat,
+    /// Per-credential request budgets.
+    pub limiter: rate_limit::RateLimiter,
     /// Recently authenticated credentials (cleared by every key or tenant change).
     pub keys: key_cache::KeyCache,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.

@@ -75,3 +75,34 @@ async fn metrics_count_events_warnings_deliveries_and_show_the_queue() {
     assert!(!text.contains(&tenant.inbound), "no secrets in metrics");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn each_credential_has_its_own_rate_limit_and_3dolphins_is_never_limited() {
+    let app =
+        TestApp::spawn_with(Options { env: vec![("BRIDGE_RATE_LIMIT", "1/m,3".into())], ..Options::default() }).await;
+    let a = app.create_tenant(OWNER).await;
+    let b = app.create_tenant("second-tenant").await;
+    for _ in 0..10 {
+        assert_eq!(app.post_as_dolphins("incoming", &a, &fixture("incoming-text")).await.status(), 200);
+    }
+    let list = |key: &str| app.http.get(app.url("/api/v1/deliveries")).bearer_auth(key.to_string()).send();
+    for _ in 0..3 {
+        assert_eq!(list(&a.read).await.expect("request").status(), 200);
+    }
+    let limited = list(&a.read).await.expect("request");
+    assert_eq!(limited.status(), 429);
+    assert!(limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    let error: Value = limited.json().await.expect("JSON");
+    assert_eq!(error["error"]["code"], "rate_limited");
+    assert_eq!(list(&b.read).await.expect("request").status(), 200, "another tenant is not starved");
+    assert_eq!(
+        list(&a.third_party).await.expect("request").status(),
+        200,
+        "another key of the same tenant has its own budget"
+    );
+    app.finish().await;
+}
