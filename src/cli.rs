@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::tenant::read_tenant;
+use crate::secrets::Sealer;
 use crate::startup::{self, StartOptions};
 use crate::store::tenants;
 use crate::tenancy;
@@ -32,6 +33,8 @@ pub enum Command {
     Migrate,
     /// Serve with simulated 3Dolphins and third-party peers and live traffic.
     Demo,
+    /// Seal the peer secrets still stored in the clear with BRIDGE_SECRET_KEY.
+    EncryptSecrets,
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -79,21 +82,27 @@ pub struct TenantAdd {
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { no_migrate } => {
-            if config.secret_key.is_none() {
-                tracing::warn!(
-                    "BRIDGE_SECRET_KEY is not set: signing secrets and 3Dolphins passwords are stored in the clear"
-                );
-            }
             if config.admin_token.is_none() {
                 tracing::warn!(
                     "BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)"
                 );
             }
             let pool = startup::prepare_database(&config, !no_migrate).await?;
+            startup::check_secrets(&pool, &config).await?;
             let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
             app.run_until_signal().await;
         }
         Command::Demo => crate::demo::run(config).await?,
+        Command::EncryptSecrets => {
+            if config.secret_key.is_none() {
+                anyhow::bail!("set BRIDGE_SECRET_KEY (32 bytes, base64) first");
+            }
+            let pool = startup::prepare_database(&config, true).await?;
+            let sealer = Sealer::new(config.secret_key);
+            tenancy::check_secrets(&pool, &sealer).await?;
+            let sealed = tenancy::seal_clear_secrets(&pool, &sealer).await?;
+            println!("sealed {sealed} secret(s) that were stored in the clear");
+        }
         Command::Migrate => {
             let pool = startup::prepare_database(&config, true).await?;
             println!("migrations applied to {}", crate::config::redact_url(&config.database_url));
@@ -101,7 +110,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Tenant(TenantCommand::Add(args)) => {
             let pool = startup::prepare_database(&config, true).await?;
-            let created = tenancy::create(&pool, &draft_from_args(&args)?).await?;
+            let created = tenancy::create(&pool, &draft_from_args(&args)?, &Sealer::new(config.secret_key)).await?;
             print_created(&created, args.json);
         }
         Command::Tenant(TenantCommand::List) => {

@@ -13,6 +13,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::tenant::read_tenant;
 use crate::domain::KeyKind;
+use crate::secrets::Sealer;
 use crate::sim::dolphins::{self, DolphinsSim};
 use crate::sim::third_party::{self, AgentPlan, ThirdPartySim};
 use crate::startup::{self, StartOptions};
@@ -34,9 +35,11 @@ struct DemoKeys {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let pool = startup::prepare_database(&config, true).await?;
+    startup::check_secrets(&pool, &config).await?;
     let dolphins = DolphinsSim::start(8).await.context("starting the 3Dolphins simulator")?;
     let third_party = ThirdPartySim::start(AgentPlan::default()).await.context("starting the third-party simulator")?;
-    let keys = demo_tenant(&pool, &dolphins, &third_party).await?;
+    let sealer = Sealer::new(config.secret_key);
+    let keys = demo_tenant(&pool, &dolphins, &third_party, &sealer).await?;
 
     let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
     let base_url = format!("http://127.0.0.1:{}", app.address.port());
@@ -70,6 +73,7 @@ async fn demo_tenant(
     pool: &sqlx::PgPool,
     dolphins: &DolphinsSim,
     third_party: &ThirdPartySim,
+    sealer: &Sealer,
 ) -> anyhow::Result<DemoKeys> {
     let doc = json!({
         "owner": DEMO_OWNER,
@@ -83,7 +87,7 @@ async fn demo_tenant(
     let draft = read_tenant(&doc).map_err(|p| anyhow::anyhow!("demo tenant: {p:?}"))?;
     match tenants::get(pool, DEMO_OWNER).await? {
         None => {
-            let created = tenancy::create(pool, &draft).await?;
+            let created = tenancy::create(pool, &draft, sealer).await?;
             let c = &created["credentials"];
             let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
             Ok(DemoKeys {
@@ -114,7 +118,7 @@ async fn demo_tenant(
             let (_, inbound) = tenancy::add_key(pool, DEMO_OWNER, KeyKind::Inbound).await?;
             let (_, third_party) = tenancy::add_key(pool, DEMO_OWNER, KeyKind::ThirdParty).await?;
             let (_, read) = tenancy::add_key(pool, DEMO_OWNER, KeyKind::Read).await?;
-            Ok(DemoKeys { inbound, third_party, read, signing_secret: row.signing_secret })
+            Ok(DemoKeys { inbound, third_party, read, signing_secret: sealer.open(&row.signing_secret)? })
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
+//! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing.
 //! - [`store`]: all SQL, one file per table family.
 //! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
@@ -37,6 +38,7 @@ pub mod heartbeat;
 pub mod history;
 pub mod http;
 pub mod relay;
+pub mod secrets;
 pub mod signature;
 pub mod sim;
 pub mod startup;

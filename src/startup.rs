@@ -17,7 +17,9 @@ use crate::dolphins::client::DolphinsClient;
 use crate::dolphins::token::TokenCache;
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, AppState};
+use crate::secrets::Sealer;
 use crate::store;
+use crate::tenancy;
 
 /// Creates the database if missing, connects, and (unless told not to) migrates.
 pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> {
@@ -51,6 +53,27 @@ pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<
         store::MIGRATOR.run(&pool).await.context("applying migrations")?;
     }
     Ok(pool)
+}
+
+/// Refuses to start when sealed secrets cannot be opened (no key or a wrong one), and
+/// warns about secrets in the clear.
+pub async fn check_secrets(pool: &sqlx::PgPool, config: &Config) -> anyhow::Result<()> {
+    let clear = tenancy::check_secrets(pool, &Sealer::new(config.secret_key))
+        .await
+        .context("checking the stored peer secrets")?;
+    match (config.secret_key.is_some(), clear) {
+        (false, _) => tracing::warn!(
+            "BRIDGE_SECRET_KEY is not set: signing secrets and 3Dolphins passwords are stored in the clear"
+        ),
+        (true, n) if n > 0 => {
+            tracing::warn!(
+                secrets = n,
+                "some peer secrets are still in the clear: run `dolphin-bridge encrypt-secrets`"
+            )
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Connections: one per worker for recording outcomes plus room for HTTP requests.

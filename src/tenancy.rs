@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::credentials::{generate_key, generate_signing_secret};
 use crate::domain::tenant::{TenantDraft, TenantSettings};
 use crate::domain::KeyKind;
+use crate::secrets::{is_sealed, Sealer, SecretError};
 use crate::store::{deliveries, keys, tenants, tenants::TenantRow};
 
 /// The secrets of a new tenant, shown once.
@@ -36,14 +37,19 @@ pub enum TenancyError {
     #[error("no such tenant")]
     NotFound,
     #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// Creates a tenant and its three keys and signing secret in one transaction.
+/// Creates a tenant and its three keys and signing secret in one transaction; the signing
+/// secret and the 3Dolphins password are stored sealed when the process has a key.
 /// Answers the admin API's 201 body: the tenant view plus `credentials` and `keyIds`.
-pub async fn create(pool: &PgPool, draft: &TenantDraft) -> Result<Value, TenancyError> {
+pub async fn create(pool: &PgPool, draft: &TenantDraft, sealer: &Sealer) -> Result<Value, TenancyError> {
     let settings = serde_json::to_value(&draft.settings).unwrap_or_else(|_| json!({}));
     let signing_secret = generate_signing_secret();
+    let stored_secret = sealer.seal(&signing_secret);
+    let stored_password = draft.dolphins_password.as_deref().map(|p| sealer.seal(p));
     let mut tx = pool.begin().await?;
     let inserted = tenants::insert(
         &mut *tx,
@@ -52,8 +58,8 @@ pub async fn create(pool: &PgPool, draft: &TenantDraft) -> Result<Value, Tenancy
             name: &draft.name,
             timezone: &draft.timezone,
             settings: &settings,
-            signing_secret: &signing_secret,
-            dolphins_password: draft.dolphins_password.as_deref(),
+            signing_secret: &stored_secret,
+            dolphins_password: stored_password.as_deref(),
         },
     )
     .await?;
@@ -125,13 +131,46 @@ pub fn view(row: &TenantRow) -> Value {
     })
 }
 
-/// The draft a stored tenant came from (for PATCH): its settings and password.
-pub fn draft_of(row: &TenantRow) -> TenantDraft {
-    TenantDraft {
+/// The draft a stored tenant came from (for PATCH): its settings and opened password.
+pub fn draft_of(row: &TenantRow, sealer: &Sealer) -> Result<TenantDraft, SecretError> {
+    Ok(TenantDraft {
         owner: row.owner.clone(),
         name: row.name.clone(),
         timezone: row.timezone.clone(),
         settings: serde_json::from_value(row.settings.clone()).unwrap_or_default(),
-        dolphins_password: row.dolphins_password.clone(),
+        dolphins_password: row.dolphins_password.as_deref().map(|p| sealer.open(p)).transpose()?,
+    })
+}
+
+/// Seals every secret stored in the clear (after a key was set); answers how many.
+pub async fn seal_clear_secrets(pool: &PgPool, sealer: &Sealer) -> Result<u64, TenancyError> {
+    let mut sealed = 0;
+    let mut tx = pool.begin().await?;
+    for row in tenants::list(&mut *tx).await? {
+        let secret = (!is_sealed(&row.signing_secret)).then(|| sealer.seal(&row.signing_secret));
+        let password = row.dolphins_password.as_deref().filter(|p| !is_sealed(p)).map(|p| sealer.seal(p));
+        sealed += u64::from(secret.is_some()) + u64::from(password.is_some());
+        if secret.is_some() || password.is_some() {
+            tenants::set_secrets(&mut *tx, &row.owner, secret.as_deref(), password.as_deref()).await?;
+        }
     }
+    tx.commit().await?;
+    Ok(sealed)
+}
+
+/// Checks at start that every sealed secret opens with this process's key: a missing or
+/// wrong key is found now, not at the first delivery. Answers how many secrets are still
+/// in the clear.
+pub async fn check_secrets(pool: &PgPool, sealer: &Sealer) -> Result<usize, TenancyError> {
+    let mut clear = 0;
+    for row in tenants::list(pool).await? {
+        for stored in std::iter::once(row.signing_secret.as_str()).chain(row.dolphins_password.as_deref()) {
+            if is_sealed(stored) {
+                sealer.open(stored)?;
+            } else {
+                clear += 1;
+            }
+        }
+    }
+    Ok(clear)
 }

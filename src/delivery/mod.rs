@@ -24,6 +24,7 @@ use crate::domain::retry::{classify, next_delay, Verdict};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::heartbeat::Heartbeat;
+use crate::secrets::Sealer;
 use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, NOTIFY_CHANNEL};
 use crate::store::endpoints;
 use crate::telemetry::names;
@@ -187,7 +188,21 @@ impl Dispatcher {
         self.deliver_in_span(claim).instrument(span).await
     }
 
-    async fn deliver_in_span(&self, claim: Claimed) {
+    async fn deliver_in_span(&self, mut claim: Claimed) {
+        // Secrets arrive sealed when BRIDGE_SECRET_KEY is set; a failure here is recorded as
+        // a retryable attempt (the key can be fixed), never a send without a signature.
+        let sealer = Sealer::new(self.config.secret_key);
+        let opened = sealer
+            .open(&claim.signing_secret)
+            .and_then(|s| claim.dolphins_password.as_deref().map(|p| sealer.open(p)).transpose().map(|p| (s, p)));
+        let unopened = match opened {
+            Ok((secret, password)) => {
+                claim.signing_secret = secret;
+                claim.dolphins_password = password;
+                None
+            }
+            Err(e) => Some(e),
+        };
         let Some(target) = Target::parse(&claim.target) else {
             tracing::error!(target = %claim.target, "unknown target in the outbox");
             return;
@@ -195,7 +210,10 @@ impl Dispatcher {
         let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
         let started_at = self.clock.now();
-        let outcome = self.send_with_token(&claim, target, &settings, timeout).await;
+        let outcome = match unopened {
+            None => self.send_with_token(&claim, target, &settings, timeout).await,
+            Some(e) => AttemptOutcome::not_sent_yet(e.to_string()),
+        };
         let finished_at = self.clock.now();
         let attempts_made = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
         // Position in the schedule, which a manual retry or replay restarts.

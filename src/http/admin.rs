@@ -32,6 +32,7 @@ impl From<TenancyError> for ApiError {
         match err {
             TenancyError::Exists => ApiError::TenantExists,
             TenancyError::NotFound => ApiError::NotFound("tenant"),
+            TenancyError::Secret(e) => ApiError::Internal(e.to_string()),
             TenancyError::Database(e) => e.into(),
         }
     }
@@ -60,7 +61,7 @@ async fn create_tenant(
     auth::admin(&state, &headers)?;
     let doc = json_body(&state, &headers, body)?;
     let draft = read_tenant(&doc).map_err(ApiError::InvalidPayload)?;
-    let created = tenancy::create(&state.pool, &draft).await?;
+    let created = tenancy::create(&state.pool, &draft, &state.sealer()).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -90,15 +91,16 @@ async fn patch_tenant(
     let patch = json_body(&state, &headers, body)?;
     let mut tx = state.pool.begin().await?;
     let row = tenants::get_for_update(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
-    let mut doc = to_document(&tenancy::draft_of(&row));
+    let sealer = state.sealer();
+    let mut doc = to_document(&tenancy::draft_of(&row, &sealer).map_err(|e| ApiError::Internal(e.to_string()))?);
     merge_patch(&mut doc, &patch);
     let draft = read_tenant(&doc).map_err(ApiError::InvalidPayload)?;
     if draft.owner != row.owner {
         return Err(ApiError::InvalidPayload(vec![Problem::new("owner", "cannot be changed")]));
     }
     let settings = serde_json::to_value(&draft.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
-    tenants::update(&mut *tx, &owner, &draft.name, &draft.timezone, &settings, draft.dolphins_password.as_deref())
-        .await?;
+    let password = draft.dolphins_password.as_deref().map(|p| sealer.seal(p));
+    tenants::update(&mut *tx, &owner, &draft.name, &draft.timezone, &settings, password.as_deref()).await?;
     let row = tenants::get(&mut *tx, &owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
     state.keys.clear();

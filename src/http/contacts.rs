@@ -37,7 +37,8 @@ async fn get_contact(
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let row = tenants::get(&state.pool, &caller.owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     let account =
-        crate::dolphins::account(&caller.settings, row.dolphins_password.as_deref()).ok_or(ApiError::NotConfigured)?;
+        crate::dolphins::account(&caller.settings, state.open_password(row.dolphins_password.as_deref())?.as_deref())
+            .ok_or(ApiError::NotConfigured)?;
     if !contacts::seen(&state.pool, &caller.owner, &contact).await? {
         return Err(ApiError::NotFound("contact"));
     }

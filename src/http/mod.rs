@@ -48,6 +48,18 @@ pub struct AppState {
     pub dolphins: crate::dolphins::client::DolphinsClient,
 }
 
+impl AppState {
+    /// Seals and opens peer secrets with `BRIDGE_SECRET_KEY`.
+    pub fn sealer(&self) -> crate::secrets::Sealer {
+        crate::secrets::Sealer::new(self.config.secret_key)
+    }
+
+    /// A tenant's 3Dolphins API password, opened.
+    pub fn open_password(&self, stored: Option<&str>) -> Result<Option<String>, ApiError> {
+        stored.map(|p| self.sealer().open(p)).transpose().map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
 /// How long one request may take in total before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -256,7 +256,10 @@ async fn export_ticket(
 /// 3Dolphins that is down or not configured is reported there, never as an error.
 async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> Value {
     let password = match tenants::get(&state.pool, &caller.owner).await {
-        Ok(row) => row.and_then(|r| r.dolphins_password),
+        Ok(row) => match state.open_password(row.and_then(|r| r.dolphins_password).as_deref()) {
+            Ok(password) => password,
+            Err(e) => return json!({"merged": false, "error": e.to_string()}),
+        },
         Err(e) => return json!({"merged": false, "error": format!("reading the tenant: {e}")}),
     };
     let Some(account) = crate::dolphins::account(&caller.settings, password.as_deref()) else {

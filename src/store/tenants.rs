@@ -98,3 +98,23 @@ pub async fn mark_deleted(db: impl PgExecutor<'_>, owner: &str) -> Result<bool, 
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Replaces the stored secrets (sealing them after a key was set); `None` keeps one as it is.
+pub async fn set_secrets(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    signing_secret: Option<&str>,
+    dolphins_password: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tenants SET signing_secret = COALESCE($2, signing_secret),
+                            dolphins_password = COALESCE($3, dolphins_password)
+         WHERE owner = $1",
+    )
+    .bind(owner)
+    .bind(signing_secret)
+    .bind(dolphins_password)
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -18,5 +18,6 @@ mod limits;
 mod query;
 mod redelivery;
 mod reports;
+mod secrets;
 mod simulators;
 mod third_party;
