@@ -15,6 +15,7 @@ mod faults;
 mod idempotency;
 mod incoming;
 mod limits;
+mod logs;
 mod query;
 mod redelivery;
 mod reports;
