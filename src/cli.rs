@@ -35,6 +35,8 @@ pub enum Command {
     Demo,
     /// Seal the peer secrets still stored in the clear with BRIDGE_SECRET_KEY.
     EncryptSecrets,
+    /// Check configuration, database, migrations, secrets and every tenant's endpoints.
+    Doctor,
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -93,6 +95,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             app.run_until_signal().await;
         }
         Command::Demo => crate::demo::run(config).await?,
+        Command::Doctor => {
+            if !crate::doctor::run(&config).await? {
+                anyhow::bail!("doctor found problems (see above)");
+            }
+        }
         Command::EncryptSecrets => {
             if config.secret_key.is_none() {
                 anyhow::bail!("set BRIDGE_SECRET_KEY (32 bytes, base64) first");

@@ -8,6 +8,7 @@
 //!
 //! - [`cli`]: the command line (`serve`, `migrate`, `demo`, `tenant`).
 //! - [`demo`]: the bridge with simulated peers and live traffic.
+//! - [`doctor`]: the operator's check of configuration, database, secrets and endpoints.
 //! - [`config`]: typed settings from the environment, validated once.
 //! - [`telemetry`]: log setup.
 //! - [`startup`]: builds the pool, router and workers; graceful shutdown.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod credentials;
 pub mod delivery;
 pub mod demo;
+pub mod doctor;
 pub mod dolphins;
 pub mod domain;
 pub mod heartbeat;

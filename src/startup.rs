@@ -104,6 +104,7 @@ impl Default for StartOptions {
 
 /// Binds `config.listen` (port 0 picks a free port) and starts serving.
 pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<App> {
+    tracing::info!(config = ?config, "effective configuration");
     let config = Arc::new(config);
     crate::telemetry::metrics();
     let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));

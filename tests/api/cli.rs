@@ -96,3 +96,28 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "graceful exit, got {status}");
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn doctor_reports_each_endpoint_and_fails_when_one_is_unreachable() {
+    let receiver = Receiver::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+    let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{db}", server_url());
+    let added = bridge()
+        .args(["tenant", "add", "--owner", "doc-owner", "--third-party-url", &receiver.url("/in")])
+        .args(["--dolphins-url", &format!("http://{closed}/send")])
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("tenant add");
+    assert!(added.status.success());
+    // The receiver lives on this test's runtime: run the blocking child off it.
+    let mut doctor = bridge();
+    doctor.arg("doctor").env("DATABASE_URL", &url);
+    let out = tokio::task::spawn_blocking(move || doctor.output()).await.expect("join").expect("doctor");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("third_party_incoming")), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("FAIL") && l.contains("dolphins_message")), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("migrations")), "{report}");
+    drop_database(&db).await;
+}

@@ -1,0 +1,124 @@
+//! `dolphin-bridge doctor`: a readable check of the configuration, the database, the
+//! migrations, the stored secrets and every tenant's endpoints, for the operator who wants
+//! to know before going live (or at 2 a.m.) what is wrong. Exit code 1 when anything is.
+
+use std::time::{Duration, Instant};
+
+use crate::config::{redact_url, Config};
+use crate::domain::tenant::TenantSettings;
+use crate::domain::Target;
+use crate::secrets::Sealer;
+use crate::store::{self, tenants};
+use crate::tenancy;
+
+/// One line of the report.
+struct Check {
+    ok: bool,
+    what: String,
+    detail: String,
+}
+
+pub async fn run(config: &Config) -> anyhow::Result<bool> {
+    let mut checks = vec![Check {
+        ok: true,
+        what: "configuration".into(),
+        detail: format!(
+            "listen {}, {} workers, retry schedule of {} delays, delivery timeout {:?}, lease {:?}",
+            config.listen,
+            config.workers,
+            config.retry_schedule.len(),
+            config.delivery_timeout,
+            config.lease
+        ),
+    }];
+    if config.admin_token.is_none() {
+        checks.push(warn("admin API", "BRIDGE_ADMIN_TOKEN is not set: the admin API answers 403"));
+    }
+    if config.secret_key.is_none() {
+        checks.push(warn("secret key", "BRIDGE_SECRET_KEY is not set: peer secrets are stored in the clear"));
+    }
+    let pool = store::connect_lazy(&config.database_url, 2)?;
+    let version: Result<String, _> = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await;
+    match version {
+        Err(e) => {
+            checks.push(Check {
+                ok: false,
+                what: "database".into(),
+                detail: format!("{}: {e}", redact_url(&config.database_url)),
+            });
+            return Ok(print(&checks));
+        }
+        Ok(v) => checks.push(ok("database", format!("PostgreSQL {v} at {}", redact_url(&config.database_url)))),
+    }
+    let expected = store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&pool).await.unwrap_or(0);
+    checks.push(Check {
+        ok: applied >= expected,
+        what: "migrations".into(),
+        detail: format!(
+            "{applied} of {expected} applied{}",
+            if applied < expected { " (run `dolphin-bridge migrate`)" } else { "" }
+        ),
+    });
+    if applied < expected {
+        return Ok(print(&checks));
+    }
+    match tenancy::check_secrets(&pool, &Sealer::new(config.secret_key)).await {
+        Ok(0) => checks.push(ok("secrets", "every stored peer secret opens".into())),
+        Ok(n) if config.secret_key.is_some() => {
+            checks.push(warn("secrets", &format!("{n} still in the clear: run `dolphin-bridge encrypt-secrets`")))
+        }
+        Ok(n) => checks.push(ok("secrets", format!("{n} stored in the clear (no key set)"))),
+        Err(e) => checks.push(Check { ok: false, what: "secrets".into(), detail: e.to_string() }),
+    }
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    for row in tenants::list(&pool).await?.into_iter().filter(|t| t.deleted_at.is_none()) {
+        let settings: TenantSettings = serde_json::from_value(row.settings).unwrap_or_default();
+        for target in Target::ALL {
+            if let Some(url) = settings.url_for(*target) {
+                checks.push(reach(&client, &row.owner, *target, url).await);
+            }
+        }
+    }
+    pool.close().await;
+    Ok(print(&checks))
+}
+
+fn ok(what: &str, detail: String) -> Check {
+    Check { ok: true, what: what.into(), detail }
+}
+
+/// Not an error, but worth knowing.
+fn warn(what: &str, detail: &str) -> Check {
+    Check { ok: true, what: what.into(), detail: format!("warning: {detail}") }
+}
+
+/// Any HTTP answer means the endpoint is reachable (TLS included); only transport errors fail.
+async fn reach(client: &reqwest::Client, owner: &str, target: Target, url: &str) -> Check {
+    let started = Instant::now();
+    let what = format!("{owner} {target}");
+    match client.head(url).timeout(Duration::from_secs(5)).send().await {
+        Ok(r) => {
+            ok(&what, format!("{url} answered HTTP {} in {} ms", r.status().as_u16(), started.elapsed().as_millis()))
+        }
+        Err(e) => {
+            let mut detail = format!("{url} unreachable");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                detail.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Check { ok: false, what, detail }
+        }
+    }
+}
+
+/// Prints the report; answers whether everything is fine.
+fn print(checks: &[Check]) -> bool {
+    let width = checks.iter().map(|c| c.what.len()).max().unwrap_or(10);
+    for c in checks {
+        println!("{} {:width$}  {}", if c.ok { "ok  " } else { "FAIL" }, c.what, c.detail);
+    }
+    checks.iter().all(|c| c.ok)
+}
