@@ -12,6 +12,7 @@ mod delivery;
 mod dolphins_api;
 mod dolphins_side;
 mod faults;
+mod hostile;
 mod idempotency;
 mod incoming;
 mod limits;
