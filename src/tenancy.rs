@@ -148,10 +148,12 @@ pub async fn seal_clear_secrets(pool: &PgPool, sealer: &Sealer) -> Result<u64, T
     let mut tx = pool.begin().await?;
     for row in tenants::list(&mut *tx).await? {
         let secret = (!is_sealed(&row.signing_secret)).then(|| sealer.seal(&row.signing_secret));
+        let previous = row.previous_signing_secret.as_deref().filter(|p| !is_sealed(p)).map(|p| sealer.seal(p));
         let password = row.dolphins_password.as_deref().filter(|p| !is_sealed(p)).map(|p| sealer.seal(p));
-        sealed += u64::from(secret.is_some()) + u64::from(password.is_some());
-        if secret.is_some() || password.is_some() {
-            tenants::set_secrets(&mut *tx, &row.owner, secret.as_deref(), password.as_deref()).await?;
+        sealed += u64::from(secret.is_some()) + u64::from(previous.is_some()) + u64::from(password.is_some());
+        if secret.is_some() || previous.is_some() || password.is_some() {
+            tenants::set_secrets(&mut *tx, &row.owner, secret.as_deref(), previous.as_deref(), password.as_deref())
+                .await?;
         }
     }
     tx.commit().await?;
@@ -164,7 +166,8 @@ pub async fn seal_clear_secrets(pool: &PgPool, sealer: &Sealer) -> Result<u64, T
 pub async fn check_secrets(pool: &PgPool, sealer: &Sealer) -> Result<usize, TenancyError> {
     let mut clear = 0;
     for row in tenants::list(pool).await? {
-        for stored in std::iter::once(row.signing_secret.as_str()).chain(row.dolphins_password.as_deref()) {
+        let optional = row.previous_signing_secret.as_deref().into_iter().chain(row.dolphins_password.as_deref());
+        for stored in std::iter::once(row.signing_secret.as_str()).chain(optional) {
             if is_sealed(stored) {
                 sealer.open(stored)?;
             } else {

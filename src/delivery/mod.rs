@@ -192,12 +192,14 @@ impl Dispatcher {
         // Secrets arrive sealed when BRIDGE_SECRET_KEY is set; a failure here is recorded as
         // a retryable attempt (the key can be fixed), never a send without a signature.
         let sealer = Sealer::new(self.config.secret_key);
-        let opened = sealer
-            .open(&claim.signing_secret)
-            .and_then(|s| claim.dolphins_password.as_deref().map(|p| sealer.open(p)).transpose().map(|p| (s, p)));
+        let open_optional = |stored: &Option<String>| stored.as_deref().map(|p| sealer.open(p)).transpose();
+        let opened = sealer.open(&claim.signing_secret).and_then(|secret| {
+            Ok((secret, open_optional(&claim.previous_signing_secret)?, open_optional(&claim.dolphins_password)?))
+        });
         let unopened = match opened {
-            Ok((secret, password)) => {
+            Ok((secret, previous, password)) => {
                 claim.signing_secret = secret;
+                claim.previous_signing_secret = previous;
                 claim.dolphins_password = password;
                 None
             }

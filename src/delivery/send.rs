@@ -137,8 +137,14 @@ fn build_headers(
     }
     if target.peer() == Peer::ThirdParty {
         let id = claim.id.to_string();
-        let signature = signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())
+        // During a rotation both secrets sign; receivers accept either entry.
+        let mut signature = signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())
             .map_err(|e| format!("cannot sign: {e}"))?;
+        if let Some(previous) = &claim.previous_signing_secret {
+            let old = signature::sign(previous, &id, now_unix, claim.body.as_bytes())
+                .map_err(|e| format!("cannot sign with the previous secret: {e}"))?;
+            signature = format!("{signature} {old}");
+        }
         let value = |s: &str| HeaderValue::from_str(s).map_err(|e| e.to_string());
         headers.insert("webhook-id", value(&id)?);
         headers.insert("webhook-timestamp", HeaderValue::from(now_unix));

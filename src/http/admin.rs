@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/tenants/{owner}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
         .route("/admin/v1/tenants/{owner}/keys", get(list_keys).post(create_key))
         .route("/admin/v1/tenants/{owner}/keys/{id}", delete(revoke_key))
+        .route("/admin/v1/tenants/{owner}/signing-secrets", post(rotate_signing_secret))
+        .route("/admin/v1/tenants/{owner}/signing-secrets/previous", delete(retire_signing_secret))
 }
 
 impl From<TenancyError> for ApiError {
@@ -165,4 +167,33 @@ async fn revoke_key(
     keys::revoke(&state.pool, &owner, id).await?;
     state.keys.clear();
     Ok(Json(json!({"id": id, "revoked": true})))
+}
+
+/// Adds a new signing secret (shown once); the current one keeps signing beside it until
+/// it is retired, so the third party can switch without a gap.
+async fn rotate_signing_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(owner): Path<String>,
+) -> Result<Response, ApiError> {
+    auth::admin(&state, &headers)?;
+    let secret = crate::credentials::generate_signing_secret();
+    if !tenants::rotate_signing_secret(&state.pool, &owner, &state.sealer().seal(&secret)).await? {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    tracing::info!(owner, "signing secret rotated; the previous one still signs");
+    Ok((StatusCode::CREATED, Json(json!({"signingSecret": secret, "previousStillSigns": true}))).into_response())
+}
+
+async fn retire_signing_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(owner): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth::admin(&state, &headers)?;
+    if !tenants::retire_previous_signing_secret(&state.pool, &owner).await? {
+        return Err(ApiError::NotFound("previous signing secret"));
+    }
+    tracing::info!(owner, "previous signing secret retired");
+    Ok(Json(json!({"previousRetired": true})))
 }

@@ -64,6 +64,8 @@ pub struct Claimed {
     pub lease_token: Uuid,
     pub settings: Value,
     pub signing_secret: String,
+    /// During a rotation: the old secret, which still signs too.
+    pub previous_signing_secret: Option<String>,
     /// For `useApiToken`: the 3Dolphins API password.
     pub dolphins_password: Option<String>,
 }
@@ -121,7 +123,8 @@ pub async fn claim(
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.owner = due.owner AND d.id = due.id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, t.settings, t.signing_secret, t.dolphins_password"
+                   d.lease_token, t.settings, t.signing_secret, t.previous_signing_secret,
+                   t.dolphins_password"
     ))
     .bind(now)
     .bind(lease_until)

@@ -13,6 +13,7 @@ pub struct TenantRow {
     pub timezone: String,
     pub settings: Value,
     pub signing_secret: String,
+    pub previous_signing_secret: Option<String>,
     pub dolphins_password: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -20,7 +21,8 @@ pub struct TenantRow {
 }
 
 const COLUMNS: &str =
-    "owner, name, timezone, settings, signing_secret, dolphins_password, created_at, updated_at, deleted_at";
+    "owner, name, timezone, settings, signing_secret, previous_signing_secret, dolphins_password, created_at,
+     updated_at, deleted_at";
 
 pub struct NewTenant<'a> {
     pub owner: &'a str,
@@ -104,17 +106,50 @@ pub async fn set_secrets(
     db: impl PgExecutor<'_>,
     owner: &str,
     signing_secret: Option<&str>,
+    previous_signing_secret: Option<&str>,
     dolphins_password: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE tenants SET signing_secret = COALESCE($2, signing_secret),
-                            dolphins_password = COALESCE($3, dolphins_password)
+                            previous_signing_secret = COALESCE($3, previous_signing_secret),
+                            dolphins_password = COALESCE($4, dolphins_password)
          WHERE owner = $1",
     )
     .bind(owner)
     .bind(signing_secret)
+    .bind(previous_signing_secret)
     .bind(dolphins_password)
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Makes `new_secret` the signing secret and keeps the current one as the previous
+/// (still signing) secret. Answers whether the tenant exists and is live.
+pub async fn rotate_signing_secret(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    new_secret: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET previous_signing_secret = signing_secret, signing_secret = $2, updated_at = now()
+         WHERE owner = $1 AND deleted_at IS NULL",
+    )
+    .bind(owner)
+    .bind(new_secret)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stops signing with the previous secret. Answers whether there was one.
+pub async fn retire_previous_signing_secret(db: impl PgExecutor<'_>, owner: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET previous_signing_secret = NULL, updated_at = now()
+         WHERE owner = $1 AND deleted_at IS NULL AND previous_signing_secret IS NOT NULL",
+    )
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

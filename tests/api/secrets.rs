@@ -82,3 +82,37 @@ async fn clear_secrets_are_sealed_by_command_and_a_missing_or_wrong_key_stops_th
     let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&admin).await;
 }
+
+#[tokio::test]
+async fn a_rotated_signing_secret_signs_beside_the_old_one_until_it_is_retired() {
+    let app = TestApp::spawn_with(Options { env: vec![("BRIDGE_SECRET_KEY", key(4))], ..Options::default() }).await;
+    let tenant = app.create_tenant(OWNER).await;
+    let rotate = |method: reqwest::Method, path: &str| {
+        app.http.request(method, app.url(&format!("/admin/v1/tenants/{OWNER}/{path}"))).bearer_auth(ADMIN_TOKEN).send()
+    };
+    let rotated = rotate(reqwest::Method::POST, "signing-secrets").await.expect("request");
+    assert_eq!(rotated.status(), 201);
+    let new_secret =
+        rotated.json::<serde_json::Value>().await.expect("JSON")["signingSecret"].as_str().expect("secret").to_string();
+    assert_ne!(new_secret, tenant.signing_secret);
+
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    app.dispatch().await;
+    let during = &app.third_party.wait_for("/incoming", 1).await[0];
+    assert_eq!(during.header("webhook-signature").map(|s| s.split(' ').count()), Some(2), "two v1 entries");
+    for secret in [&new_secret, &tenant.signing_secret] {
+        dolphin_bridge::signature::verify(secret, &during.body, &during.headers).expect("either secret verifies");
+    }
+
+    assert_eq!(rotate(reqwest::Method::DELETE, "signing-secrets/previous").await.expect("request").status(), 200);
+    assert_eq!(rotate(reqwest::Method::DELETE, "signing-secrets/previous").await.expect("request").status(), 404);
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image")).await.status(), 200);
+    app.dispatch().await;
+    let after = &app.third_party.wait_for("/incoming", 2).await[1];
+    dolphin_bridge::signature::verify(&new_secret, &after.body, &after.headers).expect("the new secret verifies");
+    assert!(
+        dolphin_bridge::signature::verify(&tenant.signing_secret, &after.body, &after.headers).is_err(),
+        "the old one no longer"
+    );
+    app.finish().await;
+}
