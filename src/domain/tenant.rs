@@ -20,7 +20,18 @@ pub struct ThirdParty {
     pub command_url: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How the third party authenticates its calls: `bearer` (its key) or also `signature`
+    /// (Standard Webhooks headers signed with the tenant's signing secret).
+    #[serde(default = "default_inbound_auth")]
+    pub inbound_auth: String,
 }
+
+fn default_inbound_auth() -> String {
+    "bearer".into()
+}
+
+/// The accepted `thirdParty.inboundAuth` values.
+pub const INBOUND_AUTH: [&str; 2] = ["bearer", "signature"];
 
 /// Where 3Dolphins takes replies and commands, and its API account (password kept apart).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -148,7 +159,17 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
         settings.third_party.outgoing_url = url_field(tp, "thirdParty.outgoingUrl", "outgoingUrl", &mut problems);
         settings.third_party.command_url = url_field(tp, "thirdParty.commandUrl", "commandUrl", &mut problems);
         settings.third_party.headers = headers_field(tp, "thirdParty.headers", &mut problems);
-        unknown_keys(tp, "thirdParty", &["incomingUrl", "outgoingUrl", "commandUrl", "headers"], &mut problems);
+        settings.third_party.inbound_auth = optional_string(tp, "inboundAuth", "thirdParty.inboundAuth", &mut problems)
+            .unwrap_or_else(default_inbound_auth);
+        if !INBOUND_AUTH.contains(&settings.third_party.inbound_auth.as_str()) {
+            problems.push(Problem::new("thirdParty.inboundAuth", "must be bearer or signature"));
+        }
+        unknown_keys(
+            tp,
+            "thirdParty",
+            &["incomingUrl", "outgoingUrl", "commandUrl", "headers", "inboundAuth"],
+            &mut problems,
+        );
     }
     let mut dolphins_password = None;
     if let Some(d) = section("dolphins", &mut problems) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use chrono_tz::Tz;
+use sha2::Digest;
 
 use super::{error::ApiError, AppState};
 use crate::credentials::{constant_time_eq, hash_key};
@@ -20,6 +21,8 @@ pub struct Caller {
     pub kind: KeyKind,
     pub timezone: Tz,
     pub settings: Arc<TenantSettings>,
+    /// Authenticated by a Standard Webhooks signature instead of a key.
+    pub via_signature: bool,
 }
 
 /// The bearer token of the `Authorization` header, if any.
@@ -83,8 +86,64 @@ async fn load(state: &AppState, hash: &[u8; 32]) -> Result<(Caller, Option<chron
     let settings: TenantSettings = serde_json::from_value(row.settings)
         .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
     let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
-    let caller = Caller { owner: row.owner, key_id: row.key_id, kind, timezone, settings: Arc::new(settings) };
+    let caller = Caller {
+        owner: row.owner,
+        key_id: row.key_id,
+        kind,
+        timezone,
+        settings: Arc::new(settings),
+        via_signature: false,
+    };
     Ok((caller, row.last_used_at))
+}
+
+/// Authenticates a third-party call by its Standard Webhooks signature (for tenants with
+/// `thirdParty.inboundAuth: "signature"`): the body names the tenant, and only a signature
+/// made with that tenant's signing secret (or the previous one during a rotation), within
+/// the 5-minute tolerance, proves it. Replays are caught by the `webhook-id`, which such
+/// requests must use as their idempotency key.
+pub async fn signed(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Caller, ApiError> {
+    let owner = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("owner").and_then(|o| o.as_str()).map(str::to_string))
+        .ok_or(ApiError::Unauthenticated)?;
+    if !headers.contains_key("webhook-id") {
+        return Err(ApiError::Unauthenticated);
+    }
+    let row = crate::store::tenants::get(&state.pool, &owner)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or(ApiError::Unauthenticated)?;
+    let settings: TenantSettings = serde_json::from_value(row.settings).map_err(|_| ApiError::Unauthenticated)?;
+    if settings.third_party.inbound_auth != "signature" {
+        return Err(ApiError::Unauthenticated);
+    }
+    let sealer = state.sealer();
+    let secrets = std::iter::once(Some(row.signing_secret.as_str()))
+        .chain(std::iter::once(row.previous_signing_secret.as_deref()))
+        .flatten()
+        .filter_map(|stored| sealer.open(stored).ok());
+    let mut verified = false;
+    for secret in secrets {
+        verified |= crate::signature::verify(&secret, body, headers).is_ok();
+    }
+    if !verified {
+        return Err(ApiError::Unauthenticated);
+    }
+    // One rate-limit budget per signing tenant, as a key would have.
+    let digest = sha2::Sha256::digest(format!("signature:{owner}").as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    let key_id = uuid::Uuid::from_bytes(id);
+    state.limiter.take(key_id).map_err(ApiError::RateLimited)?;
+    Ok(Caller {
+        owner: row.owner,
+        key_id,
+        kind: KeyKind::ThirdParty,
+        timezone: row.timezone.parse().unwrap_or(chrono_tz::Asia::Jakarta),
+        settings: Arc::new(settings),
+        via_signature: true,
+    })
 }
 
 /// Checks the admin token. Hashing both sides first makes the comparison constant-time

@@ -78,19 +78,21 @@ async fn accept(
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
+        _ => ApiError::InvalidJson(rejection.body_text()),
+    })?;
     let caller = if endpoint.is_dolphins_side() {
         let token = query.as_deref().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
         });
         auth::tenant(state, headers, token.as_deref(), &[KeyKind::Inbound]).await?
+    } else if auth::bearer(headers).is_none() && headers.contains_key("webhook-signature") {
+        auth::signed(state, headers, &bytes).await?
     } else {
         // The third party can set headers: its key is never taken from the query string.
         auth::tenant(state, headers, None, &[KeyKind::ThirdParty]).await?
     };
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(state.config.max_body),
-        _ => ApiError::InvalidJson(rejection.body_text()),
-    })?;
     if !endpoint.is_dolphins_side() {
         super::require_json(headers)?;
     }
@@ -103,7 +105,7 @@ async fn accept(
         }
     }
     let event = read_event(value, endpoint, &caller)?;
-    let idem = idempotency(headers, uri, &bytes)?;
+    let idem = idempotency(headers, uri, &bytes, caller.via_signature)?;
     let ctx = relay::Context {
         owner: &caller.owner,
         timezone: caller.timezone,
@@ -147,10 +149,11 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `Idempotency-Key`, else `webhook-id`, with a hash of what was asked (path and body).
-fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
-    let Some((name, value)) =
-        ["idempotency-key", "webhook-id"].into_iter().find_map(|name| headers.get(name).map(|v| (name, v)))
-    else {
+/// A signed request uses its (signed) `webhook-id` only: that is its replay protection,
+/// and an unsigned `Idempotency-Key` must not be able to sidestep it.
+fn idempotency(headers: &HeaderMap, uri: &Uri, body: &[u8], signed: bool) -> Result<Option<Idempotency>, ApiError> {
+    let names: &[&'static str] = if signed { &["webhook-id"] } else { &["idempotency-key", "webhook-id"] };
+    let Some((name, value)) = names.iter().find_map(|&name| headers.get(name).map(|v| (name, v))) else {
         return Ok(None);
     };
     let key = value.to_str().map_err(|_| ApiError::parameter(name, "must be visible ASCII"))?.trim();

@@ -148,3 +148,51 @@ async fn the_admin_api_is_off_without_a_token_and_refuses_a_wrong_one() {
     assert_eq!(code(response).await.0, 401, "a tenant key is not the admin token");
     app.finish().await;
 }
+
+/// Standard Webhooks headers for `body`, signed with `secret` at `timestamp`.
+fn signed_headers(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    let signature = dolphin_bridge::signature::sign(secret, id, timestamp, body).expect("valid secret");
+    vec![("webhook-id", id.to_string()), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)]
+}
+
+#[tokio::test]
+async fn the_third_party_may_sign_its_calls_instead_of_sending_a_key() {
+    let app = TestApp::spawn().await;
+    let tenant = app
+        .create_tenant_with(json!({"owner": OWNER, "thirdParty": {"incomingUrl": app.third_party.url("/in"), "inboundAuth": "signature"}}))
+        .await;
+    let bearer_only = app.create_tenant("bearer-tenant").await;
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    let body = serde_json::to_vec(&fixture("outgoing-text")).expect("JSON");
+    let now = chrono::Utc::now().timestamp();
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut request = app
+            .http
+            .post(app.url("/webhooks/third-party/messages"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        request.send()
+    };
+    let first = post(signed_headers(&tenant.signing_secret, "msg_1", now, &body), body.clone()).await.expect("request");
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.expect("JSON");
+    let replay =
+        post(signed_headers(&tenant.signing_secret, "msg_1", now, &body), body.clone()).await.expect("request");
+    assert_eq!(replay.json::<Value>().await.expect("JSON"), first, "a replayed webhook-id is answered, not applied");
+    assert_eq!(app.count("SELECT count(*) FROM messages WHERE source = 'third_party'").await, 1);
+
+    let forged = post(signed_headers("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_2", now, &body), body.clone());
+    assert_eq!(forged.await.expect("request").status(), 401);
+    let stale = post(signed_headers(&tenant.signing_secret, "msg_3", now - 600, &body), body.clone());
+    assert_eq!(stale.await.expect("request").status(), 401, "outside the 5-minute tolerance");
+    let tampered = post(signed_headers(&tenant.signing_secret, "msg_4", now, &body), [&body[..], b" "].concat());
+    assert_eq!(tampered.await.expect("request").status(), 401);
+    let theirs =
+        serde_json::to_vec(&with(&fixture("outgoing-text"), json!({"owner": bearer_only.owner}))).expect("JSON");
+    let not_chosen = post(signed_headers(&bearer_only.signing_secret, "msg_5", now, &theirs), theirs.clone());
+    assert_eq!(not_chosen.await.expect("request").status(), 401, "only tenants that chose signatures");
+    app.finish().await;
+}
