@@ -35,13 +35,14 @@ async fn get_contact(
     Path(contact): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
+    // Another tenant's contact is not found before anything else is said about it.
+    if !contacts::seen(&state.pool, &caller.owner, &contact).await? {
+        return Err(ApiError::NotFound("contact"));
+    }
     let row = tenants::get(&state.pool, &caller.owner).await?.ok_or(ApiError::NotFound("tenant"))?;
     let account =
         crate::dolphins::account(&caller.settings, state.open_password(row.dolphins_password.as_deref())?.as_deref())
             .ok_or(ApiError::NotConfigured)?;
-    if !contacts::seen(&state.pool, &caller.owner, &contact).await? {
-        return Err(ApiError::NotFound("contact"));
-    }
     let now = state.clock.now();
     let cached = contacts::get(&state.pool, &caller.owner, &contact).await?;
     let ttl = chrono::Duration::from_std(state.config.contact_ttl).unwrap_or(chrono::Duration::minutes(15));

@@ -173,6 +173,8 @@ async fn contacts_are_cached_served_stale_when_3dolphins_is_down_and_never_enume
     assert_eq!(status, 404, "no enumeration of 3Dolphins through the bridge");
 
     let other = app.create_tenant("no-api-tenant").await;
+    let same_contact = with(&fixture("incoming-text"), json!({"owner": other.owner, "contactId": seen[0]}));
+    assert_eq!(app.post_as_dolphins("incoming", &other, &same_contact).await.status(), 200);
     let (status, body) = get_json(&app, &other.read, &format!("/api/v1/contacts/{}", seen[0])).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_configured")));
     app.finish().await;

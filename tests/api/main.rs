@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod idempotency;
 mod incoming;
+mod isolation;
 mod limits;
 mod logs;
 mod query;
