@@ -15,6 +15,7 @@
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
 //! - [`relay`]: applies one accepted event in one transaction (ticket, message, audit, outbox).
+//! - [`housekeeping`]: retention purges and expiry of idempotency replies, in the background.
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
@@ -38,6 +39,7 @@ pub mod dolphins;
 pub mod domain;
 pub mod heartbeat;
 pub mod history;
+pub mod housekeeping;
 pub mod http;
 pub mod relay;
 pub mod secrets;

@@ -88,11 +88,13 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     dispatcher: Option<JoinHandle<()>>,
+    housekeeping: Option<JoinHandle<()>>,
 }
 
 /// Options for [`start`].
 pub struct StartOptions {
-    /// Run the delivery workers in this process (tests may drive `Dispatcher::run_once` instead).
+    /// Run the delivery workers and housekeeping in this process (tests may drive
+    /// `Dispatcher::run_once` and `housekeeping::run_once` instead).
     pub workers: bool,
 }
 
@@ -109,6 +111,9 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     crate::telemetry::metrics();
     let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let housekeeping = options
+        .workers
+        .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
     let dispatcher = if options.workers {
         let dispatcher = Dispatcher::new(pool.clone(), config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
@@ -140,7 +145,7 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
             .await
     });
     tracing::info!(%address, "dolphin-bridge listening");
-    Ok(App { address, pool, shutdown, server, dispatcher })
+    Ok(App { address, pool, shutdown, server, dispatcher, housekeeping })
 }
 
 impl App {
@@ -154,6 +159,9 @@ impl App {
         }
         if let Some(dispatcher) = self.dispatcher {
             let _ = dispatcher.await;
+        }
+        if let Some(housekeeping) = self.housekeeping {
+            let _ = housekeeping.await;
         }
         self.pool.close().await;
         tracing::info!("dolphin-bridge stopped");

@@ -125,6 +125,7 @@ pub fn view(row: &TenantRow) -> Value {
         "thirdParty": settings.third_party,
         "dolphins": dolphins,
         "delivery": settings.delivery,
+        "retentionDays": settings.retention_days,
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
         "deletedAt": row.deleted_at,

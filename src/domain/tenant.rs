@@ -64,6 +64,9 @@ pub struct TenantSettings {
     pub dolphins: Dolphins,
     #[serde(default)]
     pub delivery: Delivery,
+    /// Days after which message bodies and raw payloads are purged (`None`: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 impl TenantSettings {
@@ -221,7 +224,22 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
         }
         unknown_keys(del, "delivery", &["retrySchedule", "timeout"], &mut problems);
     }
-    unknown_keys(obj, "", &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery"], &mut problems);
+    settings.retention_days = match obj.get("retentionDays") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(days @ 1..=3650) => u32::try_from(days).ok(),
+            _ => {
+                problems.push(Problem::new("retentionDays", "must be a whole number of days from 1 to 3650"));
+                None
+            }
+        },
+    };
+    unknown_keys(
+        obj,
+        "",
+        &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery", "retentionDays"],
+        &mut problems,
+    );
 
     if problems.is_empty() {
         Ok(TenantDraft { owner, name, timezone, settings, dolphins_password })
@@ -240,6 +258,7 @@ pub fn to_document(draft: &TenantDraft) -> Value {
         "thirdParty": draft.settings.third_party,
         "dolphins": draft.settings.dolphins,
         "delivery": draft.settings.delivery,
+        "retentionDays": draft.settings.retention_days,
     });
     if let (Some(pw), Some(d)) = (&draft.dolphins_password, doc.get_mut("dolphins").and_then(Value::as_object_mut)) {
         d.insert("password".into(), Value::String(pw.clone()));

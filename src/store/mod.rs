@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod messages;
 pub mod reports;
+pub mod retention;
 pub mod tenants;
 pub mod tickets;
 

@@ -21,6 +21,7 @@ mod logs;
 mod query;
 mod redelivery;
 mod reports;
+mod retention;
 mod secrets;
 mod simulators;
 mod third_party;
