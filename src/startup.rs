@@ -130,8 +130,17 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let dolphins = DolphinsClient::new(http, TokenCache::default());
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
-    let state =
-        AppState { pool: pool.clone(), config: config.clone(), clock, workers: heartbeat, keys, limiter, dolphins };
+    let openapi = Arc::new(crate::http::spec());
+    let state = AppState {
+        pool: pool.clone(),
+        config: config.clone(),
+        clock,
+        workers: heartbeat,
+        keys,
+        limiter,
+        openapi,
+        dolphins,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;

@@ -3,15 +3,16 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, patch, post};
+use axum::Json;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth;
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::payload::Problem;
 use crate::domain::tenant::{merge_patch, read_tenant, to_document};
@@ -19,14 +20,68 @@ use crate::domain::KeyKind;
 use crate::store::{keys, tenants};
 use crate::tenancy::{self, TenancyError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/admin/v1/tenants/{owner}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
-        .route("/admin/v1/tenants/{owner}/keys", get(list_keys).post(create_key))
-        .route("/admin/v1/tenants/{owner}/keys/{id}", delete(revoke_key))
-        .route("/admin/v1/tenants/{owner}/signing-secrets", post(rotate_signing_secret))
-        .route("/admin/v1/tenants/{owner}/signing-secrets/previous", delete(retire_signing_secret))
+pub fn routes() -> Routes {
+    let t = "/admin/v1/tenants/{owner}";
+    Routes::default()
+        .op(
+            Method::GET,
+            "/admin/v1/tenants",
+            get(list_tenants),
+            doc("List tenants (no secrets)", Auth::Admin, "TenantList"),
+        )
+        .op(
+            Method::POST,
+            "/admin/v1/tenants",
+            post(create_tenant),
+            doc("Create a tenant; its credentials are shown once", Auth::Admin, "TenantCreated").body("TenantIn"),
+        )
+        .op(Method::GET, t, get(get_tenant), doc("One tenant", Auth::Admin, "Tenant"))
+        .op(
+            Method::PATCH,
+            t,
+            patch(patch_tenant),
+            doc("Change a tenant (JSON merge patch)", Auth::Admin, "Tenant").body("TenantPatch"),
+        )
+        .op(
+            Method::DELETE,
+            t,
+            delete(delete_tenant),
+            doc("Delete a tenant: revoke keys, cancel waiting deliveries, keep the data", Auth::Admin, "Deleted"),
+        )
+        .op(
+            Method::GET,
+            "/admin/v1/tenants/{owner}/keys",
+            get(list_keys),
+            doc("A tenant's keys", Auth::Admin, "KeyList"),
+        )
+        .op(
+            Method::POST,
+            "/admin/v1/tenants/{owner}/keys",
+            post(create_key),
+            doc("Add a key (shown once)", Auth::Admin, "KeyCreated").body("KeyIn"),
+        )
+        .op(
+            Method::DELETE,
+            "/admin/v1/tenants/{owner}/keys/{id}",
+            delete(revoke_key),
+            doc("Revoke a key", Auth::Admin, "Deleted"),
+        )
+        .op(
+            Method::POST,
+            "/admin/v1/tenants/{owner}/signing-secrets",
+            post(rotate_signing_secret),
+            doc(
+                "Rotate the signing secret; the previous one keeps signing until retired",
+                Auth::Admin,
+                "SigningSecret",
+            ),
+        )
+        .op(
+            Method::DELETE,
+            "/admin/v1/tenants/{owner}/signing-secrets/previous",
+            delete(retire_signing_secret),
+            doc("Stop signing with the previous secret", Auth::Admin, "Deleted"),
+        )
 }
 
 impl From<TenancyError> for ApiError {

@@ -3,20 +3,35 @@
 //! and the erasure of a contact's data.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::{self, Access};
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::store::{contacts, tenants};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/contacts/{contact}", get(get_contact))
-        .route("/api/v1/contacts/{contact}/data", delete(erase))
+pub fn routes() -> Routes {
+    Routes::default()
+        .op(
+            Method::GET,
+            "/api/v1/contacts/{contact}",
+            get(get_contact),
+            doc(
+                "A contact seen in the tenant's tickets, from the 3Dolphins Contact API (cached)",
+                Auth::Read,
+                "Contact",
+            ),
+        )
+        .op(
+            Method::DELETE,
+            "/api/v1/contacts/{contact}/data",
+            delete(erase),
+            doc("Erase a contact's message texts, media and payloads (data protection)", Auth::Write, "Erased"),
+        )
 }
 
 fn answer(

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::auth::{self, Access, ApiCaller};
 use super::csv;
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::params::{parse_instant, Cursor, Params};
 use super::AppState;
 use crate::domain::payload::Problem;
@@ -25,18 +26,67 @@ use crate::domain::{DeliveryStatus, Target};
 use crate::store::deliveries::{self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter};
 use crate::store::{endpoints, messages, tickets};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/deliveries", get(list_deliveries))
-        .route("/api/v1/deliveries/replay", post(replay))
-        .route("/api/v1/deliveries/{id}", get(get_delivery))
-        .route("/api/v1/deliveries/{id}/retry", post(retry))
-        .route("/api/v1/deliveries/{id}/cancel", post(cancel))
-        .route("/api/v1/tickets/{ticket}/deliveries", get(ticket_deliveries))
-        .route("/api/v1/messages/{id}", get(get_message))
-        .route("/api/v1/endpoints", get(list_endpoints))
-        .route("/api/v1/endpoints/{target}/pause", post(pause))
-        .route("/api/v1/endpoints/{target}/resume", post(resume))
+pub fn routes() -> Routes {
+    let list = &["status", "target", "from", "to", "tz", "limit", "cursor", "format"];
+    Routes::default()
+        .op(
+            Method::GET,
+            "/api/v1/deliveries",
+            get(list_deliveries),
+            doc("Deliveries across tickets, newest first (CSV with Accept: text/csv)", Auth::Read, "DeliveryPage")
+                .query(list),
+        )
+        .op(
+            Method::POST,
+            "/api/v1/deliveries/replay",
+            post(replay),
+            doc("Re-queue every delivery matching target, time range and status", Auth::Write, "Count")
+                .body("ReplayIn"),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/deliveries/{id}",
+            get(get_delivery),
+            doc("One delivery with its attempt log", Auth::Read, "Delivery"),
+        )
+        .op(
+            Method::POST,
+            "/api/v1/deliveries/{id}/retry",
+            post(retry),
+            doc("Re-queue now with a fresh schedule", Auth::Write, "DeliveryState"),
+        )
+        .op(
+            Method::POST,
+            "/api/v1/deliveries/{id}/cancel",
+            post(cancel),
+            doc("Park a delivery that will never succeed", Auth::Write, "DeliveryState"),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/tickets/{ticket}/deliveries",
+            get(ticket_deliveries),
+            doc("A ticket's deliveries with attempt logs, oldest first", Auth::Read, "DeliveryPage")
+                .query(&["limit", "cursor"]),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/messages/{id}",
+            get(get_message),
+            doc("A message and its delivery state", Auth::Read, "Message"),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/endpoints",
+            get(list_endpoints),
+            doc("Each target: breaker state, pause, queue depth", Auth::Read, "EndpointList"),
+        )
+        .op(Method::POST, "/api/v1/endpoints/{target}/pause", post(pause), doc("Pause a target", Auth::Write, "Paused"))
+        .op(
+            Method::POST,
+            "/api/v1/endpoints/{target}/resume",
+            post(resume),
+            doc("Resume a target", Auth::Write, "Paused"),
+        )
 }
 
 fn status_names() -> Vec<&'static str> {

@@ -11,11 +11,13 @@ pub mod csv;
 pub mod deliveries;
 pub mod error;
 pub mod key_cache;
+pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod query;
 pub mod rate_limit;
 pub mod reports;
+pub mod schemas;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub limiter: rate_limit::RateLimiter,
     /// Recently authenticated credentials (cleared by every key or tenant change).
     pub keys: key_cache::KeyCache,
+    /// The OpenAPI document of the router (built with it, see [`openapi::Routes`]).
+    pub openapi: Arc<serde_json::Value>,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
     pub dolphins: crate::dolphins::client::DolphinsClient,
 }
@@ -66,14 +70,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body;
-    Router::new()
-        .merge(webhooks::router())
-        .merge(admin::router())
-        .merge(deliveries::router())
-        .merge(query::router())
-        .merge(reports::router())
-        .merge(contacts::router())
-        .merge(ops::router())
+    let (routes, _) = all_routes().finish();
+    routes
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
@@ -83,6 +81,22 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .with_state(state)
+}
+
+/// Every route with its description: the router and the OpenAPI document both come from here.
+fn all_routes() -> openapi::Routes {
+    webhooks::routes()
+        .merge(admin::routes())
+        .merge(deliveries::routes())
+        .merge(query::routes())
+        .merge(reports::routes())
+        .merge(contacts::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI 3.1 document of [`router`].
+pub fn spec() -> serde_json::Value {
+    all_routes().finish().1
 }
 
 /// Refuses bodies not declared as JSON (third-party and API endpoints; 3Dolphins is exempt).

@@ -3,18 +3,29 @@
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
+use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::Target;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
+pub fn routes() -> Routes {
+    Routes::default()
+        .op(Method::GET, "/healthz", get(healthz), doc("The process is up", Auth::Public, "Health"))
+        .op(
+            Method::GET,
+            "/readyz",
+            get(readyz),
+            doc("Database, migrations and workers are ready", Auth::Public, "Health"),
+        )
+        .op(Method::GET, "/metrics", get(metrics_text), doc("Prometheus metrics", Auth::Public, "Text"))
+        .op(Method::GET, "/openapi.json", get(openapi), doc("This document", Auth::Public, "OpenApi"))
+        .op(Method::GET, "/docs", get(docs), doc("The API documentation page", Auth::Public, "Text"))
 }
 
 /// The process is up and serving HTTP.
@@ -93,4 +104,12 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!(crate::telemetry::names::HTTP_DURATION, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json((*state.openapi).clone())
+}
+
+async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(super::openapi::DOCS_PAGE)
 }

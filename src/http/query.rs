@@ -2,16 +2,17 @@
 //! lifecycle audit, and the whole-ticket export for audits. Every list pages by keyset.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::auth::{self, Access, ApiCaller};
 use super::csv;
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::params::{Cursor, Params};
 use super::AppState;
 use crate::domain::TicketStatus;
@@ -22,13 +23,50 @@ use crate::store::messages::{self, MessageRow};
 use crate::store::tenants;
 use crate::store::tickets::{self, TicketFilter, TicketRow};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tickets", get(list_tickets))
-        .route("/api/v1/tickets/{ticket}", get(get_ticket))
-        .route("/api/v1/tickets/{ticket}/messages", get(ticket_messages))
-        .route("/api/v1/tickets/{ticket}/events", get(ticket_events))
-        .route("/api/v1/tickets/{ticket}/export", get(export_ticket))
+pub fn routes() -> Routes {
+    let page = &["limit", "cursor", "format"];
+    Routes::default()
+        .op(
+            Method::GET,
+            "/api/v1/tickets",
+            get(list_tickets),
+            doc("Tickets, newest first, filtered (CSV with Accept: text/csv)", Auth::Read, "TicketPage").query(&[
+                "status",
+                "channel",
+                "contactId",
+                "from",
+                "to",
+                "tz",
+                "q",
+                "limit",
+                "cursor",
+                "format",
+            ]),
+        )
+        .op(Method::GET, "/api/v1/tickets/{ticket}", get(get_ticket), doc("One ticket", Auth::Read, "Ticket"))
+        .op(
+            Method::GET,
+            "/api/v1/tickets/{ticket}/messages",
+            get(ticket_messages),
+            doc(
+                "A ticket's conversation, oldest first; source=merged adds 3Dolphins history",
+                Auth::Read,
+                "MessagePage",
+            )
+            .query(&["source", "limit", "cursor", "format"]),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/tickets/{ticket}/events",
+            get(ticket_events),
+            doc("A ticket's lifecycle audit, oldest first", Auth::Read, "EventPage").query(page),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/tickets/{ticket}/export",
+            get(export_ticket),
+            doc("The whole ticket in one document", Auth::Read, "TicketExport"),
+        )
 }
 
 pub const TICKET_COLUMNS: &[&str] = &[

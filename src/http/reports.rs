@@ -5,19 +5,38 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::auth::{self, Access};
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::params::Params;
 use super::AppState;
 use crate::store::reports::{self, Interval, ReportScope};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/reports/summary", get(summary)).route("/api/v1/reports/timeseries", get(timeseries))
+pub fn routes() -> Routes {
+    Routes::default()
+        .op(
+            Method::GET,
+            "/api/v1/reports/summary",
+            get(summary),
+            doc(
+                "Tickets, messages, response and resolution times, deliveries; overall and by channel",
+                Auth::Read,
+                "Summary",
+            )
+            .query(&["from", "to", "channel", "tz"]),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/reports/timeseries",
+            get(timeseries),
+            doc("Counts per local hour or day", Auth::Read, "Timeseries")
+                .query(&["from", "to", "interval", "channel", "tz"]),
+        )
 }
 
 /// The most buckets one timeseries answers (a year of hours is 8 760).

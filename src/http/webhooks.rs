@@ -4,27 +4,61 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
 use crate::domain::KeyKind;
 use crate::relay::{self, Event, Idempotency};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/3dolphins/incoming", post(handle::<DOLPHINS_INCOMING>))
-        .route("/webhooks/3dolphins/outgoing", post(handle::<DOLPHINS_OUTGOING>))
-        .route("/webhooks/3dolphins/commands", post(handle::<DOLPHINS_COMMANDS>))
-        .route("/webhooks/third-party/messages", post(handle::<THIRD_PARTY_MESSAGES>))
-        .route("/webhooks/third-party/commands", post(handle::<THIRD_PARTY_COMMANDS>))
+pub fn routes() -> Routes {
+    let accepted = "MessageAccepted";
+    Routes::default()
+        .op(
+            Method::POST,
+            "/webhooks/3dolphins/incoming",
+            post(handle::<DOLPHINS_INCOMING>),
+            doc(
+                "Incoming Event from 3Dolphins (lenient: accepted, stored, forwarded, flagged)",
+                Auth::Inbound,
+                accepted,
+            )
+            .body("IncomingEvent"),
+        )
+        .op(
+            Method::POST,
+            "/webhooks/3dolphins/outgoing",
+            post(handle::<DOLPHINS_OUTGOING>),
+            doc("Outgoing or Command Event from 3Dolphins (mirrored to the third party)", Auth::Inbound, accepted)
+                .body("OutgoingOrCommandEvent"),
+        )
+        .op(
+            Method::POST,
+            "/webhooks/3dolphins/commands",
+            post(handle::<DOLPHINS_COMMANDS>),
+            doc("Command Event from 3Dolphins", Auth::Inbound, "Success").body("CommandEvent"),
+        )
+        .op(
+            Method::POST,
+            "/webhooks/third-party/messages",
+            post(handle::<THIRD_PARTY_MESSAGES>),
+            doc("Agent reply from the third party (strict)", Auth::ThirdParty, accepted).body("OutgoingEvent"),
+        )
+        .op(
+            Method::POST,
+            "/webhooks/third-party/commands",
+            post(handle::<THIRD_PARTY_COMMANDS>),
+            doc("Close a ticket from the third party", Auth::ThirdParty, "Success").body("CommandEvent"),
+        )
 }
 
 // The endpoints as const-generic tags, so one handler function serves all five routes.

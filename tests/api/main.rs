@@ -18,6 +18,7 @@ mod incoming;
 mod isolation;
 mod limits;
 mod logs;
+mod openapi;
 mod query;
 mod redelivery;
 mod reports;
