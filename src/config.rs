@@ -41,6 +41,12 @@ pub struct Config {
     pub dedupe_window: Duration,
     pub contact_ttl: Duration,
     pub max_body: usize,
+    /// How long a client may take to send its request headers (slow-header clients are cut off).
+    pub header_timeout: Duration,
+    /// How long one request may take in total, body included (answered 408 after).
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
     /// Requests per second and burst per credential on the third-party webhooks and
     /// `/api/v1`; `None` turns limiting off.
     pub rate_limit: Option<RateLimit>,
@@ -62,6 +68,9 @@ impl fmt::Debug for Config {
             .field("dedupe_window", &self.dedupe_window)
             .field("contact_ttl", &self.contact_ttl)
             .field("max_body", &self.max_body)
+            .field("header_timeout", &self.header_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
             .field("rate_limit", &self.rate_limit)
             .field("log_format", &self.log_format)
             .finish()
@@ -160,6 +169,14 @@ impl Config {
         let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
         let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
         let max_body = parse_with_any(get("BRIDGE_MAX_BODY", "256KiB"), "BRIDGE_MAX_BODY", parse_size)?;
+        let header_timeout = parse_with("BRIDGE_HEADER_TIMEOUT", "10s", &positive)?;
+        let request_timeout = parse_with("BRIDGE_REQUEST_TIMEOUT", "30s", &positive)?;
+        let max_connections = parse_with_any(get("BRIDGE_MAX_CONNECTIONS", "4096"), "BRIDGE_MAX_CONNECTIONS", |v| {
+            match v.parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                _ => Err("expected a whole number from 1 to 1000000".into()),
+            }
+        })?;
         let rate_limit = parse_with_any(get("BRIDGE_RATE_LIMIT", "1000/s"), "BRIDGE_RATE_LIMIT", parse_rate_limit)?;
         let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT", "pretty"), "BRIDGE_LOG_FORMAT", |v| match v {
             "pretty" => Ok(LogFormat::Pretty),
@@ -179,6 +196,9 @@ impl Config {
             dedupe_window,
             contact_ttl,
             max_body,
+            header_timeout,
+            request_timeout,
+            max_connections,
             rate_limit,
             log_format,
         })

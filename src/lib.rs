@@ -22,6 +22,7 @@
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing.
 //! - [`store`]: all SQL, one file per table family.
+//! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (the API token so far).
 //! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
@@ -43,6 +44,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod relay;
 pub mod secrets;
+pub mod server;
 pub mod signature;
 pub mod sim;
 pub mod startup;

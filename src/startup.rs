@@ -86,7 +86,7 @@ pub struct App {
     pub address: SocketAddr,
     pub pool: PgPool,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
     housekeeping: Option<JoinHandle<()>>,
 }
@@ -145,14 +145,9 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         .await
         .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;
     let address = listener.local_addr()?;
-    let mut stop = shutdown_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            })
-            .await
-    });
+    let router = http::router(state);
+    let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
+    let server = tokio::spawn(crate::server::serve(listener, router, max_connections, header_timeout, shutdown_rx));
     tracing::info!(%address, "dolphin-bridge listening");
     Ok(App { address, pool, shutdown, server, dispatcher, housekeeping })
 }
@@ -161,10 +156,8 @@ impl App {
     /// Stops accepting, finishes in-flight requests and delivery attempts, then returns.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        match self.server.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-            Err(e) => tracing::error!(error = %e, "HTTP server task panicked"),
-            Ok(Ok(())) => {}
+        if let Err(e) = self.server.await {
+            tracing::error!(error = %e, "HTTP server task panicked");
         }
         if let Some(dispatcher) = self.dispatcher {
             let _ = dispatcher.await;

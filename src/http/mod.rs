@@ -21,7 +21,6 @@ pub mod schemas;
 pub mod webhooks;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -64,18 +63,15 @@ impl AppState {
     }
 }
 
-/// How long one request may take in total before it is answered 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.max_body;
+    let (max_body, request_timeout) = (state.config.max_body, state.config.request_timeout);
     let (routes, _) = all_routes().finish();
     routes
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         // Spans name the path only: the query string can carry the inbound token.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())

@@ -106,3 +106,36 @@ async fn each_credential_has_its_own_rate_limit_and_3dolphins_is_never_limited()
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_whether_they_trickle_headers_or_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BRIDGE_HEADER_TIMEOUT", "500ms".into()), ("BRIDGE_REQUEST_TIMEOUT", "1s".into())],
+        ..Options::default()
+    })
+    .await;
+    // Headers that never end: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(app.address).await.expect("connect");
+    slow.write_all(b"POST /webhooks/3dolphins/incoming HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closed the connection within the header timeout");
+
+    // A body that never arrives: 408 after the request timeout.
+    let mut trickle = tokio::net::TcpStream::connect(app.address).await.expect("connect");
+    trickle
+        .write_all(
+            b"POST /webhooks/3dolphins/incoming?token=x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":",
+        )
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), trickle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "answered within the request timeout");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 401"), "{text}");
+    // The server still serves.
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.expect("request").status(), 200);
+    app.finish().await;
+}
