@@ -126,6 +126,7 @@ pub fn view(row: &TenantRow) -> Value {
         "dolphins": dolphins,
         "delivery": settings.delivery,
         "retentionDays": settings.retention_days,
+        "rateLimit": settings.rate_limit,
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
         "deletedAt": row.deleted_at,

@@ -67,6 +67,9 @@ pub struct TenantSettings {
     /// Days after which message bodies and raw payloads are purged (`None`: kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// The tenant's own request budget over all its calls, 3Dolphins' included (`1000/s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
 }
 
 impl TenantSettings {
@@ -234,10 +237,14 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
             }
         },
     };
+    settings.rate_limit = optional_string(obj, "rateLimit", "rateLimit", &mut problems);
+    if let Some(Err(e)) = settings.rate_limit.as_deref().map(crate::config::parse_rate_limit) {
+        problems.push(Problem::new("rateLimit", e));
+    }
     unknown_keys(
         obj,
         "",
-        &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery", "retentionDays"],
+        &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery", "retentionDays", "rateLimit"],
         &mut problems,
     );
 
@@ -259,6 +266,7 @@ pub fn to_document(draft: &TenantDraft) -> Value {
         "dolphins": draft.settings.dolphins,
         "delivery": draft.settings.delivery,
         "retentionDays": draft.settings.retention_days,
+        "rateLimit": draft.settings.rate_limit,
     });
     if let (Some(pw), Some(d)) = (&draft.dolphins_password, doc.get_mut("dolphins").and_then(Value::as_object_mut)) {
         d.insert("password".into(), Value::String(pw.clone()));

@@ -61,6 +61,7 @@ pub async fn tenant(
     if caller.kind != KeyKind::Inbound {
         state.limiter.take(caller.key_id).map_err(ApiError::RateLimited)?;
     }
+    tenant_budget(state, &caller.owner, &caller.settings)?;
     let now = state.clock.now();
     if last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         state.keys.mark_used(&hash, now);
@@ -131,11 +132,9 @@ pub async fn signed(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         return Err(ApiError::Unauthenticated);
     }
     // One rate-limit budget per signing tenant, as a key would have.
-    let digest = sha2::Sha256::digest(format!("signature:{owner}").as_bytes());
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    let key_id = uuid::Uuid::from_bytes(id);
+    let key_id = bucket_id(&format!("signature:{owner}"));
     state.limiter.take(key_id).map_err(ApiError::RateLimited)?;
+    tenant_budget(state, &row.owner, &settings)?;
     Ok(Caller {
         owner: row.owner,
         key_id,
@@ -144,6 +143,25 @@ pub async fn signed(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         settings: Arc::new(settings),
         via_signature: true,
     })
+}
+
+/// A stable bucket id for a name (a tenant, a signing tenant).
+fn bucket_id(name: &str) -> uuid::Uuid {
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    uuid::Uuid::from_bytes(id)
+}
+
+/// Takes from the tenant's own budget when it set one (`rateLimit`).
+fn tenant_budget(state: &AppState, owner: &str, settings: &TenantSettings) -> Result<(), ApiError> {
+    let limit = settings.rate_limit.as_deref().and_then(|r| crate::config::parse_rate_limit(r).ok().flatten());
+    match limit {
+        Some(limit) => {
+            state.limiter.take_under(bucket_id(&format!("tenant:{owner}")), limit).map_err(ApiError::RateLimited)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Checks the admin token. Hashing both sides first makes the comparison constant-time

@@ -1,7 +1,8 @@
-//! Per-credential token buckets (`BRIDGE_RATE_LIMIT`) for the third-party webhooks and
-//! `/api/v1`. One bucket per key, so a burst on one tenant's key never slows another's.
-//! The 3Dolphins webhooks are not limited: 3Dolphins documents no retry, and a 429 there
-//! could lose a customer message.
+//! Token buckets. Per credential (`BRIDGE_RATE_LIMIT`) on the third-party webhooks and
+//! `/api/v1`: one bucket per key, so a burst on one tenant's key never slows another's.
+//! Per tenant when the tenant sets its own `rateLimit`, then on every call of the tenant —
+//! the 3Dolphins webhooks included, which are otherwise never limited (3Dolphins documents
+//! no retry, and a 429 there could lose a customer message).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,9 +28,17 @@ impl RateLimiter {
         RateLimiter { limit, buckets: Arc::default() }
     }
 
-    /// Takes one token for `key`; `Err(seconds)` says how long until the next one.
+    /// Takes one token for `key` under the process limit; `Err(seconds)` says how long
+    /// until the next one.
     pub fn take(&self, key: Uuid) -> Result<(), u64> {
-        let Some(limit) = self.limit else { return Ok(()) };
+        match self.limit {
+            Some(limit) => self.take_under(key, limit),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes one token for `key` under `limit` (a tenant's own limit).
+    pub fn take_under(&self, key: Uuid, limit: RateLimit) -> Result<(), u64> {
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         let now = Instant::now();
         let bucket = buckets.entry(key).or_insert(Bucket { tokens: limit.burst, refilled: now });

@@ -139,3 +139,31 @@ async fn slow_clients_are_cut_off_whether_they_trickle_headers_or_the_body() {
     assert_eq!(app.http.get(app.url("/healthz")).send().await.expect("request").status(), 200);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_tenant_that_sets_its_own_limit_is_limited_on_every_call_and_alone() {
+    let app = TestApp::spawn().await;
+    let limited = app
+        .create_tenant_with(
+            json!({"owner": OWNER, "rateLimit": "1/m,2", "thirdParty": {"incomingUrl": app.third_party.url("/in")}}),
+        )
+        .await;
+    let other = app.create_tenant("other-tenant").await;
+    for _ in 0..2 {
+        assert_eq!(app.post_as_dolphins("incoming", &limited, &fixture("incoming-text")).await.status(), 200);
+    }
+    let refused = app.post_as_dolphins("incoming", &limited, &fixture("incoming-text")).await;
+    assert_eq!(refused.status(), 429, "the tenant chose to limit its 3Dolphins side too");
+    assert!(refused.headers().contains_key("retry-after"));
+    let theirs = with(&fixture("incoming-text"), json!({"owner": other.owner}));
+    for _ in 0..5 {
+        assert_eq!(
+            app.post_as_dolphins("incoming", &other, &theirs).await.status(),
+            200,
+            "other tenants are not affected"
+        );
+    }
+    let bad_tenant = json!({"owner": "x", "rateLimit": "fast", "thirdParty": {"incomingUrl": "http://x/in"}});
+    assert_eq!(app.admin_post("/admin/v1/tenants", &bad_tenant).await.status(), 400);
+    app.finish().await;
+}
