@@ -39,10 +39,6 @@ impl Sealer {
         Sealer { cipher: key.map(|k| ChaCha20Poly1305::new(Key::from_slice(&k))) }
     }
 
-    pub fn has_key(&self) -> bool {
-        self.cipher.is_some()
-    }
-
     /// The stored form of `plain`: sealed when there is a key, else `plain` itself.
     pub fn seal(&self, plain: &str) -> String {
         let Some(cipher) = &self.cipher else { return plain.to_string() };

@@ -152,6 +152,9 @@ impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if crate::store::is_unavailable(&err) {
             ApiError::Unavailable
+        } else if crate::store::is_unstorable_text(&err) {
+            // A NUL (or similar) in a path or query value: nothing stored can match it.
+            ApiError::parameter("(input)", "contains characters PostgreSQL cannot hold (NUL)")
         } else {
             ApiError::Internal(format!("database: {err}"))
         }

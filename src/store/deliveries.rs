@@ -221,15 +221,6 @@ pub async fn record_attempt(
     Ok(recorded.is_some())
 }
 
-/// Gives claims back without recording an attempt (graceful shutdown).
-pub async fn release(db: impl PgExecutor<'_>, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token = ANY($1)")
-        .bind(tokens)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
-}
-
 /// Cancels every waiting delivery of a tenant (tenant deletion).
 pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
@@ -241,33 +232,6 @@ pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<
     .execute(db)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// The earliest time a waiting delivery becomes due, for the dispatcher's sleep.
-pub async fn next_due_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')")
-        .fetch_one(db)
-        .await
-}
-
-/// Whether a delivery to `target` was created for this ticket since `since` (echo check).
-pub async fn recent_exists(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    ticket: &str,
-    target: Target,
-    since: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM deliveries
-                        WHERE owner = $1 AND ticket_number = $2 AND target = $3 AND created_at >= $4)",
-    )
-    .bind(owner)
-    .bind(ticket)
-    .bind(target.as_str())
-    .bind(since)
-    .fetch_one(db)
-    .await
 }
 
 /// A delivery as the API shows it.
@@ -538,4 +502,24 @@ async fn requeue(
     .await?;
     sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *db).await?;
     Ok(())
+}
+
+/// Whether a delivery to `target` was created for this ticket since `since` (echo check).
+pub async fn recent_exists(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    ticket: &str,
+    target: Target,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deliveries
+                        WHERE owner = $1 AND ticket_number = $2 AND target = $3 AND created_at >= $4)",
+    )
+    .bind(owner)
+    .bind(ticket)
+    .bind(target.as_str())
+    .bind(since)
+    .fetch_one(db)
+    .await
 }

@@ -76,7 +76,8 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether `err` is a unique-constraint violation on `constraint`.
-pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
-    matches!(err, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") && e.constraint() == Some(constraint))
+/// Whether PostgreSQL refused a text value it cannot hold (a NUL byte, an untranslatable
+/// character): client input, never a server fault.
+pub fn is_unstorable_text(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("22021" | "22P05")))
 }
