@@ -372,11 +372,9 @@ async fn get_message(
     let id = parse_id(&id, "message")?;
     let m = messages::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("message"))?;
     let delivery = deliveries::for_message(&state.pool, &caller.owner, id).await?;
-    Ok(Json(json!({
-        "id": m.id, "ticketNumber": m.ticket_number, "direction": m.direction, "messageType": m.message_type,
-        "message": m.message, "mediaLink": m.media_link, "source": m.source, "at": m.at, "warnings": m.warnings,
-        "delivery": delivery.as_ref().map(|d| delivery_json(d, None)),
-    })))
+    let mut body = super::query::message_json(&m);
+    body["delivery"] = delivery.as_ref().map_or(Value::Null, |d| delivery_json(d, None));
+    Ok(Json(body))
 }
 
 async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -9,22 +9,12 @@ use serde_json::{json, Map, Value};
 
 use crate::helpers::*;
 
-const FIELDS: [&str; 14] = [
-    "ticketNumber",
-    "channel",
-    "accountId",
-    "contactId",
-    "messageType",
-    "message",
-    "mediaLink",
-    "customerName",
-    "createdDate",
-    "owner",
-    "groupId",
-    "language",
-    "event",
-    "extra",
-];
+/// The documented fields, plus one nobody documents.
+fn fields() -> Vec<&'static str> {
+    let mut fields = dolphin_bridge::domain::payload::DOCUMENTED_FIELDS.to_vec();
+    fields.push("extra");
+    fields
+}
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -51,7 +41,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(FIELDS.to_vec()), inner), 0..6)
+            prop::collection::vec((prop::sample::select(fields()), inner), 0..6)
                 .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
         ]
     })
@@ -59,7 +49,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// A valid event with some fields replaced or removed, or an arbitrary value.
 fn body(base: Value) -> impl Strategy<Value = Value> {
-    let mutated = prop::collection::vec((prop::sample::select(FIELDS.to_vec()), prop::option::of(json_value())), 0..6)
+    let mutated = prop::collection::vec((prop::sample::select(fields()), prop::option::of(json_value())), 0..6)
         .prop_map(move |changes| {
             let mut out: Map<String, Value> = base.as_object().cloned().unwrap_or_default();
             for (field, value) in changes {
