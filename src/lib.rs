@@ -21,7 +21,8 @@
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing.
-//! - [`store`]: all SQL, one file per table family.
+//! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
+//!   dispatcher side, `redelivery` the API and operator side of the same table).
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (the API token so far).

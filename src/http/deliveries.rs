@@ -23,7 +23,7 @@ use super::params::{parse_instant, Cursor, Params};
 use super::AppState;
 use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
-use crate::store::deliveries::{self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter};
+use crate::store::redelivery::{self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter};
 use crate::store::{endpoints, messages, tickets};
 
 pub fn routes() -> Routes {
@@ -121,7 +121,7 @@ fn delivery_json(d: &DeliveryRow, log: Option<&[&AttemptRow]>) -> Value {
 /// Deliveries with their attempt logs attached.
 pub async fn with_logs(state: &AppState, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
-    let attempts = deliveries::attempts(&state.pool, owner, &ids).await?;
+    let attempts = redelivery::attempts(&state.pool, owner, &ids).await?;
     let mut by_delivery: HashMap<Uuid, Vec<&AttemptRow>> = HashMap::new();
     for a in &attempts {
         by_delivery.entry(a.delivery_id).or_default().push(a);
@@ -170,7 +170,7 @@ async fn list_deliveries(
                     oldest_first: false,
                     limit: csv::PAGE,
                 };
-                let rows = deliveries::list(&pool, &owner, &filter).await?;
+                let rows = redelivery::list(&pool, &owner, &filter).await?;
                 Ok((rows.iter().map(|d| delivery_json(d, None)).collect(), rows.last().map(|d| (d.created_at, d.id))))
             }
         }));
@@ -185,7 +185,7 @@ async fn list_deliveries(
         oldest_first: false,
         limit,
     };
-    let rows = deliveries::list(&state.pool, &caller.owner, &filter).await?;
+    let rows = redelivery::list(&state.pool, &caller.owner, &filter).await?;
     let data = rows.iter().map(|d| delivery_json(d, None)).collect();
     Ok(page(data, rows.last(), limit, &filters).into_response())
 }
@@ -226,7 +226,7 @@ async fn ticket_deliveries(
         oldest_first: true,
         limit,
     };
-    let rows = deliveries::list(&state.pool, &caller.owner, &filter).await?;
+    let rows = redelivery::list(&state.pool, &caller.owner, &filter).await?;
     let data = with_logs(&state, &caller.owner, &rows).await?;
     Ok(page(data, rows.last(), limit, &filters))
 }
@@ -243,7 +243,7 @@ async fn get_delivery(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "delivery")?;
-    let row = deliveries::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let row = redelivery::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("delivery"))?;
     let mut data = with_logs(&state, &caller.owner, std::slice::from_ref(&row)).await?;
     Ok(Json(data.pop().unwrap_or(Value::Null)))
 }
@@ -263,7 +263,7 @@ async fn retry(
 ) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let id = parse_id(&id, "delivery")?;
-    deliveries::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
+    redelivery::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery re-queued by hand");
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
 }
@@ -275,7 +275,7 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let id = parse_id(&id, "delivery")?;
-    deliveries::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
+    redelivery::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery cancelled by hand");
     Ok(Json(json!({"id": id, "status": "cancelled"})))
 }
@@ -294,7 +294,7 @@ async fn replay(
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
     let filter = read_replay(&doc, &caller, state.clock.now())?;
-    let count = deliveries::replay(
+    let count = redelivery::replay(
         &state.pool,
         &caller.owner,
         &ReplayFilter { targets: filter.0.as_deref(), statuses: &filter.1, from: filter.2, to: filter.3 },
@@ -371,7 +371,7 @@ async fn get_message(
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "message")?;
     let m = messages::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("message"))?;
-    let delivery = deliveries::for_message(&state.pool, &caller.owner, id).await?;
+    let delivery = redelivery::for_message(&state.pool, &caller.owner, id).await?;
     let mut body = super::query::message_json(&m);
     body["delivery"] = delivery.as_ref().map_or(Value::Null, |d| delivery_json(d, None));
     Ok(Json(body))

@@ -17,9 +17,9 @@ use super::params::{Cursor, Params};
 use super::AppState;
 use crate::domain::TicketStatus;
 use crate::history;
-use crate::store::deliveries::{self, DeliveryFilter};
 use crate::store::events::{self, EventRow};
 use crate::store::messages::{self, MessageRow};
+use crate::store::redelivery::{self, DeliveryFilter};
 use crate::store::tenants;
 use crate::store::tickets::{self, TicketFilter, TicketRow};
 
@@ -279,7 +279,7 @@ async fn export_ticket(
         oldest_first: true,
         limit: all,
     };
-    let deliveries = deliveries::list(&state.pool, &caller.owner, &filter).await?;
+    let deliveries = redelivery::list(&state.pool, &caller.owner, &filter).await?;
     let deliveries = super::deliveries::with_logs(&state, &caller.owner, &deliveries).await?;
     Ok(Json(json!({
         "ticket": ticket_json(&row),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod idempotency;
 pub mod keys;
 pub mod messages;
+pub mod redelivery;
 pub mod reports;
 pub mod retention;
 pub mod tenants;
