@@ -71,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let endpoint = format!("http://127.0.0.1:{port}/webhooks/3dolphins/incoming?token={token}");
     let cpu_before = cpu_seconds(bridge.id());
+    let stats_pool = dolphin_bridge::store::connect_lazy(&url, 1)?;
+    let db_before = db_counters(&stats_pool).await?;
 
     let accepted: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
@@ -147,6 +149,20 @@ async fn main() -> anyhow::Result<()> {
     if let Some(kib) = peak_rss {
         println!("  bridge peak RSS     {:.1} MiB", kib as f64 / 1024.0);
     }
+    // pg_stat counters are flushed lazily; give them a moment.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let db_after = db_counters(&stats_pool).await?;
+    let events = accepted.len().max(1) as f64;
+    println!(
+        "  PostgreSQL          {:.2} commits and {:.2} rows written per event",
+        (db_after.0 - db_before.0) as f64 / events,
+        (db_after.1 - db_before.1) as f64 / events
+    );
+    println!(
+        "  1-row-insert ceiling {:.0} commits/s (32 clients, same database, for reference)",
+        insert_ceiling(&url).await?
+    );
+    stats_pool.close().await;
     let _ = bridge.kill();
     let _ = bridge.wait();
     drop_database(&args.server, &db).await;
@@ -294,6 +310,48 @@ async fn start_bridge(exe: &std::path::Path, url: &str, port: u16) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(child)
+}
+
+/// (commits, rows inserted + updated + deleted) so far in this database.
+async fn db_counters(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+    let commits: i64 =
+        sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            .fetch_one(pool)
+            .await?;
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((commits, rows))
+}
+
+/// Commits per second of 32 clients each inserting one row per transaction for 3 s: the
+/// ceiling PostgreSQL itself sets on this machine.
+async fn insert_ceiling(url: &str) -> anyhow::Result<f64> {
+    let pool = dolphin_bridge::store::pool_options(32).connect(url).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS bench_ceiling (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await?;
+    let stop = Instant::now() + Duration::from_secs(3);
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (pool, count) = (pool.clone(), count.clone());
+        clients.spawn(async move {
+            while Instant::now() < stop {
+                if sqlx::query("INSERT INTO bench_ceiling DEFAULT VALUES").execute(&pool).await.is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while clients.join_next().await.is_some() {}
+    sqlx::query("DROP TABLE bench_ceiling").execute(&pool).await?;
+    pool.close().await;
+    Ok(count.load(Ordering::Relaxed) as f64 / 3.0)
 }
 
 /// User + system CPU seconds of a process, from /proc (Linux).
