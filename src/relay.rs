@@ -14,7 +14,7 @@ use crate::domain::ticket::{transition, Action, TicketError, Transition};
 use crate::domain::{Direction, EventKind, Peer, Source, Target, TicketStatus};
 use crate::store::events::NewEvent;
 use crate::store::tickets::TicketChange;
-use crate::store::{deliveries, events, idempotency, messages, tickets};
+use crate::store::{deliveries, events, idempotency, intake, messages, tickets};
 
 /// Who is speaking, for what tenant, at what time.
 pub struct Context<'a> {
@@ -234,7 +234,15 @@ async fn relay_message(
     let id = Uuid::now_v7();
     let warnings = serde_json::to_value(&m.warnings).unwrap_or_else(|_| json!([]));
     let raw = Value::Object(m.body.clone());
-    messages::insert(
+    let mut audit = lifecycle(&t, route.actor, m.channel.as_deref());
+    let kind = if route.direction == Direction::In { EventKind::MessageIn } else { EventKind::MessageOut };
+    let mut detail = json!({"messageId": id, "messageType": m.message_type});
+    if !m.warnings.is_empty() {
+        detail["warnings"] = warnings.clone();
+    }
+    audit.push(NewEvent { kind, actor: route.actor.into(), detail });
+    let planned = plan_delivery(route.target, url, Some(id), &seqs, &raw, &mut audit)?;
+    intake::record_message(
         &mut *tx,
         messages::NewMessage {
             owner: ctx.owner,
@@ -249,18 +257,10 @@ async fn relay_message(
             warnings: &warnings,
             raw: &raw,
         },
+        &audit,
+        planned.as_ref().map(|p| p.as_new(ctx, &m.ticket_number, Some(id), route.target)),
     )
     .await?;
-
-    let mut audit = lifecycle(&t, route.actor, m.channel.as_deref());
-    let kind = if route.direction == Direction::In { EventKind::MessageIn } else { EventKind::MessageOut };
-    let mut detail = json!({"messageId": id, "messageType": m.message_type});
-    if !m.warnings.is_empty() {
-        detail["warnings"] = warnings.clone();
-    }
-    audit.push(NewEvent { kind, actor: route.actor.into(), detail });
-    forward(tx, ctx, &m.ticket_number, Some(id), route.target, url, &seqs, &raw, &mut audit).await?;
-    events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &audit).await?;
     if !m.warnings.is_empty() {
         tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
             "accepted an event with payload problems");
@@ -321,8 +321,11 @@ async fn relay_command(
         }
     }
     let raw = Value::Object(c.body.clone());
-    forward(tx, ctx, &c.ticket_number, None, target, url, &seqs, &raw, &mut audit).await?;
+    let planned = plan_delivery(target, url, None, &seqs, &raw, &mut audit)?;
     events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
+    if let Some(p) = &planned {
+        deliveries::enqueue(&mut *tx, p.as_new(ctx, &c.ticket_number, None, target)).await?;
+    }
     Ok((success(), true))
 }
 
@@ -359,49 +362,59 @@ fn lifecycle(t: &Transition, actor: &str, channel: Option<&str>) -> Vec<NewEvent
     audit
 }
 
-/// Writes the outbox row for `target`, or audits `not_forwarded` when it has no URL.
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    tx: &mut PgConnection,
-    ctx: &Context<'_>,
-    ticket: &str,
-    message_id: Option<Uuid>,
+/// An outbox row about to be written.
+struct PlannedDelivery {
+    id: Uuid,
+    sequence: i32,
+    body: String,
+}
+
+impl PlannedDelivery {
+    fn as_new<'a>(
+        &'a self,
+        ctx: &'a Context<'_>,
+        ticket: &'a str,
+        message_id: Option<Uuid>,
+        target: Target,
+    ) -> deliveries::NewDelivery<'a> {
+        tracing::debug!(owner = ctx.owner, ticket, delivery = %self.id, target = %target, "delivery enqueued");
+        deliveries::NewDelivery {
+            owner: ctx.owner,
+            id: self.id,
+            ticket_number: ticket,
+            message_id,
+            target,
+            sequence: self.sequence,
+            body: &self.body,
+            now: ctx.now,
+        }
+    }
+}
+
+/// The outbox row for `target`, or `None` with a `not_forwarded` audit event when the
+/// tenant configured no URL for it.
+fn plan_delivery(
     target: Target,
     url: Option<&str>,
+    message_id: Option<Uuid>,
     seqs: &tickets::Sequences,
     body: &Value,
     audit: &mut Vec<NewEvent>,
-) -> Result<(), RelayError> {
+) -> Result<Option<PlannedDelivery>, RelayError> {
     if url.is_none() {
         audit.push(NewEvent {
             kind: EventKind::NotForwarded,
             actor: "bridge".into(),
             detail: json!({"target": target, "messageId": message_id, "reason": "target not configured"}),
         });
-        return Ok(());
+        return Ok(None);
     }
     let sequence = match target.peer() {
         Peer::ThirdParty => seqs.seq_third_party,
         Peer::Dolphins => seqs.seq_dolphins,
     };
     let body = serde_json::to_string(body).map_err(|e| RelayError::Database(sqlx::Error::Encode(Box::new(e))))?;
-    let id = Uuid::now_v7();
-    deliveries::enqueue(
-        &mut *tx,
-        deliveries::NewDelivery {
-            owner: ctx.owner,
-            id,
-            ticket_number: ticket,
-            message_id,
-            target,
-            sequence,
-            body: &body,
-            now: ctx.now,
-        },
-    )
-    .await?;
-    tracing::debug!(owner = ctx.owner, ticket, delivery = %id, target = %target, "delivery enqueued");
-    Ok(())
+    Ok(Some(PlannedDelivery { id: Uuid::now_v7(), sequence, body }))
 }
 
 /// Problems of an event shaped like neither an Outgoing nor a Command Event.

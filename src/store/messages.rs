@@ -21,27 +21,6 @@ pub struct NewMessage<'a> {
     pub raw: &'a Value,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, m: NewMessage<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, warnings, raw)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(m.owner)
-    .bind(m.id)
-    .bind(m.ticket_number)
-    .bind(m.direction.as_str())
-    .bind(m.message_type)
-    .bind(m.message)
-    .bind(m.media_link)
-    .bind(m.source.as_str())
-    .bind(m.at)
-    .bind(m.warnings)
-    .bind(m.raw)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// What identifies "the same message" for echo and duplicate detection.
 pub struct Fingerprint<'a> {
     pub owner: &'a str,

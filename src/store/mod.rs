@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod endpoints;
 pub mod events;
 pub mod idempotency;
+pub mod intake;
 pub mod keys;
 pub mod messages;
 pub mod redelivery;
