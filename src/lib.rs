@@ -6,11 +6,11 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `migrate`, `demo`, `tenant`).
+//! - [`cli`]: the command line (`serve`, `migrate`, `demo`, `doctor`, `encrypt-secrets`, `tenant`).
 //! - [`demo`]: the bridge with simulated peers and live traffic.
 //! - [`doctor`]: the operator's check of configuration, database, secrets and endpoints.
 //! - [`config`]: typed settings from the environment, validated once.
-//! - [`telemetry`]: log setup.
+//! - [`telemetry`]: log setup and the Prometheus recorder.
 //! - [`startup`]: builds the pool, router and workers; graceful shutdown.
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
@@ -20,12 +20,13 @@
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
-//! - [`signature`]: Standard Webhooks signing.
+//! - [`signature`]: Standard Webhooks signing and verification.
 //! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
 //!   dispatcher side, `redelivery` the API and operator side of the same table).
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
-//! - [`http`]: the axum routers (webhooks, admin, ops) and the one HTTP error type.
-//! - [`dolphins`]: client of the 3Dolphins APIs (the API token so far).
+//! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
+//!   auth, rate limits, the OpenAPI document and the one HTTP error type.
+//! - [`dolphins`]: client of the 3Dolphins APIs (token, conversation history, contacts).
 //! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
 //! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
