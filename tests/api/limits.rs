@@ -52,22 +52,31 @@ async fn health_and_readiness_report_the_process_and_its_dependencies() {
 async fn metrics_count_events_warnings_deliveries_and_show_the_queue() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
+    // The recorder is process-wide and tests run side by side: compare before and after.
+    let scrape =
+        || async { app.http.get(app.url("/metrics")).send().await.expect("request").text().await.expect("text") };
+    let value_of = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let counters = [
+        "bridge_events_accepted_total{kind=\"incoming\"}",
+        "bridge_payload_warnings_total{field=\"accountId\"}",
+        "bridge_delivery_attempts_total{target=\"third_party_incoming\",outcome=\"delivered\"}",
+    ];
+    let before = scrape().await;
     let flawed = without(&fixture("incoming-text"), "accountId");
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &flawed).await.status(), 200);
     app.dispatch().await;
     let response = app.http.get(app.url("/metrics")).send().await.expect("request");
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("text");
-    let value_of = |prefix: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric line starting with {prefix} in:\n{text}"))
-    };
-    assert!(value_of("bridge_events_accepted_total{kind=\"incoming\"}") >= 1.0);
-    assert!(value_of("bridge_payload_warnings_total{field=\"accountId\"}") >= 1.0);
-    assert!(value_of("bridge_delivery_attempts_total{target=\"third_party_incoming\",outcome=\"delivered\"}") >= 1.0);
+    for counter in counters {
+        assert!(value_of(&text, counter) >= value_of(&before, counter) + 1.0, "{counter} counted the event:\n{text}");
+    }
     assert!(text.contains("bridge_delivery_attempt_duration_seconds_bucket"));
     assert!(text.contains("bridge_delivery_queue_depth{target=\"dolphins_message\"}"));
     assert!(text.contains("bridge_endpoint_breakers{target=\"third_party_incoming\",state=\"open\"}"));
