@@ -80,22 +80,30 @@ async fn load(state: &AppState, hash: &[u8; 32]) -> Result<(Caller, Option<chron
     let row = keys::find_by_hash(&state.pool, hash).await?.ok_or(ApiError::Unauthenticated)?;
     // The index lookup found the row by hash; the constant-time check keeps the final
     // decision free of early-exit comparisons all the same.
-    if !constant_time_eq(&row.key_hash, hash) || row.revoked || row.tenant_deleted {
+    if !constant_time_eq(&row.key_hash, hash) {
+        return Err(ApiError::Unauthenticated);
+    }
+    let last_used_at = row.last_used_at;
+    Ok((live_caller(row)?, last_used_at))
+}
+
+/// The caller a stored credential stands for, if the key and its tenant are still live.
+pub fn live_caller(row: keys::CredentialRow) -> Result<Caller, ApiError> {
+    if row.revoked || row.tenant_deleted {
         return Err(ApiError::Unauthenticated);
     }
     let kind = KeyKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
     let settings: TenantSettings = serde_json::from_value(row.settings)
         .map_err(|e| ApiError::Internal(format!("stored settings of {}: {e}", row.owner)))?;
     let timezone = row.timezone.parse::<Tz>().unwrap_or(chrono_tz::Asia::Jakarta);
-    let caller = Caller {
+    Ok(Caller {
         owner: row.owner,
         key_id: row.key_id,
         kind,
         timezone,
         settings: Arc::new(settings),
         via_signature: false,
-    };
-    Ok((caller, row.last_used_at))
+    })
 }
 
 /// Authenticates a third-party call by its Standard Webhooks signature (for tenants with
@@ -198,6 +206,22 @@ pub struct ApiCaller {
     pub actor: String,
 }
 
+/// The admin acting on one tenant's resources.
+pub async fn admin_acting_for(state: &AppState, owner: &str) -> Result<ApiCaller, ApiError> {
+    let row = crate::store::tenants::get(&state.pool, owner)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or(ApiError::NotFound("tenant"))?;
+    let settings: TenantSettings = serde_json::from_value(row.settings)
+        .map_err(|e| ApiError::Internal(format!("stored settings of {owner}: {e}")))?;
+    Ok(ApiCaller {
+        owner: row.owner,
+        timezone: row.timezone.parse().unwrap_or(chrono_tz::Asia::Jakarta),
+        settings: Arc::new(settings),
+        actor: "admin".into(),
+    })
+}
+
 pub async fn api(state: &AppState, headers: &HeaderMap, access: Access) -> Result<ApiCaller, ApiError> {
     let presented = bearer(headers).ok_or(ApiError::Unauthenticated)?;
     if let Some(expected) = state.config.admin_token.as_deref() {
@@ -207,18 +231,7 @@ pub async fn api(state: &AppState, headers: &HeaderMap, access: Access) -> Resul
                 .and_then(|v| v.to_str().ok())
                 .filter(|o| !o.is_empty())
                 .ok_or_else(|| ApiError::Forbidden("the admin token needs an X-Bridge-Owner header here".into()))?;
-            let row = crate::store::tenants::get(&state.pool, owner)
-                .await?
-                .filter(|t| t.deleted_at.is_none())
-                .ok_or(ApiError::NotFound("tenant"))?;
-            let settings: TenantSettings = serde_json::from_value(row.settings)
-                .map_err(|e| ApiError::Internal(format!("stored settings of {owner}: {e}")))?;
-            return Ok(ApiCaller {
-                owner: row.owner,
-                timezone: row.timezone.parse().unwrap_or(chrono_tz::Asia::Jakarta),
-                settings: Arc::new(settings),
-                actor: "admin".into(),
-            });
+            return admin_acting_for(state, owner).await;
         }
     }
     let allowed: &[KeyKind] = match access {

@@ -8,7 +8,7 @@ use axum::routing::{delete, get};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::{self, Access};
+use super::auth::{self, Access, ApiCaller};
 use super::error::ApiError;
 use super::openapi::{doc, Auth, Routes};
 use super::AppState;
@@ -39,9 +39,9 @@ fn answer(
     fetched_at: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
     stale: bool,
-) -> Json<Value> {
+) -> Value {
     let age = (now - fetched_at).num_seconds().max(0);
-    Json(json!({"data": document, "fetchedAt": fetched_at, "stale": stale, "ageSeconds": age}))
+    json!({"data": document, "fetchedAt": fetched_at, "stale": stale, "ageSeconds": age})
 }
 
 async fn get_contact(
@@ -50,8 +50,13 @@ async fn get_contact(
     Path(contact): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
+    Ok(Json(contact_document(&state, &caller, &contact).await?))
+}
+
+/// A contact from the cache or the 3Dolphins Contact API: `{"data","fetchedAt","stale","ageSeconds"}`.
+pub async fn contact_document(state: &AppState, caller: &ApiCaller, contact: &str) -> Result<Value, ApiError> {
     // Another tenant's contact is not found before anything else is said about it.
-    if !contacts::seen(&state.pool, &caller.owner, &contact).await? {
+    if !contacts::seen(&state.pool, &caller.owner, contact).await? {
         return Err(ApiError::NotFound("contact"));
     }
     let row = tenants::get(&state.pool, &caller.owner).await?.ok_or(ApiError::NotFound("tenant"))?;
@@ -59,16 +64,16 @@ async fn get_contact(
         crate::dolphins::account(&caller.settings, state.open_password(row.dolphins_password.as_deref())?.as_deref())
             .ok_or(ApiError::NotConfigured)?;
     let now = state.clock.now();
-    let cached = contacts::get(&state.pool, &caller.owner, &contact).await?;
+    let cached = contacts::get(&state.pool, &caller.owner, contact).await?;
     let ttl = chrono::Duration::from_std(state.config.contact_ttl).unwrap_or(chrono::Duration::minutes(15));
     if let Some(c) = &cached {
         if now - c.fetched_at < ttl {
             return Ok(answer(c.document.clone(), c.fetched_at, now, false));
         }
     }
-    match state.dolphins.contact(&account, &contact, now).await {
+    match state.dolphins.contact(&account, contact, now).await {
         Ok(Some(document)) => {
-            contacts::put(&state.pool, &caller.owner, &contact, &document, now).await?;
+            contacts::put(&state.pool, &caller.owner, contact, &document, now).await?;
             Ok(answer(document, now, now, false))
         }
         Ok(None) => Err(ApiError::NotFound("contact")),

@@ -248,7 +248,7 @@ async fn get_delivery(
     Ok(Json(data.pop().unwrap_or(Value::Null)))
 }
 
-fn refused(r: ActionRefused) -> ApiError {
+pub fn refused(r: ActionRefused) -> ApiError {
     match r {
         ActionRefused::NotFound => ApiError::NotFound("delivery"),
         ActionRefused::InFlight => ApiError::InProgress,
@@ -306,10 +306,10 @@ async fn replay(
     Ok((StatusCode::ACCEPTED, Json(json!({"count": count}))).into_response())
 }
 
-type ReplaySelection = (Option<Vec<String>>, Vec<String>, DateTime<Utc>, DateTime<Utc>);
+pub type ReplaySelection = (Option<Vec<String>>, Vec<String>, DateTime<Utc>, DateTime<Utc>);
 
 /// Reads `{"target","from","to","status"}`, listing every problem.
-fn read_replay(doc: &Value, caller: &ApiCaller, now: DateTime<Utc>) -> Result<ReplaySelection, ApiError> {
+pub fn read_replay(doc: &Value, caller: &ApiCaller, now: DateTime<Utc>) -> Result<ReplaySelection, ApiError> {
     let Some(obj) = doc.as_object() else {
         return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
     };
@@ -379,6 +379,11 @@ async fn get_message(
 
 async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
+    Ok(Json(json!({"data": endpoint_states(&state, &caller).await?, "nextCursor": null})))
+}
+
+/// Each configured target (or one deliveries still wait for): breaker, pause, queue.
+pub async fn endpoint_states(state: &AppState, caller: &ApiCaller) -> Result<Vec<Value>, ApiError> {
     let rows = endpoints::overview(&state.pool, &caller.owner).await?;
     let data: Vec<Value> = Target::ALL
         .iter()
@@ -400,7 +405,7 @@ async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Re
             }))
         })
         .collect();
-    Ok(Json(json!({"data": data, "nextCursor": null})))
+    Ok(data)
 }
 
 async fn pause(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Value>, ApiError> {

@@ -2,10 +2,11 @@
 //!
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
 //! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
-//! [`reports`], [`contacts`], [`ops`] (health, metrics). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
+//! [`reports`], [`contacts`], [`ops`] (health, metrics), [`console`] (the operator's web pages). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
 
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod contacts;
 pub mod csv;
 pub mod deliveries;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     let (max_body, request_timeout) = (state.config.max_body, state.config.request_timeout);
     let (routes, _) = all_routes().finish();
     routes
+        .merge(console::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))

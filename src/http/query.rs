@@ -109,7 +109,7 @@ pub fn message_json(m: &MessageRow) -> Value {
     })
 }
 
-fn event_json(e: &EventRow) -> Value {
+pub fn event_json(e: &EventRow) -> Value {
     json!({"id": e.id.to_string(), "kind": e.kind, "at": e.at, "actor": e.actor, "detail": e.detail})
 }
 
@@ -126,55 +126,97 @@ async fn list_tickets(
 ) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let params = Params::parse(query.as_deref());
-    let statuses: Vec<&str> = TicketStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let status = params.list_of("status", &statuses)?.and_then(|s| s.into_iter().next());
-    let tz = params.timezone(caller.timezone)?;
-    let (from, to) = params.time_range(tz, state.clock.now())?;
-    let limit = params.limit()?;
-    let filters = params.fingerprint("tickets", &["status", "channel", "contactId", "from", "to", "tz", "q"]);
-    let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    let (channel, contact, q) = (
-        params.get("channel").map(str::to_lowercase),
-        params.get("contactId").map(str::to_string),
-        params.get("q").map(str::to_string),
-    );
-    if csv::wanted(&params, &headers) {
-        let pool = state.pool.clone();
-        return Ok(csv::export(TICKET_COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
-            let (pool, owner, status, channel, contact, q) =
-                (pool.clone(), caller.owner.clone(), status.clone(), channel.clone(), contact.clone(), q.clone());
+    let wanted_csv = csv::wanted(&params, &headers);
+    let query = TicketQuery::parse(&params, &caller, state.clock.now())?;
+    if wanted_csv {
+        return Ok(query.csv(&state, &caller));
+    }
+    let (rows, next) = query.page(&state, &caller).await?;
+    Ok(Json(json!({"data": rows.iter().map(ticket_json).collect::<Vec<_>>(), "nextCursor": next})).into_response())
+}
+
+/// The filters of a ticket list, read and checked once: the API and the console list the
+/// same way.
+pub struct TicketQuery {
+    status: Option<String>,
+    channel: Option<String>,
+    contact: Option<String>,
+    q: Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+    filters: String,
+    cursor: Option<Cursor>,
+}
+
+impl TicketQuery {
+    /// Reads `status`, `channel`, `contactId`, `from`, `to`, `tz`, `q`, `limit`, `cursor`.
+    pub fn parse(params: &Params, caller: &ApiCaller, now: DateTime<Utc>) -> Result<TicketQuery, ApiError> {
+        let statuses: Vec<&str> = TicketStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let status = params.list_of("status", &statuses)?.and_then(|s| s.into_iter().next());
+        let tz = params.timezone(caller.timezone)?;
+        let (from, to) = params.time_range(tz, now)?;
+        let limit = params.limit()?;
+        let filters = params.fingerprint("tickets", &["status", "channel", "contactId", "from", "to", "tz", "q"]);
+        let cursor = Cursor::decode(params.get("cursor"), &filters)?;
+        Ok(TicketQuery {
+            status,
+            channel: params.get("channel").map(str::to_lowercase),
+            contact: params.get("contactId").map(str::to_string),
+            q: params.get("q").map(str::to_string),
+            from,
+            to,
+            limit,
+            filters,
+            cursor,
+        })
+    }
+
+    fn filter<'a>(&'a self, after: Option<(DateTime<Utc>, &'a str)>, limit: i64) -> TicketFilter<'a> {
+        TicketFilter {
+            status: self.status.as_deref(),
+            channel: self.channel.as_deref(),
+            contact_id: self.contact.as_deref(),
+            from: self.from,
+            to: self.to,
+            q: self.q.as_deref(),
+            after,
+            limit,
+        }
+    }
+
+    /// One page, with the cursor of the next when the page is full.
+    pub async fn page(
+        &self,
+        state: &AppState,
+        caller: &ApiCaller,
+    ) -> Result<(Vec<TicketRow>, Option<String>), ApiError> {
+        let after = self.cursor.as_ref().map(|c| (c.at, c.id.as_str()));
+        let rows = tickets::list(&state.pool, &caller.owner, &self.filter(after, self.limit)).await?;
+        let next = match rows.last() {
+            Some(t) if rows.len() as i64 == self.limit => {
+                Some(Cursor::new(&self.filters, t.opened_at, &t.ticket_number).encode())
+            }
+            _ => None,
+        };
+        Ok((rows, next))
+    }
+
+    /// Every matching ticket as a streamed CSV download.
+    pub fn csv(self, state: &AppState, caller: &ApiCaller) -> Response {
+        let (pool, owner, query) = (state.pool.clone(), caller.owner.clone(), std::sync::Arc::new(self));
+        csv::export(TICKET_COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
+            let (pool, owner, query) = (pool.clone(), owner.clone(), query.clone());
             async move {
-                let filter = TicketFilter {
-                    status: status.as_deref(),
-                    channel: channel.as_deref(),
-                    contact_id: contact.as_deref(),
-                    from,
-                    to,
-                    q: q.as_deref(),
-                    after: after.as_ref().map(|(at, n)| (*at, n.as_str())),
-                    limit: csv::PAGE,
-                };
+                let filter = query.filter(after.as_ref().map(|(at, n)| (*at, n.as_str())), csv::PAGE);
                 let rows = tickets::list(&pool, &owner, &filter).await?;
                 Ok((
                     rows.iter().map(ticket_json).collect(),
                     rows.last().map(|t| (t.opened_at, t.ticket_number.clone())),
                 ))
             }
-        }));
+        })
     }
-    let filter = TicketFilter {
-        status: status.as_deref(),
-        channel: channel.as_deref(),
-        contact_id: contact.as_deref(),
-        from,
-        to,
-        q: q.as_deref(),
-        after: cursor.as_ref().map(|c| (c.at, c.id.as_str())),
-        limit,
-    };
-    let rows = tickets::list(&state.pool, &caller.owner, &filter).await?;
-    let next = rows.last().map(|t| Cursor::new(&filters, t.opened_at, &t.ticket_number));
-    Ok(page(rows.iter().map(ticket_json).collect(), next, limit).into_response())
 }
 
 async fn get_ticket(
@@ -292,7 +334,7 @@ async fn export_ticket(
 
 /// Merges the ticket's 3Dolphins history; answers the `history` object of the reply. A
 /// 3Dolphins that is down or not configured is reported there, never as an error.
-async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> Value {
+pub async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> Value {
     let password = match tenants::get(&state.pool, &caller.owner).await {
         Ok(row) => match state.open_password(row.and_then(|r| r.dolphins_password).as_deref()) {
             Ok(password) => password,

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::auth::{self, Access};
+use super::auth::{self, Access, ApiCaller};
 use super::error::ApiError;
 use super::openapi::{doc, Auth, Routes};
 use super::params::Params;
@@ -55,7 +55,11 @@ async fn summary(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
-    let params = Params::parse(query.as_deref());
+    Ok(Json(summary_document(&state, &caller, &Params::parse(query.as_deref())).await?))
+}
+
+/// The summary report for `params` (`from`, `to`, `channel`, `tz`); the console shows the same.
+pub async fn summary_document(state: &AppState, caller: &ApiCaller, params: &Params) -> Result<Value, ApiError> {
     let tz = params.timezone(caller.timezone)?;
     let (from, to) = params.time_range(tz, state.clock.now())?;
     let channel = params.get("channel").map(str::to_lowercase);
@@ -111,7 +115,7 @@ async fn summary(
             keys.iter().filter_map(|k| k.as_ref().map(|name| (name.clone(), Value::Object(figures(k))))).collect();
         top.insert("byChannel".into(), json!(by_channel));
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 async fn timeseries(
@@ -120,7 +124,11 @@ async fn timeseries(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
-    let params = Params::parse(query.as_deref());
+    Ok(Json(timeseries_document(&state, &caller, &Params::parse(query.as_deref())).await?))
+}
+
+/// The timeseries report for `params` (`from`, `to`, `interval`, `channel`, `tz`).
+pub async fn timeseries_document(state: &AppState, caller: &ApiCaller, params: &Params) -> Result<Value, ApiError> {
     let tz = params.timezone(caller.timezone)?;
     let (from, to) = params.time_range(tz, state.clock.now())?;
     let interval = match params.get("interval") {
@@ -142,5 +150,5 @@ async fn timeseries(
                    "messagesIn": b.messages_in, "messagesOut": b.messages_out})
         })
         .collect();
-    Ok(Json(json!({"interval": interval.as_str(), "tz": tz.name(), "from": from, "to": to, "data": data})))
+    Ok(json!({"interval": interval.as_str(), "tz": tz.name(), "from": from, "to": to, "data": data}))
 }

@@ -62,6 +62,20 @@ pub async fn find_by_hash(db: impl PgExecutor<'_>, key_hash: &[u8]) -> Result<Op
     .await
 }
 
+/// The same facts for a key named by id (a console session holds the id, never the key).
+pub async fn find_by_id(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<Option<CredentialRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.owner, k.id AS key_id, k.kind, k.key_hash, k.revoked_at IS NOT NULL AS revoked, k.last_used_at,
+                t.timezone, t.settings, t.deleted_at IS NOT NULL AS tenant_deleted
+         FROM api_keys k JOIN tenants t ON t.owner = k.owner
+         WHERE k.owner = $1 AND k.id = $2",
+    )
+    .bind(owner)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
 /// Records use, at most once a minute per key so a busy key does not write on every request.
 pub async fn touch(db: impl PgExecutor<'_>, owner: &str, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -121,6 +121,39 @@ pub async fn attempts(db: impl PgExecutor<'_>, owner: &str, ids: &[Uuid]) -> Res
     .await
 }
 
+/// What happened to one target's attempts in a recent window.
+#[derive(Debug, Clone, FromRow)]
+pub struct RecentOutcomes {
+    pub target: String,
+    /// Attempts that succeeded.
+    pub delivered: i64,
+    /// Attempts that failed (an error, a non-2xx, a reply status other than success).
+    pub failed: i64,
+    /// Deliveries whose last attempt in the window made them dead.
+    pub dead: i64,
+}
+
+/// Per target, the attempts since `since` (the console's delivery health).
+pub async fn recent_outcomes(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<RecentOutcomes>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.target,
+                count(*) FILTER (WHERE a.error IS NULL) AS delivered,
+                count(*) FILTER (WHERE a.error IS NOT NULL) AS failed,
+                count(*) FILTER (WHERE d.status = 'dead' AND a.n = d.attempts) AS dead
+         FROM delivery_attempts a JOIN deliveries d ON d.owner = a.owner AND d.id = a.delivery_id
+         WHERE a.owner = $1 AND a.at >= $2
+         GROUP BY d.target",
+    )
+    .bind(owner)
+    .bind(since)
+    .fetch_all(db)
+    .await
+}
+
 /// Why a manual action did not apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionRefused {
@@ -217,6 +250,29 @@ pub struct ReplayFilter<'a> {
     pub to: DateTime<Utc>,
 }
 
+/// What a replay selects: matching deliveries that are not in flight ($1 owner, $2 from,
+/// $3 to, $4 statuses, $5 targets, $6 now).
+const REPLAY_SELECTION: &str = "owner = $1 AND created_at >= $2 AND created_at < $3 AND status = ANY($4)
+     AND ($5::text[] IS NULL OR target = ANY($5)) AND (lease_until IS NULL OR lease_until <= $6)";
+
+/// How many deliveries a replay would re-queue now (the console's preview).
+pub async fn replay_count(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    f: &ReplayFilter<'_>,
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM deliveries WHERE {REPLAY_SELECTION}"))
+        .bind(owner)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.statuses)
+        .bind(f.targets)
+        .bind(now)
+        .fetch_one(db)
+        .await
+}
+
 /// Re-queues every matching delivery that is not in flight; answers how many.
 pub async fn replay(
     db: &sqlx::PgPool,
@@ -226,21 +282,16 @@ pub async fn replay(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM deliveries
-         WHERE owner = $1 AND created_at >= $2 AND created_at < $3 AND status = ANY($4)
-           AND ($5::text[] IS NULL OR target = ANY($5))
-           AND (lease_until IS NULL OR lease_until <= $6)
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(owner)
-    .bind(f.from)
-    .bind(f.to)
-    .bind(f.statuses)
-    .bind(f.targets)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar(&format!("SELECT id FROM deliveries WHERE {REPLAY_SELECTION} FOR UPDATE SKIP LOCKED"))
+            .bind(owner)
+            .bind(f.from)
+            .bind(f.to)
+            .bind(f.statuses)
+            .bind(f.targets)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
     requeue(&mut tx, owner, &ids, actor, now, serde_json::json!({"replay": true})).await?;
     tx.commit().await?;
     Ok(ids.len() as u64)

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod breaker;
 mod cli;
+mod console;
 mod database_outage;
 mod delivery;
 mod dolphins_api;

@@ -1,0 +1,377 @@
+//! Deliveries: the failed and dead ones across tickets, each delivery's attempts, and the
+//! operator's actions — retry, cancel, and a replay that shows how many deliveries it will
+//! re-send before it does. The actions are the API's (`store::redelivery`), with the same
+//! refusals.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono_tz::Tz;
+use maud::{html, Markup};
+use serde_json::{json, Value};
+
+use super::html::{self, Nav};
+use super::session::Viewer;
+use super::{check_form, form, page_only, ConsoleError};
+use crate::domain::{DeliveryStatus, Target};
+use crate::http::deliveries::{read_replay, refused};
+use crate::http::error::ApiError;
+use crate::http::params::{Cursor, Params};
+use crate::http::AppState;
+use crate::store::redelivery::{self, DeliveryFilter, ReplayFilter};
+
+const PAGE: i64 = 50;
+
+/// What the list shows when no status is chosen: what needs an operator.
+const NEEDS_ATTENTION: [&str; 2] = ["failed", "dead"];
+
+/// The statuses a replay may pick (as the API's replay).
+const REPLAYABLE: [&str; 4] = ["dead", "failed", "cancelled", "delivered"];
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let viewer = Viewer::from_request(&state, &headers).await?;
+    let caller = viewer.tenant()?;
+    let params = Params::parse(raw.as_deref());
+    let statuses: Vec<String> = match params.get("status") {
+        Some(s) if DeliveryStatus::parse(s).is_some() => vec![s.to_string()],
+        Some(s) => return Err(ApiError::parameter("status", format!("{s:?} is not a delivery status")).into()),
+        None => NEEDS_ATTENTION.iter().map(|s| s.to_string()).collect(),
+    };
+    let targets: Option<Vec<String>> = match params.get("target") {
+        Some(t) if Target::parse(t).is_some() => Some(vec![t.to_string()]),
+        Some(t) => return Err(ApiError::parameter("target", format!("{t:?} is not a delivery target")).into()),
+        None => None,
+    };
+    let ticket = params.get("ticket");
+    let filters = params.fingerprint("console-deliveries", &["status", "target", "ticket"]);
+    let cursor = Cursor::decode(params.get("cursor"), &filters)?;
+    let after = cursor.as_ref().map(|c| c.uuid().map(|id| (c.at, id))).transpose()?;
+    let rows = redelivery::list(
+        &state.pool,
+        &caller.owner,
+        &DeliveryFilter {
+            statuses: Some(&statuses),
+            targets: targets.as_deref(),
+            ticket_number: ticket,
+            from: None,
+            to: None,
+            after,
+            oldest_first: false,
+            limit: PAGE,
+        },
+    )
+    .await?;
+    let next = rows.last().filter(|_| rows.len() as i64 == PAGE).map(|d| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for name in ["status", "target", "ticket"] {
+            if let Some(v) = params.get(name) {
+                q.append_pair(name, v);
+            }
+        }
+        q.append_pair("cursor", &Cursor::new(&filters, d.created_at, d.id).encode());
+        q.finish()
+    });
+    let shown = crate::http::deliveries::with_logs(&state, &caller.owner, &rows).await?;
+    let tz = caller.timezone;
+    let back = format!("/console/deliveries?{}", raw.as_deref().unwrap_or(""));
+    let body = html! {
+        form.filters method="get" action="/console/deliveries" role="search" {
+            div { label for="status" { "Status" }
+                select id="status" name="status" {
+                    option value="" { "failed or dead" }
+                    @for s in DeliveryStatus::ALL {
+                        option value=(s.as_str()) selected[params.get("status") == Some(s.as_str())] { (s.as_str()) }
+                    }
+                }
+            }
+            div { label for="target" { "Target" }
+                select id="target" name="target" {
+                    option value="" { "any" }
+                    @for t in Target::ALL {
+                        option value=(t.as_str()) selected[params.get("target") == Some(t.as_str())] { (t.as_str()) }
+                    }
+                }
+            }
+            div.grow { label for="ticket" { "Ticket number" } input id="ticket" name="ticket" value=(ticket.unwrap_or("")); }
+            div.buttons { button type="submit" { "Filter" } a href="/console/deliveries" { "Clear" } }
+        }
+        @if shown.is_empty() {
+            p { "No delivery matches." }
+        } @else {
+            (delivery_cards(&viewer, &shown, tz, &back))
+            @if let Some(next) = next {
+                p { a rel="next" href={ "/console/deliveries?" (next) } { "Next page" } }
+            }
+        }
+        @if viewer.role.can_act() {
+            section aria-labelledby="replay" {
+                h2 id="replay" { "Replay" }
+                p { "Re-send every delivery of a kind in a time range, for example after a receiver lost data.
+                     You will see how many deliveries that is before anything is sent." }
+                (replay_form(&viewer, &ReplayFields::default()))
+            }
+        }
+    };
+    Ok(page_only(html::page(Some(&viewer), Nav::Deliveries, "Deliveries", None, body)))
+}
+
+/// Deliveries with their attempts, and the buttons the viewer may press. `back` is where
+/// an action returns to.
+pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str) -> Markup {
+    html! {
+        @if deliveries.is_empty() {
+            p.muted { "Nothing was forwarded for this ticket yet." }
+        }
+        ul.deliveries {
+            @for d in deliveries {
+                @let id = html::text(&d["id"]);
+                @let status = d["status"].as_str().unwrap_or("");
+                li.card {
+                    p.delivery-head {
+                        strong { (html::text(&d["target"])) } " " (html::badge(status))
+                        " · ticket " a href={ "/console/tickets/" (url::form_urlencoded::byte_serialize(html::text(&d["ticketNumber"]).as_bytes()).collect::<String>()) } { (html::text(&d["ticketNumber"])) }
+                    }
+                    dl.facts.small {
+                        div { dt { "Accepted" } dd { (html::time_of(&d["createdAt"], tz)) } }
+                        div { dt { "Attempts" } dd { (html::text(&d["attempts"])) } }
+                        @if !d["deliveredAt"].is_null() { div { dt { "Delivered" } dd { (html::time_of(&d["deliveredAt"], tz)) } } }
+                        @if !d["nextAttemptAt"].is_null() { div { dt { "Next attempt" } dd { (html::time_of(&d["nextAttemptAt"], tz)) } } }
+                        @if !d["lastError"].is_null() { div { dt { "Last error" } dd { (html::text(&d["lastError"])) } } }
+                    }
+                    @if let Some(log) = d["attemptLog"].as_array().filter(|l| !l.is_empty()) {
+                        details {
+                            summary { "Attempts (" (log.len()) ")" }
+                            div.scroll {
+                                table {
+                                    thead { tr { th scope="col" { "#" } th scope="col" { "At" } th scope="col" { "Took" }
+                                                 th scope="col" { "HTTP" } th scope="col" { "Error" } th scope="col" { "Reply (start)" } } }
+                                    tbody {
+                                        @for a in log {
+                                            tr {
+                                                td { (html::text(&a["n"])) }
+                                                td { (html::time_of(&a["at"], tz)) }
+                                                td { (html::text(&a["durationMs"])) " ms" }
+                                                td { (html::text(&a["httpStatus"])) }
+                                                td { (html::text(&a["error"])) }
+                                                td { code.head { (html::text(&a["responseHead"])) } }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if viewer.role.can_act() {
+                        div.actions {
+                            @if matches!(status, "failed" | "dead" | "cancelled") {
+                                (action(viewer, &id, "retry", "Retry now", None, back))
+                            }
+                            @if matches!(status, "pending" | "failed" | "dead") {
+                                (action(viewer, &id, "cancel", "Cancel", Some(CANCEL_WARNING), back))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const CANCEL_WARNING: &str = "Cancel this delivery? It will not be sent again (unless someone retries it), \
+                              and the later deliveries of its ticket to the same target stop waiting for it.";
+
+fn action(viewer: &Viewer, id: &str, verb: &str, label: &str, confirm: Option<&str>, back: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ "/console/deliveries/" (id) "/" (verb) } data-confirm=[confirm] {
+            (html::csrf_field(viewer))
+            input type="hidden" name="back" value=(back);
+            @if let Some(confirm) = confirm { p.visually-hidden { (confirm) } }
+            button type="submit" { (label) }
+        }
+    }
+}
+
+/// Where to go after an action: a console page named by the form, else the deliveries.
+fn back_to(fields: &std::collections::HashMap<String, String>, notice: &str) -> String {
+    let back = fields
+        .get("back")
+        .filter(|b| b.starts_with("/console/") && !b.contains("//") && !b.contains('\\'))
+        .map_or("/console/deliveries", String::as_str);
+    // Drop an older notice before adding this one.
+    let (path, query) = back.split_once('?').unwrap_or((back, ""));
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k != "notice" && k != "n" {
+            q.append_pair(&k, &v);
+        }
+    }
+    q.append_pair("notice", notice);
+    format!("{path}?{}", q.finish())
+}
+
+fn delivery_id(raw: &str) -> Result<uuid::Uuid, ConsoleError> {
+    raw.parse().map_err(|_| ConsoleError::Api(ApiError::NotFound("delivery")))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let viewer = Viewer::from_request(&state, &headers).await?;
+    let fields = form(&body);
+    check_form(&viewer, &headers, &fields)?;
+    let caller = viewer.require_act()?;
+    let id = delivery_id(&id)?;
+    redelivery::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
+    tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery re-queued from the console");
+    Ok(Redirect::to(&back_to(&fields, "retried")).into_response())
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let viewer = Viewer::from_request(&state, &headers).await?;
+    let fields = form(&body);
+    check_form(&viewer, &headers, &fields)?;
+    let caller = viewer.require_act()?;
+    let id = delivery_id(&id)?;
+    redelivery::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
+    tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery cancelled from the console");
+    Ok(Redirect::to(&back_to(&fields, "cancelled")).into_response())
+}
+
+/// The replay form's fields, kept between the preview and the confirmation.
+#[derive(Default)]
+struct ReplayFields {
+    target: String,
+    statuses: Vec<String>,
+    from: String,
+    to: String,
+}
+
+impl ReplayFields {
+    fn read(body: &[u8]) -> ReplayFields {
+        let mut fields = ReplayFields::default();
+        for (k, v) in url::form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "target" => fields.target = v.into_owned(),
+                "status" => fields.statuses.push(v.into_owned()),
+                "from" => fields.from = v.into_owned(),
+                "to" => fields.to = v.into_owned(),
+                _ => {}
+            }
+        }
+        fields
+    }
+
+    /// The API's replay body; `to` is a day included in the range.
+    fn as_api_body(&self) -> Value {
+        let to = chrono::NaiveDate::parse_from_str(&self.to, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .map(|d| d.to_string())
+            .or_else(|| (!self.to.is_empty()).then(|| self.to.clone()));
+        json!({
+            "target": (!self.target.is_empty()).then_some(&self.target),
+            "status": (!self.statuses.is_empty()).then_some(&self.statuses),
+            "from": (!self.from.is_empty()).then_some(&self.from),
+            "to": to,
+        })
+    }
+}
+
+fn replay_form(viewer: &Viewer, f: &ReplayFields) -> Markup {
+    html! {
+        form.card method="post" action="/console/deliveries/replay" {
+            (html::csrf_field(viewer))
+            div { label for="replay-target" { "Target" }
+                select id="replay-target" name="target" {
+                    option value="" { "every target" }
+                    @for t in Target::ALL {
+                        option value=(t.as_str()) selected[f.target == t.as_str()] { (t.as_str()) }
+                    }
+                }
+            }
+            fieldset {
+                legend { "Deliveries that are" }
+                @for s in REPLAYABLE {
+                    @let id = format!("replay-status-{s}");
+                    span.check {
+                        input type="checkbox" id=(id) name="status" value=(s)
+                            checked[f.statuses.iter().any(|x| x == s) || (f.statuses.is_empty() && s == "dead")];
+                        label for=(id) { (s) }
+                    }
+                }
+            }
+            div { label for="replay-from" { "Accepted from (day)" } input id="replay-from" name="from" type="date" required value=(f.from); }
+            div { label for="replay-to" { "To (day, included; empty = now)" } input id="replay-to" name="to" type="date" value=(f.to); }
+            button type="submit" { "Count what this would re-send" }
+        }
+    }
+}
+
+/// First the count (nothing changes), then, with `confirm`, the replay itself.
+pub async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ConsoleError> {
+    let viewer = Viewer::from_request(&state, &headers).await?;
+    let fields = form(&body);
+    check_form(&viewer, &headers, &fields)?;
+    let caller = viewer.require_act()?;
+    let chosen = ReplayFields::read(&body);
+    let now = state.clock.now();
+    let selection = match read_replay(&chosen.as_api_body(), caller, now) {
+        Ok(selection) => selection,
+        Err(ApiError::InvalidPayload(problems)) => {
+            let page = html! {
+                div.error role="alert" {
+                    p { "The replay cannot run with these fields:" }
+                    ul { @for p in &problems { li { strong { (p.field) } " " (p.problem) } } }
+                }
+                (replay_form(&viewer, &chosen))
+            };
+            let page = html::page(Some(&viewer), Nav::Deliveries, "Replay", None, page);
+            return Ok((axum::http::StatusCode::BAD_REQUEST, page_only(page)).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let (targets, statuses, from, to) = selection;
+    let filter = ReplayFilter { targets: targets.as_deref(), statuses: &statuses, from, to };
+    if fields.get("confirm").map(String::as_str) == Some("yes") {
+        let count = redelivery::replay(&state.pool, &caller.owner, &filter, &caller.actor, now).await?;
+        tracing::info!(owner = %caller.owner, count, actor = %caller.actor, "deliveries replayed from the console");
+        return Ok(Redirect::to(&format!("/console/deliveries?notice=replayed&n={count}")).into_response());
+    }
+    let count = redelivery::replay_count(&state.pool, &caller.owner, &filter, now).await?;
+    let tz = caller.timezone;
+    let page = html! {
+        p.notice role="status" id="replay-count" {
+            strong { (count) } " deliveries would be sent again: "
+            (statuses.join(", ")) ", to " (targets.as_ref().map_or("every target".to_string(), |t| t.join(", ")))
+            ", accepted from " (html::time(Some(from), tz)) " to " (html::time(Some(to), tz)) "."
+        }
+        @if count == 0 {
+            p { "Nothing to replay." } p { a href="/console/deliveries" { "Back to deliveries" } }
+        } @else {
+            form.card method="post" action="/console/deliveries/replay" {
+                (html::csrf_field(&viewer))
+                input type="hidden" name="target" value=(chosen.target);
+                @for s in &chosen.statuses { input type="hidden" name="status" value=(s); }
+                input type="hidden" name="from" value=(chosen.from);
+                input type="hidden" name="to" value=(chosen.to);
+                input type="hidden" name="confirm" value="yes";
+                button type="submit" { "Re-send these " (count) " deliveries" }
+                " " a href="/console/deliveries" { "Cancel" }
+            }
+        }
+    };
+    Ok(page_only(html::page(Some(&viewer), Nav::Deliveries, "Replay", None, page)))
+}
