@@ -128,7 +128,9 @@ fn print_banner(listen: &str, base: &str, keys: &DemoKeys, dolphins: &DolphinsSi
         "\n  dolphin-bridge demo is running on {listen} (Ctrl-C to stop)\n\
          \n  A simulated 3Dolphins ({}) sends a customer message every {:.1} s; a simulated contact\n\
          \x20 centre ({}) answers as an agent and closes tickets after three replies.\n\
-         \n  Look at it (read key for tenant {DEMO_OWNER}: {}):\n\
+         \n  Look at it in a browser: {base}/console (sign in with the read key below, or with the\n\
+         \x20 third-party key {} to also retry, cancel and replay deliveries).\n\
+         \n  Or with curl (read key for tenant {DEMO_OWNER}: {}):\n\
          \x20   curl -s {base}/api/v1/tickets -H 'Authorization: Bearer {}'\n\
          \x20   curl -s {base}/api/v1/reports/summary -H 'Authorization: Bearer {}'\n\
          \x20   curl -s {base}/api/v1/deliveries -H 'Authorization: Bearer {}'\n\
@@ -139,6 +141,7 @@ fn print_banner(listen: &str, base: &str, keys: &DemoKeys, dolphins: &DolphinsSi
         dolphins.address,
         TRAFFIC_EVERY.as_secs_f64(),
         third_party.address,
+        keys.third_party,
         keys.read,
         keys.read,
         keys.read,

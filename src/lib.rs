@@ -25,7 +25,7 @@
 //!   dispatcher side, `redelivery` the API and operator side of the same table).
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
-//!   auth, rate limits, the OpenAPI document and the one HTTP error type.
+//!   the operator console (`http::console`, HTML pages over the same functions), auth, rate limits, the OpenAPI document and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (token, conversation history, contacts).
 //! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
 //! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).

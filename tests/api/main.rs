@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod breaker;
+mod browser;
 mod cli;
 mod console;
 mod database_outage;

@@ -76,7 +76,7 @@ pub async fn show(
                                         td { (html::text(&t["queueDepth"])) }
                                         td { (html::time_of(&t["oldestPendingAt"], tz)) }
                                         td {
-                                            (html::badge(t["state"].as_str().unwrap_or("closed")))
+                                            (breaker(t["state"].as_str().unwrap_or("closed")))
                                             @if t["paused"].as_bool() == Some(true) { " " (html::badge("paused")) }
                                         }
                                     }
@@ -95,6 +95,17 @@ pub async fn show(
     };
     let notice = super::notice(params.get("notice"), params.get("n"));
     Ok(page_only(html::page(Some(&viewer), Nav::Overview, "Overview", notice.as_deref(), body)))
+}
+
+/// A circuit breaker's state in an operator's words.
+fn breaker(state: &str) -> Markup {
+    let words = match state {
+        "closed" => "closed: sending",
+        "open" => "open: waiting to probe",
+        "half_open" => "half-open: probing",
+        other => other,
+    };
+    html! { span class={ "badge status-breaker-" (state) } { (words) } }
 }
 
 /// One period's figures as a card.

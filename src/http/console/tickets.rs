@@ -301,7 +301,15 @@ fn timeline(messages: &[MessageRow], events: &[EventRow], tz: Tz) -> Markup {
                         li.event {
                             (html::time(Some(e.at), tz)) " · " strong { (e.kind) }
                             " by " (e.actor)
-                            @if e.detail.as_object().is_some_and(|d| !d.is_empty()) { " " span.muted { (e.detail.to_string()) } }
+                            @if let Some(detail) = e.detail.as_object().filter(|d| !d.is_empty()) {
+                                br;
+                                span.muted {
+                                    @for (i, (name, value)) in detail.iter().enumerate() {
+                                        @if i > 0 { " · " }
+                                        (name) ": " (html::text(value))
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -1,0 +1,246 @@
+//! The console in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). Where they are missing, these tests say so
+//! and stop. Screenshots of every page go to `target/tmp/console-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{fixture, with, TestApp};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A Chromium session; the driver process is killed when this is dropped.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self._profile);
+    }
+}
+
+/// Starts chromedriver and a headless Chromium at laptop width, or `None` when the
+/// packages are not installed.
+async fn browser() -> Option<Browser> {
+    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED: browser tests need `apt-get install chromium chromium-driver`");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = std::env::temp_dir().join(format!("console-chromium-{}", uuid::Uuid::new_v4().simple()));
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+                     "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display()),
+                     "--window-size=1280,900"]
+        }
+    });
+    let caps = caps.as_object().cloned().expect("capabilities");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_error = String::new();
+    for _ in 0..50 {
+        // chromedriver speaks plain HTTP on loopback: no TLS needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+            Ok(client) => return Some(Browser { client, driver, _profile: profile }),
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not start: {last_error}");
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+async fn snap(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn sign_in(client: &Client, app: &TestApp, key: &str) {
+    client.goto(&app.url("/console/sign-in")).await.expect("sign-in page");
+    let field = client.find(Locator::Css("#key")).await.expect("key field");
+    field.send_keys(key).await.expect("type the key");
+    client.find(Locator::Css("form.card button[type=submit]")).await.expect("button").click().await.expect("click");
+}
+
+async fn body_text(client: &Client) -> String {
+    client.find(Locator::Css("body")).await.expect("body").text().await.expect("text")
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sees_the_ticket_and_retries_a_dead_delivery() {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("browser-ops").await;
+
+    // A wrong key: a clear message, still on the sign-in page.
+    sign_in(c, &app, "dbtp_this-key-does-not-exist").await;
+    let alert = c.wait().for_element(Locator::Css("[role=alert]")).await.expect("an error message");
+    assert!(alert.text().await.expect("text").contains("not known"), "the message says why");
+    snap(c, "01-sign-in-wrong-key").await;
+
+    sign_in(c, &app, &tenant.third_party).await;
+    c.wait().for_element(Locator::Css("#figures")).await.expect("the overview");
+    assert_eq!(c.current_url().await.expect("url").path(), "/console/overview");
+
+    // A customer writes; the third party refuses it for good (400), so it goes dead.
+    let event = with(
+        &fixture("incoming-text"),
+        json!({"owner": "browser-ops", "ticketNumber": "BR-1", "customerName": "Siti Browser",
+               "message": "Halo, pesanan saya belum sampai"}),
+    );
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &event).await.status(), 200);
+    app.third_party.reply_next(400, &[], r#"{"error":"unknown customer"}"#);
+    app.dispatch().await;
+
+    c.goto(&app.url("/console/overview")).await.expect("overview");
+    snap(c, "02-overview").await;
+    c.goto(&app.url("/console/tickets")).await.expect("tickets");
+    let row = c.wait().for_element(Locator::LinkText("BR-1")).await.expect("the new ticket is listed");
+    assert!(body_text(c).await.contains("Siti Browser"));
+    snap(c, "03-tickets").await;
+
+    row.click().await.expect("open the ticket");
+    c.wait().for_element(Locator::Css("ol.timeline")).await.expect("the timeline");
+    let text = body_text(c).await;
+    assert!(text.contains("Halo, pesanan saya belum sampai"), "the message is shown");
+    assert!(text.contains("dead"), "the dead delivery is shown");
+    assert!(text.contains("HTTP 400"), "with its attempt's error");
+    snap(c, "04-ticket-dead-delivery").await;
+
+    // The receiver is fixed (it answers 200 by default again); press Retry.
+    c.find(Locator::XPath("//button[normalize-space()='Retry now']"))
+        .await
+        .expect("a retry button")
+        .click()
+        .await
+        .expect("click");
+    let notice = c.wait().for_element(Locator::Css(".notice")).await.expect("a notice");
+    assert!(notice.text().await.expect("text").contains("queued again"));
+    assert_eq!(app.dispatch().await, 1, "the re-queued delivery is sent");
+    let received = app.third_party.wait_for("/incoming", 2).await;
+    assert_eq!(received.last().map(|r| r.json()["message"].clone()), Some(json!("Halo, pesanan saya belum sampai")));
+    c.refresh().await.expect("reload");
+    c.wait().for_element(Locator::Css("ul.deliveries")).await.expect("deliveries");
+    let deliveries = c.find(Locator::Css("ul.deliveries")).await.expect("list").text().await.expect("text");
+    assert!(deliveries.contains("delivered"), "now delivered: {deliveries}");
+    snap(c, "05-ticket-delivered").await;
+
+    // The deliveries page and the replay preview.
+    app.third_party.reply_next(400, &[], "no");
+    let other = with(&event, json!({"ticketNumber": "BR-2"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &other).await.status(), 200);
+    app.dispatch().await;
+    c.goto(&app.url("/console/deliveries")).await.expect("deliveries");
+    assert!(body_text(c).await.contains("BR-2"), "the dead delivery is listed");
+    snap(c, "06-deliveries").await;
+    let today = app.clock_now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive().to_string();
+    // A date input's typing order follows the browser's locale; set its value directly.
+    c.execute("document.getElementById('replay-from').value = arguments[0];", vec![json!(today)])
+        .await
+        .expect("choose the day");
+    c.find(Locator::XPath("//button[contains(., 'Count what this would re-send')]"))
+        .await
+        .expect("preview button")
+        .click()
+        .await
+        .expect("click");
+    let count = c.wait().for_element(Locator::Css("#replay-count")).await.expect("the count");
+    assert!(count.text().await.expect("text").starts_with("1 deliveries would be sent again"));
+    snap(c, "07-replay-preview").await;
+
+    // A phone's width: the ticket page still reads top to bottom.
+    c.set_window_size(390, 844).await.expect("phone size");
+    c.goto(&app.url("/console/tickets/BR-1")).await.expect("ticket");
+    c.wait().for_element(Locator::Css("ol.timeline")).await.expect("timeline");
+    let overflow: serde_json::Value = c
+        .execute("return document.documentElement.scrollWidth > window.innerWidth + 1;", vec![])
+        .await
+        .expect("measure");
+    assert_eq!(overflow, json!(false), "no sideways scrolling at 390 px");
+    snap(c, "08-ticket-phone").await;
+    c.set_window_size(1280, 900).await.expect("laptop size");
+
+    // Sign out: back to the sign-in page, and the console is closed.
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    c.wait().for_element(Locator::Css("#key")).await.expect("the sign-in page");
+    c.goto(&app.url("/console/tickets")).await.expect("tickets");
+    assert_eq!(c.current_url().await.expect("url").path(), "/console/sign-in");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_read_key_sees_everything_but_no_buttons_that_change_anything() {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("browser-read").await;
+    let event = with(&fixture("incoming-text"), json!({"owner": "browser-read", "ticketNumber": "RD-1"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &event).await.status(), 200);
+    app.third_party.reply_next(400, &[], "no");
+    app.dispatch().await;
+
+    sign_in(c, &app, &tenant.read).await;
+    c.wait().for_element(Locator::Css("#figures")).await.expect("the overview");
+    assert!(body_text(c).await.contains("read-only"), "the header says the session is read-only");
+    c.goto(&app.url("/console/tickets/RD-1")).await.expect("ticket");
+    c.wait().for_element(Locator::Css("ul.deliveries")).await.expect("deliveries");
+    assert!(body_text(c).await.contains("dead"));
+    let buttons =
+        c.find_all(Locator::XPath("//button[normalize-space()='Retry now' or normalize-space()='Cancel']")).await;
+    assert!(buttons.expect("search").is_empty(), "no retry or cancel for a read key");
+    snap(c, "09-ticket-read-only").await;
+    c.goto(&app.url("/console/deliveries")).await.expect("deliveries");
+    assert!(c.find_all(Locator::Css("#replay")).await.expect("search").is_empty(), "no replay form either");
+
+    // Posting the retry form anyway (as a crafted page would) is refused.
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM deliveries WHERE owner = 'browser-read'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("delivery");
+    let script = format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '/console/deliveries/{id}/retry';
+         const t = document.querySelector('input[name=csrf]').cloneNode(); f.appendChild(t);
+         document.body.appendChild(f); f.submit();"
+    );
+    c.execute(&script, vec![]).await.expect("post the form");
+    let alert = c.wait().for_element(Locator::Css("[role=alert]")).await.expect("a refusal");
+    assert!(alert.text().await.expect("text").contains("read key"));
+    snap(c, "10-read-key-refused").await;
+    let status: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "dead", "nothing was re-queued");
+    app.finish().await;
+}
