@@ -173,6 +173,26 @@ async fn an_operator_signs_in_sees_the_ticket_and_retries_a_dead_delivery() {
     assert!(count.text().await.expect("text").starts_with("1 deliveries would be sent again"));
     snap(c, "07-replay-preview").await;
 
+    // Cancel asks first: dismissing changes nothing, accepting cancels.
+    let status_of_br2 = || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM deliveries WHERE ticket_number = 'BR-2'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("status")
+    };
+    c.goto(&app.url("/console/deliveries?ticket=BR-2")).await.expect("deliveries");
+    let cancel = Locator::XPath("//button[normalize-space()='Cancel']");
+    c.find(cancel).await.expect("a cancel button").click().await.expect("click");
+    let question = c.get_alert_text().await.expect("a confirmation dialog");
+    assert!(question.contains("will not be sent again"), "the dialog says what cancel does: {question}");
+    c.dismiss_alert().await.expect("dismiss");
+    assert_eq!(status_of_br2().await, "dead", "dismissed: nothing changed");
+    c.find(cancel).await.expect("a cancel button").click().await.expect("click");
+    c.accept_alert().await.expect("accept");
+    let notice = c.wait().for_element(Locator::Css(".notice")).await.expect("a notice");
+    assert!(notice.text().await.expect("text").contains("cancelled"));
+    assert_eq!(status_of_br2().await, "cancelled");
+
     // A phone's width: the ticket page still reads top to bottom.
     c.set_window_size(390, 844).await.expect("phone size");
     c.goto(&app.url("/console/tickets/BR-1")).await.expect("ticket");

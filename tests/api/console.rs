@@ -386,3 +386,48 @@ async fn a_replay_shows_its_count_first_and_changes_nothing_until_confirmed() {
     assert_eq!(delivery_status(&app, &id).await, "pending");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_ticket_page_merges_3dolphins_history_and_shows_the_contact() {
+    use dolphin_bridge::sim::dolphins::{BridgeAccess, DolphinsSim};
+    let app = TestApp::spawn().await;
+    let sim = DolphinsSim::start(3).await.expect("simulator");
+    let owner = "console-history";
+    let tenant = app
+        .create_tenant_with(json!({
+            "owner": owner,
+            "thirdParty": {"incomingUrl": app.third_party.url("/incoming")},
+            "dolphins": {"apiBaseUrl": sim.api_base_url(), "username": "integration", "password": "pw"}
+        }))
+        .await;
+    let access = BridgeAccess { base_url: app.url(""), inbound_token: tenant.inbound.clone(), owner: owner.into() };
+    let (event, status) = sim.emit_incoming(&access).await.expect("bridge");
+    assert_eq!(status, 200);
+    let ticket = event["ticketNumber"].as_str().expect("ticket").to_string();
+    let contact = event["contactId"].as_str().expect("contact").to_string();
+
+    let (_, session) = sign_in(&app, &tenant.read).await;
+    let session = session.expect("session");
+    let csrf = session.csrf().await;
+    let merged = session.post(&format!("/console/tickets/{ticket}/history"), &[("csrf", &csrf)]).await;
+    assert_eq!(merged.status(), StatusCode::SEE_OTHER);
+    let added =
+        app.count(&format!("SELECT count(*) FROM messages WHERE owner = '{owner}' AND source = 'history'")).await;
+    assert_eq!(location(&merged), format!("/console/tickets/{ticket}?notice=history&n={added}"));
+    let (_, page) = session.get(&location(&merged)).await;
+    assert!(page.contains(&format!("3Dolphins history merged: {added} new messages.")), "{page}");
+
+    let (status, page) = session.get(&format!("/console/contacts/{contact}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&contact), "the Contact API document is shown");
+    let (status, _) = session.get("/console/contacts/never-seen-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no enumeration through the console either");
+
+    // 3Dolphins down: the ticket page says so instead of failing.
+    sim.set_api_down(true);
+    let failed = session.post(&format!("/console/tickets/{ticket}/history"), &[("csrf", &csrf)]).await;
+    assert_eq!(failed.status(), StatusCode::OK);
+    let page = failed.text().await.expect("page");
+    assert!(page.contains("could not be merged"), "{page}");
+    app.finish().await;
+}

@@ -117,7 +117,8 @@ pub async fn list(
             }
         }
     };
-    Ok(page_only(html::page(Some(&viewer), Nav::Deliveries, "Deliveries", None, body)))
+    let notice = super::notice(params.get("notice"), params.get("n"));
+    Ok(page_only(html::page(Some(&viewer), Nav::Deliveries, "Deliveries", notice.as_deref(), body)))
 }
 
 /// Deliveries with their attempts, and the buttons the viewer may press. `back` is where
