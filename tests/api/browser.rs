@@ -21,10 +21,20 @@ struct Browser {
     _profile: PathBuf,
 }
 
+impl Browser {
+    /// Ends the WebDriver session, which makes chromedriver quit Chromium.
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
 impl Drop for Browser {
+    /// Chromium outlives a killed chromedriver, so after a failed test its processes are
+    /// found by the profile folder only they use.
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = Command::new("pkill").arg("-KILL").arg("-f").arg(self._profile.as_os_str()).status();
         let _ = std::fs::remove_dir_all(&self._profile);
     }
 }
@@ -215,6 +225,7 @@ async fn an_operator_signs_in_sees_the_ticket_and_retries_a_dead_delivery() {
     c.wait().for_element(Locator::Css("#key")).await.expect("the sign-in page");
     c.goto(&app.url("/console/tickets")).await.expect("tickets");
     assert_eq!(c.current_url().await.expect("url").path(), "/console/sign-in");
+    browser.close().await;
     app.finish().await;
 }
 
@@ -262,5 +273,6 @@ async fn a_read_key_sees_everything_but_no_buttons_that_change_anything() {
         .await
         .expect("status");
     assert_eq!(status, "dead", "nothing was re-queued");
+    browser.close().await;
     app.finish().await;
 }
