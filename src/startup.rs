@@ -114,13 +114,14 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let housekeeping = options
         .workers
         .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
-    let dispatcher = if options.workers {
+    let (dispatcher, outbox) = if options.workers {
         let dispatcher = Dispatcher::new(pool.clone(), config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
-        Some(tokio::spawn(dispatcher.run(shutdown_rx.clone())))
+        let outbox = dispatcher.waker();
+        (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone()))), outbox)
     } else {
         heartbeat.beat();
-        None
+        (None, Arc::new(tokio::sync::Notify::new()))
     };
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -140,6 +141,7 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         limiter,
         openapi,
         dolphins,
+        outbox,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -33,13 +33,29 @@ struct Args {
     /// each) straight into PostgreSQL and time the query and report endpoints.
     #[arg(long)]
     query_rows: Option<u64>,
+    /// Before the ingest run: store this many tickets (the cost-growth measurement).
+    #[arg(long)]
+    seed_tickets: Option<u64>,
+    /// Messages per seeded ticket.
+    #[arg(long, default_value_t = 10)]
+    seed_messages_per_ticket: u64,
+    /// Build a backlog while the receiver answers 503 (breaker and retries included), then
+    /// bring it up and time the drain. The bridge runs with a short retry schedule.
+    #[arg(long)]
+    backlog: bool,
     /// PostgreSQL server (a database `dolphin_bridge_bench_<pid>` is created and dropped).
     #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
 }
 
-/// When each message arrived at the receiver.
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+/// What the receiver saw: when each message first arrived, in arrival order.
+#[derive(Default)]
+struct Seen {
+    first: HashMap<String, Instant>,
+    order: Vec<String>,
+}
+
+type Arrivals = Arc<Mutex<Seen>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -52,12 +68,24 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{}/{db}", args.server);
 
     let arrivals: Arrivals = Arc::default();
-    let receiver = start_receiver(arrivals.clone()).await?;
+    let receiver_up = Arc::new(std::sync::atomic::AtomicBool::new(!args.backlog));
+    let receiver = start_receiver(arrivals.clone(), receiver_up.clone()).await?;
     let tenant = add_tenant(&exe, &url, &format!("http://{receiver}/incoming"))?;
     let token = tenant["credentials"]["inboundToken"].as_str().context("inbound token")?.to_string();
     let owner = tenant["owner"].as_str().context("owner")?.to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut bridge = start_bridge(&exe, &url, port).await?;
+    if let Some(tickets) = args.seed_tickets {
+        let pool = dolphin_bridge::store::connect_lazy(&url, 2)?;
+        let t = Instant::now();
+        seed(&pool, &owner, tickets, args.seed_messages_per_ticket).await?;
+        println!(
+            "seeded {tickets} tickets and {} messages in {:.0} s",
+            tickets * args.seed_messages_per_ticket,
+            t.elapsed().as_secs_f64()
+        );
+        pool.close().await;
+    }
+    let mut bridge = start_bridge(&exe, &url, port, args.backlog).await?;
     if let Some(rows) = args.query_rows {
         let read_key = tenant["credentials"]["readKey"].as_str().context("read key")?.to_string();
         let result = query_bench(&url, &owner, rows, port, &read_key).await;
@@ -112,14 +140,25 @@ async fn main() -> anyhow::Result<()> {
     while senders.join_next().await.is_some() {}
     let send_time = started.elapsed();
     let accepted = std::mem::take(&mut *accepted.lock().map_err(|_| anyhow::anyhow!("lock"))?);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while arrivals.lock().map(|a| a.len()).unwrap_or(0) < accepted.len() && Instant::now() < deadline {
+    let arrived = || arrivals.lock().map(|a| a.first.len()).unwrap_or(0);
+    let up_at = Instant::now();
+    if args.backlog {
+        let waiting = accepted.len() - arrived();
+        println!("  backlog built: {waiting} deliveries waiting; the receiver comes up now");
+        receiver_up.store(true, Ordering::Relaxed);
+    }
+    let deadline = Instant::now() + Duration::from_secs(if args.backlog { 900 } else { 120 });
+    while arrived() < accepted.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_delivered = started.elapsed();
+    let drained_in = up_at.elapsed();
     let cpu = cpu_seconds(bridge.id()).zip(cpu_before).map(|(after, before)| after - before);
     let peak_rss = peak_rss_kib(bridge.id());
-    let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+    let (arrivals, order) = {
+        let seen = arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        (seen.first.clone(), seen.order.clone())
+    };
 
     let mut request: Vec<f64> = accepted.iter().map(|a| a.2.as_secs_f64() * 1000.0).collect();
     let mut to_receipt: Vec<f64> = accepted
@@ -141,6 +180,15 @@ async fn main() -> anyhow::Result<()> {
         arrivals.len(),
         arrivals.len() as f64 / all_delivered.as_secs_f64()
     );
+    if args.backlog {
+        println!(
+            "  drain               {} in {:.1} s after the receiver came up ({:.0}/s, breaker probe and retry waits included)",
+            arrivals.len(),
+            drained_in.as_secs_f64(),
+            arrivals.len() as f64 / drained_in.as_secs_f64()
+        );
+    }
+    println!("  per-ticket order    {}", order_check(&stats_pool, &order).await?);
     println!("  request latency ms  {}", summary(&mut request));
     println!("  accept→receipt ms   {}", summary(&mut to_receipt));
     if let Some(cpu) = cpu {
@@ -176,14 +224,7 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     let started = Instant::now();
     let rows = i64::try_from(rows)?;
     for sql in [
-        "INSERT INTO tickets (owner, ticket_number, status, channel, account_id, contact_id, customer_name, group_id,
-             language, created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,
-             messages_in, messages_out, created_at, updated_at)
-         SELECT $1, 'T' || g, CASE WHEN g % 3 = 0 THEN 'closed' ELSE 'open' END,
-                (ARRAY['whatsapp', 'telegrambot', 'webchat'])[1 + g % 3], '62812' || g, 'contact-' || (g % 50000),
-                'Customer ' || (g % 100000), '', '', ts, ts, ts, ts + (g % 600) * interval '1 second',
-                CASE WHEN g % 3 = 0 THEN ts + interval '1 hour' END, ts, 1, 1, ts, ts
-         FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - (g::float8 * 2592000 / $2) * interval '1 second' AS ts) AS t",
+        SEED_TICKETS,
         "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, raw)
          SELECT t.owner, gen_random_uuid(), t.ticket_number, 'in', 'text', 'hello', '', '3dolphins', t.opened_at, '{}'
          FROM tickets t WHERE t.owner = $1 AND $2 > 0",
@@ -241,6 +282,59 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     Ok(())
 }
 
+/// Whether each ticket's messages first arrived in the bridge's order for that ticket (the
+/// outbox sequence it assigned on acceptance).
+async fn order_check(pool: &sqlx::PgPool, order: &[String]) -> anyhow::Result<String> {
+    let rows: Vec<(String, i32, Option<String>)> =
+        sqlx::query_as("SELECT ticket_number, sequence, (body::jsonb)->>'message' FROM deliveries")
+            .fetch_all(pool)
+            .await?;
+    let position: HashMap<String, (String, i32)> =
+        rows.into_iter().filter_map(|(ticket, seq, m)| m.map(|m| (m, (ticket, seq)))).collect();
+    let mut last: HashMap<&str, i32> = HashMap::new();
+    let mut inversions = 0;
+    for m in order {
+        let Some((ticket, seq)) = position.get(m) else { continue };
+        if last.insert(ticket.as_str(), *seq).is_some_and(|previous| previous > *seq) {
+            inversions += 1;
+        }
+    }
+    Ok(if inversions == 0 {
+        "kept: every ticket's first arrivals follow its outbox sequence".into()
+    } else {
+        format!("{inversions} first arrivals out of order")
+    })
+}
+
+/// Stores `tickets` tickets over the last 30 days with `messages` messages each, straight
+/// into PostgreSQL (generate_series), then VACUUM ANALYZE.
+async fn seed(pool: &sqlx::PgPool, owner: &str, tickets: u64, messages: u64) -> anyhow::Result<()> {
+    let (tickets, messages) = (i64::try_from(tickets)?, i64::try_from(messages)?);
+    sqlx::query(SEED_TICKETS).bind(owner).bind(tickets).execute(pool).await?;
+    sqlx::query(
+        "INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at, raw)
+         SELECT t.owner, gen_random_uuid(), t.ticket_number, CASE WHEN k % 2 = 0 THEN 'out' ELSE 'in' END, 'text',
+                'seeded message ' || k, '', '3dolphins', t.opened_at + k * interval '1 second', '{}'
+         FROM tickets t, generate_series(1, $2) AS k WHERE t.owner = $1",
+    )
+    .bind(owner)
+    .bind(messages)
+    .execute(pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+/// Tickets over the last 30 days (a third closed, three channels).
+const SEED_TICKETS: &str = "INSERT INTO tickets (owner, ticket_number, status, channel, account_id, contact_id, customer_name, group_id,
+         language, created_date, opened_at, first_message_at, first_response_at, closed_at, last_message_at,
+         messages_in, messages_out, created_at, updated_at)
+     SELECT $1, 'T' || g, CASE WHEN g % 3 = 0 THEN 'closed' ELSE 'open' END,
+            (ARRAY['whatsapp', 'telegrambot', 'webchat'])[1 + g % 3], '62812' || g, 'contact-' || (g % 50000),
+            'Customer ' || (g % 100000), '', '', ts, ts, ts, ts + (g % 600) * interval '1 second',
+            CASE WHEN g % 3 = 0 THEN ts + interval '1 hour' END, ts, 1, 1, ts, ts
+     FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - (g::float8 * 2592000 / $2) * interval '1 second' AS ts) AS t";
+
 fn event(owner: &str, ticket: usize, message: &str) -> Value {
     json!({"ticketNumber": format!("bench-ticket-{ticket}"), "channel": "whatsapp", "accountId": "6281234500001",
            "contactId": format!("contact-{ticket}"), "messageType": "text", "message": message, "mediaLink": "",
@@ -257,19 +351,30 @@ fn summary(samples: &mut [f64]) -> String {
     format!("p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}", at(0.5), at(0.95), at(0.99), at(1.0))
 }
 
-async fn start_receiver(arrivals: Arrivals) -> anyhow::Result<std::net::SocketAddr> {
+/// A receiver that answers success at once (or 503 while `up` is false) and notes the
+/// first arrival of each message.
+async fn start_receiver(
+    arrivals: Arrivals,
+    up: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<std::net::SocketAddr> {
     let app = axum::Router::new().fallback(move |body: Bytes| {
-        let arrivals = arrivals.clone();
+        let (arrivals, up) = (arrivals.clone(), up.clone());
         async move {
+            if !up.load(Ordering::Relaxed) {
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/json")], "{}");
+            }
             let now = Instant::now();
             if let Some(m) =
                 serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["message"].as_str().map(str::to_string))
             {
-                if let Ok(mut a) = arrivals.lock() {
-                    a.entry(m).or_insert(now);
+                if let Ok(mut seen) = arrivals.lock() {
+                    if !seen.first.contains_key(&m) {
+                        seen.first.insert(m.clone(), now);
+                        seen.order.push(m);
+                    }
                 }
             }
-            ([("content-type", "application/json")], r#"{"status":"success"}"#)
+            (axum::http::StatusCode::OK, [("content-type", "application/json")], r#"{"status":"success"}"#)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -290,8 +395,12 @@ fn add_tenant(exe: &std::path::Path, url: &str, incoming: &str) -> anyhow::Resul
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-async fn start_bridge(exe: &std::path::Path, url: &str, port: u16) -> anyhow::Result<Child> {
-    let child = Command::new(exe)
+async fn start_bridge(exe: &std::path::Path, url: &str, port: u16, short_retries: bool) -> anyhow::Result<Child> {
+    let mut command = Command::new(exe);
+    if short_retries {
+        command.env("BRIDGE_RETRY_SCHEDULE", "1s,2s,4s,8s,16s,30s,30s,30s,30s,30s");
+    }
+    let child = command
         .arg("serve")
         .env("DATABASE_URL", url)
         .env("BRIDGE_LISTEN", format!("127.0.0.1:{port}"))

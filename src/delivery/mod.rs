@@ -44,8 +44,9 @@ pub struct Dispatcher {
     heartbeat: Heartbeat,
     /// `BRIDGE_WORKERS`: attempts in flight at once in this process.
     workers: Arc<Semaphore>,
-    /// Signalled when an attempt finishes, so its ticket's next delivery goes at once.
-    finished: Arc<Notify>,
+    /// Signalled when an attempt finishes (its ticket's next delivery can go) and when
+    /// this process accepted new work (see [`Dispatcher::waker`]).
+    wake: Arc<Notify>,
     /// 3Dolphins API tokens for tenants with `useApiToken`.
     tokens: TokenCache,
 }
@@ -70,9 +71,17 @@ impl Dispatcher {
             clock,
             heartbeat,
             workers,
-            finished: Arc::new(Notify::new()),
+            wake: Arc::new(Notify::new()),
             tokens: TokenCache::default(),
         })
+    }
+
+    /// What the HTTP side signals after committing new deliveries: the dispatcher of the
+    /// same process looks at once. Other processes find that work on their next poll
+    /// (a `pg_notify` per accepted event serialised every commit on PostgreSQL's notify
+    /// queue lock); operator actions still notify every process.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// Claims what is due now (probes of recovering endpoints first) and sends it all,
@@ -125,7 +134,7 @@ impl Dispatcher {
                             in_flight.spawn(async move {
                                 this.deliver(claim).await;
                                 drop(permit);
-                                this.finished.notify_one();
+                                this.wake.notify_one();
                             });
                         }
                         if claimed >= free {
@@ -141,7 +150,7 @@ impl Dispatcher {
             let pause = if failures > 0 { POLL_INTERVAL * failures.min(5) } else { POLL_INTERVAL };
             tokio::select! {
                 woke = recv(&mut listener) => if !woke { listener = None },
-                _ = self.finished.notified() => {}
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }

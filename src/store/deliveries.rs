@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::domain::{DeliveryStatus, EventKind, Target};
 
-/// The channel `pg_notify` wakes the dispatchers on.
+/// The channel `pg_notify` wakes every process's dispatcher on (operator actions: retry,
+/// replay, resume).
 pub const NOTIFY_CHANNEL: &str = "dolphin_bridge_deliveries";
 
 pub struct NewDelivery<'a> {
@@ -21,16 +22,13 @@ pub struct NewDelivery<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Writes a delivery into the outbox, due at once, and wakes the dispatchers when the
-/// surrounding transaction commits (PostgreSQL delivers NOTIFY on commit only).
+/// Writes a delivery into the outbox, due at once. The caller wakes its own process's
+/// dispatcher after the commit ([`crate::delivery::Dispatcher::waker`]).
 pub async fn enqueue(db: impl PgExecutor<'_>, d: NewDelivery<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "WITH ins AS (
-             INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
-                                     next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)
-             RETURNING 1)
-         SELECT pg_notify($10, '') FROM ins",
+        "INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
+                                 next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)",
     )
     .bind(d.owner)
     .bind(d.id)
@@ -41,7 +39,6 @@ pub async fn enqueue(db: impl PgExecutor<'_>, d: NewDelivery<'_>) -> Result<(), 
     .bind(d.sequence)
     .bind(d.body)
     .bind(d.now)
-    .bind(NOTIFY_CHANNEL)
     .execute(db)
     .await?;
     Ok(())

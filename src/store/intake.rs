@@ -4,7 +4,7 @@
 
 use sqlx::PgExecutor;
 
-use super::deliveries::{NewDelivery, NOTIFY_CHANNEL};
+use super::deliveries::NewDelivery;
 use super::events::NewEvent;
 use super::messages::NewMessage;
 
@@ -34,7 +34,7 @@ pub async fn record_message(
                                      next_attempt_at, created_at)
              SELECT $1, $15, $3, $2, $16, $17, $18, $19, 'pending', $9, $9 WHERE $15::uuid IS NOT NULL
              RETURNING 1)
-         SELECT pg_notify($20, '') FROM dl",
+         SELECT 1",
     )
     .bind(m.owner)
     .bind(m.id)
@@ -55,7 +55,6 @@ pub async fn record_message(
     .bind(delivery.as_ref().map(|d| d.target.peer().as_str()))
     .bind(delivery.as_ref().map(|d| d.sequence))
     .bind(delivery.as_ref().map(|d| d.body))
-    .bind(NOTIFY_CHANNEL)
     .execute(db)
     .await?;
     Ok(())

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{migrate::MigrateDatabase, PgPool, Postgres};
 
 /// The embedded migrations (`migrations/`), applied by `serve` and `migrate`.
@@ -45,19 +45,47 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        // Check a connection before handing it out: after a database restart the pool
-        // would otherwise hand out dead sockets, one failed request each.
-        .test_before_acquire(true)
+        // Check a connection that sat idle before handing it out: after a database restart
+        // the pool would otherwise hand out dead sockets, one failed request each. A busy
+        // connection is not pinged: that would add a round trip to every transaction.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < IDLE_BEFORE_PING {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
 }
+
+/// How long a pooled connection may sit idle before it is checked on the way out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// Connects without waiting for the server: the first query opens the first connection.
 ///
 /// JIT compilation is turned off for the bridge's sessions: its queries are short or
 /// index-driven, and PostgreSQL's JIT, which kicks in on cost estimates, was measured to
 /// add 0.5–1 s of compile time to report queries that run in 0.2 s without it.
+///
+/// A server on the same machine (loopback or a Unix socket) is reached without TLS unless
+/// the URL asks for an `sslmode`: encrypting loopback traffic protects nothing and was a
+/// visible share of the bridge's and PostgreSQL's CPU under load.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
+    let mut options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
+    if is_local(&options) && !asks_for_sslmode(url) {
+        options = options.ssl_mode(PgSslMode::Disable);
+    }
     Ok(pool_options(max_connections).connect_lazy_with(options))
+}
+
+fn is_local(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]")
+}
+
+fn asks_for_sslmode(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("sslmode")))
 }
 
 /// Whether `err` means the database could not be reached (as opposed to a query that
