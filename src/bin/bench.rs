@@ -181,11 +181,16 @@ async fn main() -> anyhow::Result<()> {
         arrivals.len() as f64 / all_delivered.as_secs_f64()
     );
     if args.backlog {
+        let first = arrivals.values().min().copied().unwrap_or(up_at);
+        let last = arrivals.values().max().copied().unwrap_or(up_at);
+        let flowing = last.saturating_duration_since(first).as_secs_f64().max(0.001);
         println!(
-            "  drain               {} in {:.1} s after the receiver came up ({:.0}/s, breaker probe and retry waits included)",
+            "  drain               {} in {:.1} s after the receiver came up; {:.1} s of that waiting for the \
+             breaker's probe, then {:.0}/s",
             arrivals.len(),
             drained_in.as_secs_f64(),
-            arrivals.len() as f64 / drained_in.as_secs_f64()
+            first.saturating_duration_since(up_at).as_secs_f64(),
+            arrivals.len() as f64 / flowing
         );
     }
     println!("  per-ticket order    {}", order_check(&stats_pool, &order).await?);

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -25,7 +25,7 @@ use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::heartbeat::Heartbeat;
 use crate::secrets::Sealer;
-use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, NOTIFY_CHANNEL};
+use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, Success, NOTIFY_CHANNEL};
 use crate::store::endpoints;
 use crate::telemetry::names;
 
@@ -49,7 +49,13 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// 3Dolphins API tokens for tenants with `useApiToken`.
     tokens: TokenCache,
+    /// Where a running dispatcher hands successful attempts to be recorded in batches
+    /// ([`record_successes`]); `None` records each attempt itself ([`Dispatcher::run_once`]).
+    successes: Option<mpsc::Sender<Success>>,
 }
+
+/// Most successes written by one statement.
+const SUCCESS_BATCH: usize = 256;
 
 impl Dispatcher {
     pub fn new(
@@ -73,6 +79,7 @@ impl Dispatcher {
             workers,
             wake: Arc::new(Notify::new()),
             tokens: TokenCache::default(),
+            successes: None,
         })
     }
 
@@ -102,7 +109,23 @@ impl Dispatcher {
     /// workers, sends them concurrently, and sleeps until notified, an attempt finishes,
     /// or the poll interval passes. On shutdown it stops claiming, lets in-flight
     /// attempts finish (each bounded by its timeout) and records them.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    ///
+    /// Successful attempts (nearly all of them) are recorded by a companion task in
+    /// batches, one statement each, so a worker is free as soon as its request is answered;
+    /// the delivery stays claimed (and its ticket's next delivery waits) until recorded.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let (sender, receiver) = mpsc::channel(4 * SUCCESS_BATCH);
+        let recorder = tokio::spawn(record_successes(self.pool.clone(), receiver, self.wake.clone()));
+        let this = Dispatcher { successes: Some(sender), ..self };
+        this.run_loop(shutdown).await;
+        // Every sender is gone once the loop and its attempts are done: the recorder
+        // writes what it still holds and ends.
+        if recorder.await.is_err() {
+            tracing::error!("the success recorder panicked");
+        }
+    }
+
+    async fn run_loop(self, mut shutdown: watch::Receiver<bool>) {
         let mut listener = None;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
@@ -263,6 +286,22 @@ impl Dispatcher {
             .increment(1);
         metrics::histogram!(names::ATTEMPT_DURATION, "target" => target.as_str())
             .record(outcome.duration.as_secs_f64());
+        if let (DeliveryStatus::Delivered, Some(successes)) = (status, &self.successes) {
+            let success = Success {
+                owner: claim.owner.clone(),
+                id: claim.id,
+                lease_token: claim.lease_token,
+                started_at,
+                finished_at,
+                duration_ms: record.duration_ms,
+                http_status: record.http_status,
+                response_head: outcome.response_head.clone(),
+            };
+            if successes.send(success).await.is_ok() {
+                tracing::debug!(attempt = attempts_made, "delivered");
+                return;
+            }
+        }
         match self.record(&claim, &record).await {
             Ok(true) => match status {
                 DeliveryStatus::Delivered => tracing::debug!(attempt = attempts_made, "delivered"),
@@ -369,5 +408,44 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
             Ok(None) | Err(_) => false,
         },
         None => std::future::pending().await,
+    }
+}
+
+/// Writes successful attempts in batches until every sender is gone, then wakes the
+/// dispatcher: the recorded tickets' next deliveries can be claimed. A batch that cannot be
+/// written after a few tries is dropped; its deliveries are sent again after the lease
+/// (at least once).
+async fn record_successes(pool: PgPool, mut receiver: mpsc::Receiver<Success>, wake: Arc<Notify>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < SUCCESS_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut tries = 0;
+        loop {
+            match deliveries::record_successes(&pool, &batch).await {
+                Ok(recorded) => {
+                    if recorded < batch.len() as u64 {
+                        tracing::warn!(
+                            lost = batch.len() as u64 - recorded,
+                            "leases lost before successes were recorded; another dispatcher owns them now"
+                        );
+                    }
+                    break;
+                }
+                Err(e) if crate::store::is_unavailable(&e) && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = batch.len(), "could not record delivered attempts; they will be sent again after the lease");
+                    break;
+                }
+            }
+        }
+        wake.notify_one();
     }
 }

@@ -218,6 +218,74 @@ pub async fn record_attempt(
     Ok(recorded.is_some())
 }
 
+/// A successful attempt waiting to be recorded with others ([`record_successes`]).
+#[derive(Debug, Clone)]
+pub struct Success {
+    pub owner: String,
+    pub id: Uuid,
+    pub lease_token: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub http_status: Option<i32>,
+    pub response_head: Option<String>,
+}
+
+/// Records many successful attempts in one statement: the same rows as
+/// [`record_attempt`] writes for a success (delivery delivered, attempt logged, breaker
+/// reset, `delivered` audited), under the same fencing. Answers how many still held
+/// their lease.
+pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<u64, sqlx::Error> {
+    let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
+    let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
+    let started: Vec<DateTime<Utc>> = batch.iter().map(|s| s.started_at).collect();
+    let finished: Vec<DateTime<Utc>> = batch.iter().map(|s| s.finished_at).collect();
+    let durations: Vec<i32> = batch.iter().map(|s| s.duration_ms).collect();
+    let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
+    let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
+    let done = sqlx::query(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
+                                  $6::int[], $7::int[], $8::text[])
+                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head)),
+         upd AS (
+             UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, last_error = NULL,
+                 delivered_at = i.finished_at, lease_until = NULL, lease_token = NULL
+             FROM input i
+             WHERE d.owner = i.owner AND d.id = i.id AND d.lease_token = i.token
+             RETURNING d.owner, d.id, d.ticket_number, d.target, d.attempts, i.started_at, i.finished_at,
+                       i.duration_ms, i.http_status, i.head),
+         att AS (
+             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
+             SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
+             RETURNING 1),
+         reset AS (
+             UPDATE endpoints ep SET consecutive_failures = 0, state = 'closed', opened_at = NULL, retry_at = NULL,
+                                     probe_until = NULL
+             FROM (SELECT DISTINCT owner, target FROM upd) u
+             WHERE ep.owner = u.owner AND ep.target = u.target
+               AND (ep.consecutive_failures > 0 OR ep.state <> 'closed')
+             RETURNING 1)
+         INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
+         SELECT owner, ticket_number, 'delivered', finished_at, 'bridge',
+                jsonb_strip_nulls(jsonb_build_object('deliveryId', id, 'target', target, 'attempt', attempts,
+                                                     'httpStatus', http_status))
+         FROM upd ORDER BY finished_at",
+    )
+    .bind(owners)
+    .bind(ids)
+    .bind(tokens)
+    .bind(started)
+    .bind(finished)
+    .bind(durations)
+    .bind(statuses)
+    .bind(heads)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Cancels every waiting delivery of a tenant (tenant deletion).
 pub async fn cancel_all_waiting(db: impl PgExecutor<'_>, owner: &str) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
