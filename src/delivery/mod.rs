@@ -55,7 +55,7 @@ pub struct Dispatcher {
 }
 
 /// Most successes written by one statement.
-const SUCCESS_BATCH: usize = 256;
+const SUCCESS_BATCH: usize = 64;
 
 impl Dispatcher {
     pub fn new(
