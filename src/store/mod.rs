@@ -111,3 +111,22 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 pub fn is_unstorable_text(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("22021" | "22P05")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(url: &str) -> PgConnectOptions {
+        PgConnectOptions::from_str(url).expect("a valid URL")
+    }
+
+    #[test]
+    fn only_a_local_server_without_an_explicit_sslmode_goes_without_tls() {
+        for local in ["postgres://u@127.0.0.1:5432/db", "postgres://u@localhost/db", "postgres://u@[::1]:5432/db"] {
+            assert!(is_local(&options(local)), "{local}");
+            assert!(!asks_for_sslmode(local), "{local}");
+        }
+        assert!(!is_local(&options("postgres://u@db.example.com/db")));
+        assert!(asks_for_sslmode("postgres://u@127.0.0.1/db?sslmode=require"));
+    }
+}
