@@ -84,9 +84,9 @@ impl Dispatcher {
     }
 
     /// What the HTTP side signals after committing new deliveries: the dispatcher of the
-    /// same process looks at once. Other processes find that work on their next poll
-    /// (a `pg_notify` per accepted event serialised every commit on PostgreSQL's notify
-    /// queue lock); operator actions still notify every process.
+    /// same process looks at once. Other processes find that work on their next poll: a
+    /// `pg_notify` per accepted event would take PostgreSQL's global notify lock at every
+    /// commit. Operator actions (retry, replay, resume) still notify every process.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
     }
