@@ -220,35 +220,51 @@ fn delivery_id(raw: &str) -> Result<uuid::Uuid, ConsoleError> {
 }
 
 pub async fn retry(
-    State(state): State<AppState>,
+    state: State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = Viewer::from_request(&state, &headers).await?;
-    let fields = form(&body);
-    check_form(&viewer, &headers, &fields)?;
-    let caller = viewer.require_act()?;
-    let id = delivery_id(&id)?;
-    redelivery::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
-    tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery re-queued from the console");
-    Ok(Redirect::to(&back_to(&fields, "retried")).into_response())
+    act(state, headers, id, body, Action::Retry).await
 }
 
 pub async fn cancel(
+    state: State<AppState>,
+    headers: HeaderMap,
+    id: Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    act(state, headers, id, body, Action::Cancel).await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Retry,
+    Cancel,
+}
+
+/// Retries or cancels one delivery with the API's own store action and refusals, then goes
+/// back to the page the button was on.
+async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
+    action: Action,
 ) -> Result<Response, ConsoleError> {
     let viewer = Viewer::from_request(&state, &headers).await?;
     let fields = form(&body);
     check_form(&viewer, &headers, &fields)?;
     let caller = viewer.require_act()?;
     let id = delivery_id(&id)?;
-    redelivery::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
-    tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery cancelled from the console");
-    Ok(Redirect::to(&back_to(&fields, "cancelled")).into_response())
+    let (pool, owner, actor, now) = (&state.pool, &caller.owner, &caller.actor, state.clock.now());
+    let (outcome, notice) = match action {
+        Action::Retry => (redelivery::retry(pool, owner, id, actor, now).await?, "retried"),
+        Action::Cancel => (redelivery::cancel(pool, owner, id, actor, now).await?, "cancelled"),
+    };
+    outcome.map_err(refused)?;
+    tracing::info!(%owner, delivery = %id, %actor, ?action, "delivery action from the console");
+    Ok(Redirect::to(&back_to(&fields, notice)).into_response())
 }
 
 /// The replay form's fields, kept between the preview and the confirmation.
