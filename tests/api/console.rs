@@ -300,6 +300,14 @@ async fn pages_escape_what_customers_write_and_load_nothing_from_elsewhere() {
     }
     let (_, ticket) = session.get("/console/tickets/XSS-1").await;
     assert!(ticket.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name is shown, escaped");
+
+    // A ticket number with a space and a plus: the list links to a page that opens.
+    let odd = with(&event, json!({"ticketNumber": "odd one+two"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &odd).await.status(), 200);
+    let (_, list) = session.get("/console/tickets").await;
+    let href = "/console/tickets/odd%20one%2Btwo";
+    assert!(list.contains(&format!("href=\"{href}\"")), "{list}");
+    assert_eq!(session.get(href).await.0, StatusCode::OK);
     app.finish().await;
 }
 

@@ -135,7 +135,7 @@ pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str)
                 li.card {
                     p.delivery-head {
                         strong { (html::text(&d["target"])) } " " (html::badge(status))
-                        " · ticket " a href={ "/console/tickets/" (url::form_urlencoded::byte_serialize(html::text(&d["ticketNumber"]).as_bytes()).collect::<String>()) } { (html::text(&d["ticketNumber"])) }
+                        " · ticket " a href={ "/console/tickets/" (html::path_segment(&html::text(&d["ticketNumber"]))) } { (html::text(&d["ticketNumber"])) }
                     }
                     dl.facts.small {
                         div { dt { "Accepted" } dd { (html::time_of(&d["createdAt"], tz)) } }

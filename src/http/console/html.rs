@@ -123,6 +123,12 @@ pub fn badge(status: &str) -> Markup {
     html! { span class={ "badge status-" (status) } { (status) } }
 }
 
+/// A value as one URL path segment. (Form encoding writes a space as `+`, which a path
+/// reads back as a plus sign; `%20` reads back as the space.)
+pub fn path_segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
 /// The text of a JSON string or number, "" for null.
 pub fn text(value: &Value) -> String {
     match value {

@@ -154,7 +154,7 @@ fn with_cursor(filters: &str, cursor: &str) -> String {
 
 /// A ticket number as a path segment.
 fn ticket_href(ticket: &str) -> String {
-    format!("/console/tickets/{}", url::form_urlencoded::byte_serialize(ticket.as_bytes()).collect::<String>())
+    format!("/console/tickets/{}", html::path_segment(ticket))
 }
 
 /// Long ticket numbers (3Dolphins uses 32 hex digits) shortened for tables; the full
@@ -228,7 +228,7 @@ async fn render(
                 button type="submit" { "Fetch 3Dolphins history" }
             }
             @if let Some(contact) = &row.contact_id {
-                a.button href={ "/console/contacts/" (url::form_urlencoded::byte_serialize(contact.as_bytes()).collect::<String>()) } { "Show contact" }
+                a.button href={ "/console/contacts/" (html::path_segment(contact)) } { "Show contact" }
             }
         }
         @if let Some(error) = error {
