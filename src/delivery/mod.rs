@@ -94,7 +94,7 @@ impl Dispatcher {
     /// Claims what is due now (probes of recovering endpoints first) and sends it all,
     /// returning how many attempts were made. Tests call this in a loop instead of sleeping.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let batch = self.claim_batch(self.config.workers, true).await?;
+        let batch = self.claim_batch(self.config.workers, true, uuid::Uuid::new_v4()).await?;
         let n = batch.len();
         let mut attempts = JoinSet::new();
         for claim in batch {
@@ -129,6 +129,8 @@ impl Dispatcher {
         let mut listener = None;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
+        // Tokens of claims that failed: PostgreSQL may have committed them all the same.
+        let mut unanswered: Vec<uuid::Uuid> = Vec::new();
         let mut last_probe = tokio::time::Instant::now() - PROBE_INTERVAL;
         loop {
             self.heartbeat.beat();
@@ -139,13 +141,25 @@ impl Dispatcher {
                 listener = self.listen().await;
             }
             while in_flight.try_join_next().is_some() {}
+            if !unanswered.is_empty() {
+                match deliveries::release(&self.pool, &unanswered).await {
+                    Ok(released) => {
+                        if released > 0 {
+                            tracing::info!(released, "released deliveries claimed by a claim whose reply was lost");
+                        }
+                        unanswered.clear();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot release unanswered claims yet"),
+                }
+            }
             let free = self.workers.available_permits();
             if free > 0 {
                 let probe = last_probe.elapsed() >= PROBE_INTERVAL;
                 if probe {
                     last_probe = tokio::time::Instant::now();
                 }
-                match self.claim_batch(free, probe).await {
+                let token = uuid::Uuid::new_v4();
+                match self.claim_batch(free, probe, token).await {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
@@ -165,6 +179,11 @@ impl Dispatcher {
                         }
                     }
                     Err(e) => {
+                        // Bounded: a forgotten token only means waiting for the lease.
+                        if unanswered.len() >= 1024 {
+                            unanswered.remove(0);
+                        }
+                        unanswered.push(token);
                         failures = failures.saturating_add(1);
                         tracing::warn!(error = %e, "claiming deliveries failed; retrying");
                     }
@@ -184,14 +203,17 @@ impl Dispatcher {
 
     /// Claims up to `room` deliveries: first (when `probes`) one probe for each endpoint
     /// whose breaker may be tested again, then due work.
-    async fn claim_batch(&self, room: usize, probes: bool) -> Result<Vec<Claimed>, sqlx::Error> {
+    ///
+    /// Every row claimed by one call carries `token` as its lease token (the fence of its
+    /// record), so a call whose reply was lost can be undone with [`deliveries::release`].
+    async fn claim_batch(&self, room: usize, probes: bool, token: uuid::Uuid) -> Result<Vec<Claimed>, sqlx::Error> {
         let now = self.clock.now();
         let lease = self.config.lease;
         let mut batch = Vec::new();
         if probes {
             for (owner, target) in endpoints::take_probe_slots(&self.pool, now, lease).await? {
                 let scope = ClaimScope::Probe { owner: &owner, target: &target };
-                let claimed = deliveries::claim(&self.pool, scope, now, lease, 1).await?;
+                let claimed = deliveries::claim(&self.pool, scope, now, lease, 1, token).await?;
                 if claimed.is_empty() {
                     endpoints::return_probe_slot(&self.pool, &owner, &target, now).await?;
                 } else {
@@ -202,7 +224,7 @@ impl Dispatcher {
         }
         let room = i64::try_from(room.saturating_sub(batch.len())).unwrap_or(0);
         if room > 0 {
-            batch.extend(deliveries::claim(&self.pool, ClaimScope::Due, now, lease, room).await?);
+            batch.extend(deliveries::claim(&self.pool, ClaimScope::Due, now, lease, room, token).await?);
         }
         Ok(batch)
     }

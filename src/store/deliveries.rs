@@ -92,6 +92,7 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease: std::time::Duration,
     limit: i64,
+    token: Uuid,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     let (endpoint_rule, owner, target) = match scope {
@@ -116,7 +117,7 @@ pub async fn claim(
              ORDER BY d.next_attempt_at
              LIMIT $3
              FOR UPDATE OF d SKIP LOCKED)
-         UPDATE deliveries d SET lease_until = $2, lease_token = gen_random_uuid()
+         UPDATE deliveries d SET lease_until = $2, lease_token = $6
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.owner = due.owner AND d.id = due.id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
@@ -128,8 +129,23 @@ pub async fn claim(
     .bind(limit)
     .bind(owner)
     .bind(target)
+    .bind(token)
     .fetch_all(db)
     .await
+}
+
+/// Gives back deliveries claimed with `tokens` whose claim reply never arrived (the
+/// connection broke after PostgreSQL committed it): they were never sent, so they are due
+/// again now instead of after the lease.
+pub async fn release(db: impl PgExecutor<'_>, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET lease_until = NULL, lease_token = NULL
+         WHERE lease_token = ANY($1) AND status IN ('pending', 'failed')",
+    )
+    .bind(tokens)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// The outcome of one attempt, to record.
