@@ -29,7 +29,7 @@ const TIMELINE_LIMIT: i64 = 1000;
 
 /// The console's filter fields, as the API's ticket-list parameters. The form's `to` is a
 /// day included in the range; the API's `to` is exclusive, so a date moves to the next day.
-fn api_params(raw: Option<&str>) -> (Params, String) {
+fn api_params(raw: Option<&str>) -> Params {
     let console = Params::parse(raw);
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for name in ["status", "channel", "contactId", "q", "from", "to", "cursor"] {
@@ -40,8 +40,7 @@ fn api_params(raw: Option<&str>) -> (Params, String) {
         };
         query.append_pair(name, &value);
     }
-    let query = query.finish();
-    (Params::parse(Some(&query)), query)
+    Params::parse(Some(&query.finish()))
 }
 
 /// The list's own query string without the cursor (for the CSV link and the next page).
@@ -64,7 +63,7 @@ pub async fn list(
     let viewer = Viewer::from_request(&state, &headers).await?;
     let caller = viewer.tenant()?;
     let shown = Params::parse(raw.as_deref());
-    let (params, _) = api_params(raw.as_deref());
+    let params = api_params(raw.as_deref());
     let filters = filters_query(raw.as_deref());
     let listing = match TicketQuery::parse(&params, caller, state.clock.now()) {
         Ok(q) => Ok(q.page(&state, caller).await?),
@@ -175,7 +174,7 @@ pub async fn csv(
 ) -> Result<Response, ConsoleError> {
     let viewer = Viewer::from_request(&state, &headers).await?;
     let caller = viewer.tenant()?;
-    let (params, _) = api_params(raw.as_deref());
+    let params = api_params(raw.as_deref());
     let query = TicketQuery::parse(&params, caller, state.clock.now())?;
     Ok(query.csv(&state, caller))
 }
