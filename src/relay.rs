@@ -13,8 +13,9 @@ use crate::domain::tenant::TenantSettings;
 use crate::domain::ticket::{transition, Action, TicketError, Transition};
 use crate::domain::{Direction, EventKind, Peer, Source, Target, TicketStatus};
 use crate::store::events::NewEvent;
+use crate::store::intake::{self, Recorded};
 use crate::store::tickets::TicketChange;
-use crate::store::{deliveries, events, idempotency, intake, messages, tickets};
+use crate::store::{deliveries, events, idempotency, messages, tickets};
 
 /// Who is speaking, for what tenant, at what time.
 pub struct Context<'a> {
@@ -77,6 +78,14 @@ pub async fn apply(
     idem: Option<&Idempotency>,
     event: &Event,
 ) -> Result<Reply, RelayError> {
+    if idem.is_none() {
+        if let Some((reply, applied)) = apply_alone(pool, ctx, event).await? {
+            if applied {
+                count_accepted(event);
+            }
+            return Ok(reply);
+        }
+    }
     let mut tx = pool.begin().await?;
     if let Some(idem) = idem {
         // The advisory lock makes a concurrent twin fail fast (409) instead of queueing
@@ -178,20 +187,40 @@ fn since(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
     now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero())
 }
 
+/// The common case as one statement outside any transaction (see [`intake`]): a message on
+/// an open ticket, which leaves it open. `None` when it was not that case (nothing was
+/// written): the caller takes the transaction path.
+async fn apply_alone(pool: &PgPool, ctx: &Context<'_>, event: &Event) -> Result<Option<(Reply, bool)>, RelayError> {
+    let (m, route) = match event {
+        Event::Incoming(m) => (m, &INCOMING),
+        Event::ThirdPartyReply(m) => (m, &THIRD_PARTY_REPLY),
+        // The echo check reads and marks another message first: that needs the transaction.
+        Event::DolphinsReply(m) if ctx.echo_window.is_zero() => (m, &DOLPHINS_REPLY),
+        _ => return Ok(None),
+    };
+    let assumed = TicketStatus::Open;
+    let t = transition(Some(assumed), route.action)?;
+    Ok(match record_message(pool, ctx, m, route, &t, Some(assumed)).await? {
+        (Recorded::Applied, id) => Some((success_with_id(id), true)),
+        (Recorded::Duplicate(first), _) => Some((success_with_id(first), false)),
+        (Recorded::TicketNotAsExpected, _) => None,
+    })
+}
+
 async fn relay_message(
     tx: &mut PgConnection,
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
 ) -> Result<(Reply, bool), RelayError> {
-    let fingerprint = messages::Fingerprint {
-        owner: ctx.owner,
-        ticket_number: &m.ticket_number,
-        message_type: m.message_type.as_deref(),
-        message: m.message.as_deref(),
-        media_link: m.media_link.as_deref(),
-    };
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
+        let fingerprint = messages::Fingerprint {
+            owner: ctx.owner,
+            ticket_number: &m.ticket_number,
+            message_type: m.message_type.as_deref(),
+            message: m.message.as_deref(),
+            media_link: m.media_link.as_deref(),
+        };
         let earliest = since(ctx.now, ctx.echo_window);
         if let Some(original) = messages::take_echo_original(&mut *tx, &fingerprint, earliest, ctx.now).await? {
             let echo = NewEvent {
@@ -203,16 +232,27 @@ async fn relay_message(
             return Ok((success_with_id(original), false));
         }
     }
-    if route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero() {
-        let created_raw = m.body.get("createdDate").and_then(Value::as_str);
-        let earliest = since(ctx.now, ctx.dedupe_window);
-        if let Some(first) = messages::find_duplicate_incoming(&mut *tx, &fingerprint, created_raw, earliest).await? {
-            return Ok((success_with_id(first), false));
-        }
-    }
-
     let opened_at = m.created_date.unwrap_or(ctx.now);
     let t = lock_or_create(tx, ctx, &m.ticket_number, route.action, opened_at).await?;
+    match record_message(&mut *tx, ctx, m, route, &t, None).await? {
+        (Recorded::Applied, id) => Ok((success_with_id(id), true)),
+        (Recorded::Duplicate(first), _) => Ok((success_with_id(first), false)),
+        // The row is locked (or was just created) by this transaction.
+        (Recorded::TicketNotAsExpected, _) => Err(RelayError::Database(sqlx::Error::RowNotFound)),
+    }
+}
+
+/// Writes message `m` with its ticket change `t`, audit and outbox row, unless it is a
+/// duplicate or the ticket's status is not `expected` (see [`intake::record_message`]).
+/// Answers the new message's id.
+async fn record_message(
+    db: impl sqlx::PgExecutor<'_>,
+    ctx: &Context<'_>,
+    m: &MessageEvent,
+    route: &MessageRoute,
+    t: &Transition,
+    expected: Option<TicketStatus>,
+) -> Result<(Recorded, Uuid), RelayError> {
     let url = ctx.settings.url_for(route.target);
     let change = TicketChange {
         status: Some(t.status),
@@ -229,43 +269,56 @@ async fn relay_message(
         next_third_party_sequence: url.is_some() && route.target.peer() == Peer::ThirdParty,
         next_dolphins_sequence: url.is_some() && route.target.peer() == Peer::Dolphins,
     };
-    let seqs = tickets::apply(&mut *tx, ctx.owner, &m.ticket_number, &change, ctx.now).await?;
-
     let id = Uuid::now_v7();
     let warnings = serde_json::to_value(&m.warnings).unwrap_or_else(|_| json!([]));
     let raw = Value::Object(m.body.clone());
-    let mut audit = lifecycle(&t, route.actor, m.channel.as_deref());
+    let mut audit = lifecycle(t, route.actor, m.channel.as_deref());
     let kind = if route.direction == Direction::In { EventKind::MessageIn } else { EventKind::MessageOut };
     let mut detail = json!({"messageId": id, "messageType": m.message_type});
     if !m.warnings.is_empty() {
         detail["warnings"] = warnings.clone();
     }
     audit.push(NewEvent { kind, actor: route.actor.into(), detail });
-    let planned = plan_delivery(route.target, url, Some(id), &seqs, &raw, &mut audit)?;
-    intake::record_message(
-        &mut *tx,
-        messages::NewMessage {
-            owner: ctx.owner,
-            id,
-            ticket_number: &m.ticket_number,
-            direction: route.direction,
-            message_type: m.message_type.as_deref(),
-            message: m.message.as_deref(),
-            media_link: m.media_link.as_deref(),
-            source: route.source,
-            at: ctx.now,
-            warnings: &warnings,
-            raw: &raw,
+    let planned = plan_delivery(route.target, url, Some(id), &raw, &mut audit)?;
+    let duplicates =
+        (route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero()).then(|| intake::DuplicateCheck {
+            since: since(ctx.now, ctx.dedupe_window),
+            created_date_raw: m.body.get("createdDate").and_then(Value::as_str),
+        });
+    let recorded = intake::record_message(
+        db,
+        &intake::MessageIntake {
+            message: messages::NewMessage {
+                owner: ctx.owner,
+                id,
+                ticket_number: &m.ticket_number,
+                message_type: m.message_type.as_deref(),
+                message: m.message.as_deref(),
+                media_link: m.media_link.as_deref(),
+                source: route.source,
+                at: ctx.now,
+                warnings: &warnings,
+                raw: &raw,
+            },
+            change,
+            expected_status: expected,
+            events: &audit,
+            delivery: planned.as_ref().map(|p| intake::NewOutboxRow { id: p.id, target: route.target, body: &p.body }),
+            duplicates,
         },
-        &audit,
-        planned.as_ref().map(|p| p.as_new(ctx, &m.ticket_number, Some(id), route.target)),
     )
     .await?;
-    if !m.warnings.is_empty() {
-        tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
-            "accepted an event with payload problems");
+    if recorded == Recorded::Applied {
+        if let Some(p) = &planned {
+            tracing::debug!(owner = ctx.owner, ticket = %m.ticket_number, delivery = %p.id, target = %route.target,
+                "delivery enqueued");
+        }
+        if !m.warnings.is_empty() {
+            tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
+                "accepted an event with payload problems");
+        }
     }
-    Ok((success_with_id(id), true))
+    Ok((recorded, id))
 }
 
 async fn relay_command(
@@ -321,10 +374,25 @@ async fn relay_command(
         }
     }
     let raw = Value::Object(c.body.clone());
-    let planned = plan_delivery(target, url, None, &seqs, &raw, &mut audit)?;
+    let planned = plan_delivery(target, url, None, &raw, &mut audit)?;
     events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
     if let Some(p) = &planned {
-        deliveries::enqueue(&mut *tx, p.as_new(ctx, &c.ticket_number, None, target)).await?;
+        let sequence = match target.peer() {
+            Peer::ThirdParty => seqs.seq_third_party,
+            Peer::Dolphins => seqs.seq_dolphins,
+        };
+        tracing::debug!(owner = ctx.owner, ticket = %c.ticket_number, delivery = %p.id, target = %target,
+            "delivery enqueued");
+        let delivery = deliveries::NewDelivery {
+            owner: ctx.owner,
+            id: p.id,
+            ticket_number: &c.ticket_number,
+            target,
+            sequence,
+            body: &p.body,
+            now: ctx.now,
+        };
+        deliveries::enqueue(&mut *tx, delivery).await?;
     }
     Ok((success(), true))
 }
@@ -362,33 +430,10 @@ fn lifecycle(t: &Transition, actor: &str, channel: Option<&str>) -> Vec<NewEvent
     audit
 }
 
-/// An outbox row about to be written.
+/// An outbox row about to be written; its sequence comes from the ticket update.
 struct PlannedDelivery {
     id: Uuid,
-    sequence: i32,
     body: String,
-}
-
-impl PlannedDelivery {
-    fn as_new<'a>(
-        &'a self,
-        ctx: &'a Context<'_>,
-        ticket: &'a str,
-        message_id: Option<Uuid>,
-        target: Target,
-    ) -> deliveries::NewDelivery<'a> {
-        tracing::debug!(owner = ctx.owner, ticket, delivery = %self.id, target = %target, "delivery enqueued");
-        deliveries::NewDelivery {
-            owner: ctx.owner,
-            id: self.id,
-            ticket_number: ticket,
-            message_id,
-            target,
-            sequence: self.sequence,
-            body: &self.body,
-            now: ctx.now,
-        }
-    }
 }
 
 /// The outbox row for `target`, or `None` with a `not_forwarded` audit event when the
@@ -397,7 +442,6 @@ fn plan_delivery(
     target: Target,
     url: Option<&str>,
     message_id: Option<Uuid>,
-    seqs: &tickets::Sequences,
     body: &Value,
     audit: &mut Vec<NewEvent>,
 ) -> Result<Option<PlannedDelivery>, RelayError> {
@@ -409,12 +453,8 @@ fn plan_delivery(
         });
         return Ok(None);
     }
-    let sequence = match target.peer() {
-        Peer::ThirdParty => seqs.seq_third_party,
-        Peer::Dolphins => seqs.seq_dolphins,
-    };
     let body = serde_json::to_string(body).map_err(|e| RelayError::Database(sqlx::Error::Encode(Box::new(e))))?;
-    Ok(Some(PlannedDelivery { id: Uuid::now_v7(), sequence, body }))
+    Ok(Some(PlannedDelivery { id: Uuid::now_v7(), body }))
 }
 
 /// Problems of an event shaped like neither an Outgoing nor a Command Event.

@@ -11,11 +11,11 @@ use crate::domain::{DeliveryStatus, EventKind, Target};
 /// replay, resume).
 pub const NOTIFY_CHANNEL: &str = "dolphin_bridge_deliveries";
 
+/// A delivery of a command (messages' deliveries are written by [`super::intake`]).
 pub struct NewDelivery<'a> {
     pub owner: &'a str,
     pub id: Uuid,
     pub ticket_number: &'a str,
-    pub message_id: Option<Uuid>,
     pub target: Target,
     pub sequence: i32,
     pub body: &'a str,
@@ -26,14 +26,13 @@ pub struct NewDelivery<'a> {
 /// dispatcher after the commit ([`crate::delivery::Dispatcher::waker`]).
 pub async fn enqueue(db: impl PgExecutor<'_>, d: NewDelivery<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
-                                 next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)",
+        "INSERT INTO deliveries (owner, id, ticket_number, target, peer, sequence, body, status, next_attempt_at,
+                                 created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)",
     )
     .bind(d.owner)
     .bind(d.id)
     .bind(d.ticket_number)
-    .bind(d.message_id)
     .bind(d.target.as_str())
     .bind(d.target.peer().as_str())
     .bind(d.sequence)

@@ -7,11 +7,12 @@ use uuid::Uuid;
 
 use crate::domain::{Direction, Source};
 
+/// A message to store ([`super::intake::record_message`]); its direction is the ticket
+/// change's `message`.
 pub struct NewMessage<'a> {
     pub owner: &'a str,
     pub id: Uuid,
     pub ticket_number: &'a str,
-    pub direction: Direction,
     pub message_type: Option<&'a str>,
     pub message: Option<&'a str>,
     pub media_link: Option<&'a str>,
@@ -59,33 +60,6 @@ pub async fn take_echo_original(
     .bind(fp.media_link)
     .bind(since)
     .bind(now)
-    .fetch_optional(db)
-    .await
-}
-
-/// Finds an Incoming Event accepted since `since` identical to `fp` with the same raw
-/// `createdDate` (optional de-duplication, `BRIDGE_DEDUPE_WINDOW`).
-pub async fn find_duplicate_incoming(
-    db: impl PgExecutor<'_>,
-    fp: &Fingerprint<'_>,
-    created_date_raw: Option<&str>,
-    since: DateTime<Utc>,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM messages
-         WHERE owner = $1 AND ticket_number = $2 AND direction = 'in' AND source = '3dolphins'
-           AND message_type IS NOT DISTINCT FROM $3 AND message IS NOT DISTINCT FROM $4
-           AND COALESCE(media_link, '') = COALESCE($5, '')
-           AND raw ->> 'createdDate' IS NOT DISTINCT FROM $6 AND at >= $7
-         ORDER BY at LIMIT 1",
-    )
-    .bind(fp.owner)
-    .bind(fp.ticket_number)
-    .bind(fp.message_type)
-    .bind(fp.message)
-    .bind(fp.media_link)
-    .bind(created_date_raw)
-    .bind(since)
     .fetch_optional(db)
     .await
 }

@@ -1,7 +1,9 @@
 //! The `tickets` table: one row per `(owner, ticketNumber)` with its running figures.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{FromRow, PgExecutor, Postgres};
 
 use crate::domain::{Direction, TicketStatus};
 
@@ -67,9 +69,64 @@ pub struct Sequences {
     pub seq_dolphins: i32,
 }
 
-/// Applies a change to a locked ticket. Descriptive fields keep their last non-empty
-/// value; `created_date` keeps the first one seen; first message/response times are
-/// set once and never reset by a reopen.
+/// The `SET` list of a [`TicketChange`], shared by [`apply`] and the one-statement message
+/// intake ([`super::intake`]) so both change a ticket the same way. Placeholders: `$3`–`$16`
+/// as [`bind_change`] binds them.
+///
+/// Descriptive fields keep their last non-empty value; `created_date` keeps the first one
+/// seen; first message/response times are set once and never reset by a reopen.
+macro_rules! ticket_change_set {
+    () => {
+        "status = COALESCE($3, status),
+         closed_at = CASE WHEN $4 THEN $16 WHEN $5 THEN NULL ELSE closed_at END,
+         reopen_count = reopen_count + CASE WHEN $5 THEN 1 ELSE 0 END,
+         channel = COALESCE(NULLIF($6, ''), channel),
+         account_id = COALESCE(NULLIF($7, ''), account_id),
+         contact_id = COALESCE(NULLIF($8, ''), contact_id),
+         customer_name = COALESCE(NULLIF($9, ''), customer_name),
+         group_id = COALESCE(NULLIF($10, ''), group_id),
+         language = COALESCE(NULLIF($11, ''), language),
+         created_date = COALESCE(created_date, $12),
+         messages_in = messages_in + CASE WHEN $13 = 'in' THEN 1 ELSE 0 END,
+         messages_out = messages_out + CASE WHEN $13 = 'out' THEN 1 ELSE 0 END,
+         first_message_at = CASE WHEN $13 = 'in' THEN COALESCE(first_message_at, $16) ELSE first_message_at END,
+         first_response_at = CASE WHEN $13 = 'out' THEN COALESCE(first_response_at, $16) ELSE first_response_at END,
+         last_message_at = CASE WHEN $13 IS NOT NULL THEN $16 ELSE last_message_at END,
+         seq_third_party = seq_third_party + $14,
+         seq_dolphins = seq_dolphins + $15,
+         updated_at = $16"
+    };
+}
+pub(crate) use ticket_change_set;
+
+/// Binds `$1` (owner), `$2` (ticket) and the change's `$3`–`$16` of [`ticket_change_set!`].
+pub(crate) fn bind_change<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    owner: &'q str,
+    ticket: &'q str,
+    change: &TicketChange<'q>,
+    now: DateTime<Utc>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(owner)
+        .bind(ticket)
+        .bind(change.status.map(TicketStatus::as_str))
+        .bind(change.closed)
+        .bind(change.reopened)
+        .bind(change.channel)
+        .bind(change.account_id)
+        .bind(change.contact_id)
+        .bind(change.customer_name)
+        .bind(change.group_id)
+        .bind(change.language)
+        .bind(change.created_date)
+        .bind(change.message.map(Direction::as_str))
+        .bind(i32::from(change.next_third_party_sequence))
+        .bind(i32::from(change.next_dolphins_sequence))
+        .bind(now)
+}
+
+/// Applies a change to a locked ticket (see [`ticket_change_set!`]).
 pub async fn apply(
     db: impl PgExecutor<'_>,
     owner: &str,
@@ -77,47 +134,12 @@ pub async fn apply(
     change: &TicketChange<'_>,
     now: DateTime<Utc>,
 ) -> Result<Sequences, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE tickets SET
-            status = COALESCE($3, status),
-            closed_at = CASE WHEN $4 THEN $16 WHEN $5 THEN NULL ELSE closed_at END,
-            reopen_count = reopen_count + CASE WHEN $5 THEN 1 ELSE 0 END,
-            channel = COALESCE(NULLIF($6, ''), channel),
-            account_id = COALESCE(NULLIF($7, ''), account_id),
-            contact_id = COALESCE(NULLIF($8, ''), contact_id),
-            customer_name = COALESCE(NULLIF($9, ''), customer_name),
-            group_id = COALESCE(NULLIF($10, ''), group_id),
-            language = COALESCE(NULLIF($11, ''), language),
-            created_date = COALESCE(created_date, $12),
-            messages_in = messages_in + CASE WHEN $13 = 'in' THEN 1 ELSE 0 END,
-            messages_out = messages_out + CASE WHEN $13 = 'out' THEN 1 ELSE 0 END,
-            first_message_at = CASE WHEN $13 = 'in' THEN COALESCE(first_message_at, $16) ELSE first_message_at END,
-            first_response_at = CASE WHEN $13 = 'out' THEN COALESCE(first_response_at, $16) ELSE first_response_at END,
-            last_message_at = CASE WHEN $13 IS NOT NULL THEN $16 ELSE last_message_at END,
-            seq_third_party = seq_third_party + $14,
-            seq_dolphins = seq_dolphins + $15,
-            updated_at = $16
-         WHERE owner = $1 AND ticket_number = $2
-         RETURNING seq_third_party, seq_dolphins",
-    )
-    .bind(owner)
-    .bind(ticket)
-    .bind(change.status.map(TicketStatus::as_str))
-    .bind(change.closed)
-    .bind(change.reopened)
-    .bind(change.channel)
-    .bind(change.account_id)
-    .bind(change.contact_id)
-    .bind(change.customer_name)
-    .bind(change.group_id)
-    .bind(change.language)
-    .bind(change.created_date)
-    .bind(change.message.map(Direction::as_str))
-    .bind(i32::from(change.next_third_party_sequence))
-    .bind(i32::from(change.next_dolphins_sequence))
-    .bind(now)
-    .fetch_one(db)
-    .await
+    let query = sqlx::query_as(concat!(
+        "UPDATE tickets SET ",
+        ticket_change_set!(),
+        " WHERE owner = $1 AND ticket_number = $2 RETURNING seq_third_party, seq_dolphins"
+    ));
+    bind_change(query, owner, ticket, change, now).fetch_one(db).await
 }
 
 /// A ticket as the API shows it.

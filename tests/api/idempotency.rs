@@ -112,3 +112,20 @@ async fn the_dedupe_window_folds_identical_incoming_events_when_enabled() {
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 2);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_duplicate_arriving_after_a_close_neither_reopens_nor_adds_anything() {
+    let app =
+        TestApp::spawn_with(Options { env: vec![("BRIDGE_DEDUPE_WINDOW", "1m".into())], ..Options::default() }).await;
+    let tenant = app.create_tenant(OWNER).await;
+    let body = fixture("incoming-text");
+    let ticket = body["ticketNumber"].as_str().expect("ticket").to_string();
+    let a: Value = app.post_as_dolphins("incoming", &tenant, &body).await.json().await.expect("JSON");
+    assert_eq!(app.post_as_third_party("commands", &tenant, &fixture("command-close")).await.status(), 200);
+    let b: Value = app.post_as_dolphins("incoming", &tenant, &body).await.json().await.expect("JSON");
+    assert_eq!(a["messageId"], b["messageId"], "the repeat is the first message");
+    assert_eq!(event_kinds(&app.pool, OWNER, &ticket).await, vec!["created", "message_in", "closed"]);
+    assert_eq!(app.count("SELECT count(*) FROM tickets WHERE status = 'closed'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE peer = 'third_party'").await, 1);
+    app.finish().await;
+}

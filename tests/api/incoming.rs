@@ -208,3 +208,76 @@ async fn a_new_message_reopens_a_closed_ticket() {
     );
     app.finish().await;
 }
+
+/// Messages race a close and reopen on one ticket: whichever way each lands (the
+/// one-statement path when the ticket is open, the transaction when it is closed), the
+/// audit must read as a valid life, the counters must match it, and the outbox sequence
+/// to the third party must be whole.
+#[tokio::test]
+async fn messages_racing_closes_on_one_ticket_keep_its_life_counters_and_sequence_whole() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    let first = fixture("incoming-text");
+    let ticket = first["ticketNumber"].as_str().expect("ticket").to_string();
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &first).await.status(), 200);
+    let close = fixture("command-close");
+    // Each round starts on a closed ticket, then nine messages race one more close.
+    for round in 0..4 {
+        assert_eq!(app.post_as_third_party("commands", &tenant, &close).await.status(), 200);
+        let posts = (0..10).map(|i| {
+            let (app, tenant, close) = (&app, &tenant, &close);
+            async move {
+                if i == 5 {
+                    app.post_as_third_party("commands", tenant, close).await.status()
+                } else {
+                    let body = with(&fixture("incoming-text"), json!({"message": format!("message {round}.{i}")}));
+                    app.post_as_dolphins("incoming", tenant, &body).await.status()
+                }
+            }
+        });
+        let statuses = futures::future::join_all(posts).await;
+        assert!(statuses.iter().all(|s| s.as_u16() == 200), "every event accepted: {statuses:?}");
+    }
+
+    let kinds = event_kinds(&app.pool, OWNER, &ticket).await;
+    let mut open = false;
+    let (mut messages, mut reopens) = (0, 0);
+    for kind in &kinds {
+        match kind.as_str() {
+            "created" => open = true,
+            "closed" => {
+                assert!(open, "closed while closed in {kinds:?}");
+                open = false;
+            }
+            "reopened" => {
+                assert!(!open, "reopened while open in {kinds:?}");
+                open = true;
+                reopens += 1;
+            }
+            "message_in" => {
+                assert!(open, "a message on a closed ticket without a reopen in {kinds:?}");
+                messages += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(messages, 37, "the first message and 4 rounds of 9");
+    let (status, messages_in, reopen_count, seq): (String, i32, i32, i32) = sqlx::query_as(
+        "SELECT status, messages_in, reopen_count, seq_third_party FROM tickets WHERE ticket_number = $1",
+    )
+    .bind(&ticket)
+    .fetch_one(&app.pool)
+    .await
+    .expect("ticket");
+    assert_eq!((status.as_str(), messages_in, reopen_count), (if open { "open" } else { "closed" }, 37, reopens));
+    let sequences: Vec<i32> = sqlx::query_scalar(
+        "SELECT sequence FROM deliveries WHERE ticket_number = $1 AND peer = 'third_party' ORDER BY sequence",
+    )
+    .bind(&ticket)
+    .fetch_all(&app.pool)
+    .await
+    .expect("sequences");
+    assert_eq!(sequences, (1..=seq).collect::<Vec<_>>(), "one delivery per handed-out sequence, no gap");
+    assert_eq!(seq, 37, "every message forwarded");
+    app.finish().await;
+}
