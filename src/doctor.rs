@@ -8,7 +8,7 @@ use crate::config::{redact_url, Config};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::Target;
 use crate::secrets::Sealer;
-use crate::store::{self, tenants};
+use crate::store::{self, integrity, tenants};
 use crate::tenancy;
 
 /// One line of the report.
@@ -71,6 +71,18 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         }
         Ok(n) => checks.push(ok("secrets", format!("{n} stored in the clear (no key set)"))),
         Err(e) => checks.push(Check { ok: false, what: "secrets".into(), detail: e.to_string() }),
+    }
+    match integrity::orphans(&pool).await {
+        Ok(o) if o.total() == 0 => checks.push(ok("integrity", "every message, event, delivery and attempt has its parent".into())),
+        Ok(o) => checks.push(Check {
+            ok: false,
+            what: "integrity".into(),
+            detail: format!(
+                "rows without their parent: {} messages, {} ticket events, {} deliveries (no ticket), {} attempts (no delivery)",
+                o.messages, o.ticket_events, o.deliveries, o.delivery_attempts
+            ),
+        }),
+        Err(e) => checks.push(Check { ok: false, what: "integrity".into(), detail: e.to_string() }),
     }
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     for row in tenants::list(&pool).await?.into_iter().filter(|t| t.deleted_at.is_none()) {

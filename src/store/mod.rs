@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod events;
 pub mod idempotency;
 pub mod intake;
+pub mod integrity;
 pub mod keys;
 pub mod messages;
 pub mod redelivery;

@@ -119,5 +119,34 @@ async fn doctor_reports_each_endpoint_and_fails_when_one_is_unreachable() {
     assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("third_party_incoming")), "{report}");
     assert!(report.lines().any(|l| l.starts_with("FAIL") && l.contains("dolphins_message")), "{report}");
     assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("migrations")), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("integrity")), "{report}");
+    drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn doctor_counts_rows_whose_parent_is_missing() {
+    let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{db}", server_url());
+    let added = bridge()
+        .args(["tenant", "add", "--owner", "doc-owner", "--third-party-url", "http://127.0.0.1:9/in"])
+        .env("DATABASE_URL", &url)
+        .output();
+    assert!(added.expect("tenant add").status.success());
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO messages (owner, id, ticket_number, direction, source, at, raw)
+         VALUES ('doc-owner', gen_random_uuid(), 'no-such-ticket', 'in', '3dolphins', now(), '{}')",
+    )
+    .execute(&pool)
+    .await
+    .expect("orphan message");
+    pool.close().await;
+    let mut doctor = bridge();
+    doctor.arg("doctor").env("DATABASE_URL", &url);
+    let out = tokio::task::spawn_blocking(move || doctor.output()).await.expect("join").expect("doctor");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let line = report.lines().find(|l| l.contains("integrity")).unwrap_or_default();
+    assert!(line.starts_with("FAIL") && line.contains("1 messages, 0 ticket events"), "{report}");
     drop_database(&db).await;
 }
