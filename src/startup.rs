@@ -76,10 +76,16 @@ pub async fn check_secrets(pool: &sqlx::PgPool, config: &Config) -> anyhow::Resu
     Ok(())
 }
 
-/// Connections: one per worker for recording outcomes plus room for HTTP requests.
+/// Connections of the main pool (HTTP requests, housekeeping): as many as workers plus
+/// eight, at most 64. PostgreSQL gains nothing from more sessions than it has cores to
+/// run them; the rest wait in the pool's queue.
 pub fn pool_size(config: &Config) -> u32 {
     u32::try_from(config.workers).unwrap_or(16).saturating_add(8).min(64)
 }
+
+/// Connections of the delivery engine's own pool: the claim loop, the success recorder,
+/// and failures recorded one by one.
+const DELIVERY_CONNECTIONS: u32 = 4;
 
 /// A running bridge.
 pub struct App {
@@ -115,7 +121,8 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         .workers
         .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
     let (dispatcher, outbox) = if options.workers {
-        let dispatcher = Dispatcher::new(pool.clone(), config.clone(), clock.clone(), heartbeat.clone())
+        let delivery_pool = store::delivery_pool(&pool, DELIVERY_CONNECTIONS);
+        let dispatcher = Dispatcher::new(delivery_pool, config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
         let outbox = dispatcher.waker();
         (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone()))), outbox)

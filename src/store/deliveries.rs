@@ -84,7 +84,9 @@ pub enum ClaimScope<'a> {
 /// is still `pending`/`failed` — a claimed row stays `pending` while in flight, so it
 /// holds back its successors until its outcome is recorded (per-ticket FIFO).
 /// Deliveries of a paused endpoint or one with an open breaker are not claimed at all,
-/// so waiting there uses up none of their retry schedule.
+/// so waiting there uses up none of their retry schedule. The update finds each row by
+/// its `ctid`, which the row lock keeps stable for the statement: no index choice to get
+/// wrong.
 pub async fn claim(
     db: impl PgExecutor<'_>,
     scope: ClaimScope<'_>,
@@ -105,7 +107,7 @@ pub async fn claim(
     };
     sqlx::query_as(&format!(
         "WITH due AS (
-             SELECT d.owner, d.id FROM deliveries d
+             SELECT d.ctid AS row_id, d.owner FROM deliveries d
              WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1
                AND (d.lease_until IS NULL OR d.lease_until <= $1)
                AND {endpoint_rule}
@@ -118,7 +120,7 @@ pub async fn claim(
              FOR UPDATE OF d SKIP LOCKED)
          UPDATE deliveries d SET lease_until = $2, lease_token = $6
          FROM due JOIN tenants t ON t.owner = due.owner
-         WHERE d.owner = due.owner AND d.id = due.id
+         WHERE d.ctid = due.row_id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
                    d.lease_token, t.settings, t.signing_secret, t.previous_signing_secret,
                    t.dolphins_password"
