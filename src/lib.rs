@@ -8,13 +8,16 @@
 //!
 //! - [`cli`]: the command line (`serve`, `migrate`, `demo`, `doctor`, `encrypt-secrets`, `tenant`).
 //! - [`demo`]: the bridge with simulated peers and live traffic.
-//! - [`doctor`]: the operator's check of configuration, database, secrets and endpoints.
+//! - [`doctor`]: the operator's check of configuration, database, secrets, integrity and endpoints.
 //! - [`config`]: typed settings from the environment, validated once.
 //! - [`telemetry`]: log setup and the Prometheus recorder.
-//! - [`startup`]: builds the pool, router and workers; graceful shutdown.
+//! - [`startup`]: builds the pools (the delivery engine has its own), router and workers;
+//!   graceful shutdown.
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
-//! - [`relay`]: applies one accepted event in one transaction (ticket, message, audit, outbox).
+//! - [`relay`]: applies one accepted event atomically (ticket, message, audit, outbox): a
+//!   message on an open ticket as one statement (`store::intake`), anything else in one
+//!   transaction.
 //! - [`housekeeping`]: retention purges and expiry of idempotency replies, in the background.
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.

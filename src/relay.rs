@@ -1,6 +1,8 @@
-//! Applies one accepted event in ONE transaction: ticket upsert, message, lifecycle
-//! events, outbox rows and the idempotency record. The caller answers 2xx only after
-//! [`apply`] returns, i.e. after the commit.
+//! Applies one accepted event atomically: ticket upsert, message, lifecycle events, outbox
+//! rows and the idempotency record. A message on an open ticket is one statement, its own
+//! transaction ([`intake`]); anything else (a new, closed or reopened ticket, commands,
+//! echo checks, idempotency keys) takes one explicit transaction. The caller answers 2xx
+//! only after [`apply`] returns, i.e. after the commit.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

@@ -1,6 +1,7 @@
 //! The dispatcher: claims due deliveries from the outbox with a lease, sends each with no
 //! lock or pooled connection held, and records the outcome under the lease's fencing
-//! token. Woken by `LISTEN/NOTIFY` on enqueue, with a slow poll as fallback and for retries.
+//! token. Woken in-process when its own process accepts work, by `LISTEN/NOTIFY` for
+//! operator actions, and by a slow poll for everything else (other processes' work, retries).
 
 pub mod send;
 
