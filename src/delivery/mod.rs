@@ -7,6 +7,7 @@ pub mod send;
 
 use send::AttemptOutcome;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub struct Dispatcher {
     /// Where a running dispatcher hands successful attempts to be recorded in batches
     /// ([`record_successes`]); `None` records each attempt itself ([`Dispatcher::run_once`]).
     successes: Option<mpsc::Sender<Success>>,
+    /// Whether the last claim filled every free worker, so due work may be waiting for a
+    /// worker: only then does a finished attempt need to wake the claim loop.
+    room_limited: Arc<AtomicBool>,
 }
 
 /// Most successes written by one statement.
@@ -81,6 +85,7 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             tokens: TokenCache::default(),
             successes: None,
+            room_limited: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -164,15 +169,23 @@ impl Dispatcher {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
+                        self.room_limited.store(claimed >= free, Ordering::Relaxed);
                         for claim in batch {
                             let Ok(permit) = self.workers.clone().acquire_owned().await else {
                                 break;
                             };
                             let this = self.clone();
                             in_flight.spawn(async move {
-                                this.deliver(claim).await;
+                                let recorded_here = this.deliver(claim).await;
                                 drop(permit);
-                                this.wake.notify_one();
+                                // A success handed to the recorder wakes the loop once it is
+                                // written; an outcome recorded here (a failure, a dead
+                                // delivery) may free the ticket's next one now. Otherwise a
+                                // freed worker matters only if work was left for lack of one:
+                                // waking for nothing costs an empty claim each time.
+                                if recorded_here || this.room_limited.load(Ordering::Relaxed) {
+                                    this.wake.notify_one();
+                                }
                             });
                         }
                         if claimed >= free {
@@ -236,14 +249,15 @@ impl Dispatcher {
         Some(listener)
     }
 
-    /// Sends one claimed delivery and records the outcome.
-    async fn deliver(&self, claim: Claimed) {
+    /// Sends one claimed delivery and records the outcome. Answers `false` when a success
+    /// was handed to the batch recorder instead of being recorded here.
+    async fn deliver(&self, claim: Claimed) -> bool {
         let span =
             tracing::info_span!("delivery", owner = %claim.owner, ticket = %claim.ticket_number, delivery = %claim.id);
         self.deliver_in_span(claim).instrument(span).await
     }
 
-    async fn deliver_in_span(&self, mut claim: Claimed) {
+    async fn deliver_in_span(&self, mut claim: Claimed) -> bool {
         // Secrets arrive sealed when BRIDGE_SECRET_KEY is set; a failure here is recorded as
         // a retryable attempt (the key can be fixed), never a send without a signature.
         let sealer = Sealer::new(self.config.secret_key);
@@ -262,7 +276,7 @@ impl Dispatcher {
         };
         let Some(target) = Target::parse(&claim.target) else {
             tracing::error!(target = %claim.target, "unknown target in the outbox");
-            return;
+            return true;
         };
         let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
@@ -322,7 +336,7 @@ impl Dispatcher {
             };
             if successes.send(success).await.is_ok() {
                 tracing::debug!(attempt = attempts_made, "delivered");
-                return;
+                return false;
             }
         }
         match self.record(&claim, &record).await {
@@ -340,6 +354,7 @@ impl Dispatcher {
                 tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease")
             }
         }
+        true
     }
 
     /// Sends one attempt, with the 3Dolphins API token when the tenant asks for it. A 401
