@@ -328,6 +328,7 @@ impl Dispatcher {
                 owner: claim.owner.clone(),
                 id: claim.id,
                 lease_token: claim.lease_token,
+                row_id: claim.row_id.clone(),
                 started_at,
                 finished_at,
                 duration_ms: record.duration_ms,

@@ -58,6 +58,10 @@ pub struct Claimed {
     pub schedule_base: i32,
     /// Fences this claim: only the holder of the current token may record the outcome.
     pub lease_token: Uuid,
+    /// Where the claimed row version lies (`ctid`, as text): the record finds it there
+    /// without choosing an index. If the row was changed since, it is not found, exactly as
+    /// when the lease was lost (the token is checked too).
+    pub row_id: String,
     pub settings: Value,
     pub signing_secret: String,
     /// During a rotation: the old secret, which still signs too.
@@ -122,7 +126,7 @@ pub async fn claim(
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.ctid = due.row_id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, t.settings, t.signing_secret, t.previous_signing_secret,
+                   d.lease_token, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
                    t.dolphins_password"
     ))
     .bind(now)
@@ -179,7 +183,7 @@ pub async fn record_attempt(
                  next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6,
                  delivered_at = CASE WHEN $4 = 'delivered' THEN $8 ELSE delivered_at END,
                  lease_until = NULL, lease_token = NULL
-             WHERE owner = $1 AND id = $2 AND lease_token = $3
+             WHERE ctid = $16::tid AND owner = $1 AND id = $2 AND lease_token = $3
              RETURNING owner, id, ticket_number, target, attempts),
          att AS (
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
@@ -230,6 +234,7 @@ pub async fn record_attempt(
     .bind(a.endpoint_failed)
     .bind(super::endpoints::BREAKER_THRESHOLD)
     .bind(chrono::Duration::from_std(super::endpoints::BREAKER_COOLDOWN).unwrap_or(chrono::Duration::seconds(30)))
+    .bind(&claim.row_id)
     .fetch_optional(db)
     .await?;
     Ok(recorded.is_some())
@@ -241,6 +246,8 @@ pub struct Success {
     pub owner: String,
     pub id: Uuid,
     pub lease_token: Uuid,
+    /// [`Claimed::row_id`].
+    pub row_id: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -261,16 +268,17 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     let durations: Vec<i32> = batch.iter().map(|s| s.duration_ms).collect();
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
+    let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
     let done = sqlx::query(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::int[], $7::int[], $8::text[])
-                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head)),
+                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
+                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id)),
          upd AS (
              UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, last_error = NULL,
                  delivered_at = i.finished_at, lease_until = NULL, lease_token = NULL
              FROM input i
-             WHERE d.owner = i.owner AND d.id = i.id AND d.lease_token = i.token
+             WHERE d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id AND d.lease_token = i.token
              RETURNING d.owner, d.id, d.ticket_number, d.target, d.attempts, i.started_at, i.finished_at,
                        i.duration_ms, i.http_status, i.head),
          att AS (
@@ -298,6 +306,7 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     .bind(durations)
     .bind(statuses)
     .bind(heads)
+    .bind(row_ids)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
