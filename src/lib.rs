@@ -11,13 +11,15 @@
 //! - [`doctor`]: the operator's check of configuration, database, secrets, integrity and endpoints.
 //! - [`config`]: typed settings from the environment, validated once.
 //! - [`telemetry`]: log setup and the Prometheus recorder.
-//! - [`startup`]: builds the pools (the delivery engine has its own), router and workers;
+//! - [`startup`]: builds the pools (the delivery engine and the message intake have their own), router and workers;
 //!   graceful shutdown.
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
 //! - [`relay`]: applies one accepted event atomically (ticket, message, audit, outbox): a
 //!   message on an open ticket as one statement (`store::intake`), anything else in one
 //!   transaction.
+//! - [`group_commit`]: writes the messages of concurrent requests in one statement and one
+//!   commit, answering each after it.
 //! - [`housekeeping`]: retention purges and expiry of idempotency replies, in the background.
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
@@ -43,6 +45,7 @@ pub mod demo;
 pub mod doctor;
 pub mod dolphins;
 pub mod domain;
+pub mod group_commit;
 pub mod heartbeat;
 pub mod history;
 pub mod housekeeping;

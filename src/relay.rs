@@ -14,6 +14,7 @@ use crate::domain::payload::{CommandEvent, MessageEvent, Problem};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::ticket::{transition, Action, TicketError, Transition};
 use crate::domain::{Direction, EventKind, Peer, Source, Target, TicketStatus};
+use crate::group_commit::GroupCommit;
 use crate::store::events::NewEvent;
 use crate::store::intake::{self, Recorded};
 use crate::store::tickets::TicketChange;
@@ -76,12 +77,13 @@ pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// Applies `event` for the tenant in `ctx`, once per idempotency key.
 pub async fn apply(
     pool: &PgPool,
+    group: &GroupCommit,
     ctx: &Context<'_>,
     idem: Option<&Idempotency>,
     event: &Event,
 ) -> Result<Reply, RelayError> {
     if idem.is_none() {
-        if let Some((reply, applied)) = apply_alone(pool, ctx, event).await? {
+        if let Some((reply, applied)) = apply_alone(group, ctx, event).await? {
             if applied {
                 count_accepted(event);
             }
@@ -189,10 +191,15 @@ fn since(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
     now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero())
 }
 
-/// The common case as one statement outside any transaction (see [`intake`]): a message on
-/// an open ticket, which leaves it open. `None` when it was not that case (nothing was
-/// written): the caller takes the transaction path.
-async fn apply_alone(pool: &PgPool, ctx: &Context<'_>, event: &Event) -> Result<Option<(Reply, bool)>, RelayError> {
+/// The common case as one statement outside any transaction (see [`intake`]), written
+/// together with concurrent requests' messages ([`GroupCommit`]): a message on an open
+/// ticket, which leaves it open. `None` when it was not that case (nothing was written): the
+/// caller takes the transaction path.
+async fn apply_alone(
+    group: &GroupCommit,
+    ctx: &Context<'_>,
+    event: &Event,
+) -> Result<Option<(Reply, bool)>, RelayError> {
     let (m, route) = match event {
         Event::Incoming(m) => (m, &INCOMING),
         Event::ThirdPartyReply(m) => (m, &THIRD_PARTY_REPLY),
@@ -202,10 +209,15 @@ async fn apply_alone(pool: &PgPool, ctx: &Context<'_>, event: &Event) -> Result<
     };
     let assumed = TicketStatus::Open;
     let t = transition(Some(assumed), route.action)?;
-    Ok(match record_message(pool, ctx, m, route, &t, Some(assumed)).await? {
-        (Recorded::Applied, id) => Some((success_with_id(id), true)),
-        (Recorded::Duplicate(first), _) => Some((success_with_id(first), false)),
-        (Recorded::TicketNotAsExpected, _) => None,
+    let intake = message_intake(ctx, m, route, &t, Some(assumed))?;
+    let (id, written) = (intake.message.id, Written::of(&intake));
+    Ok(match group.record(intake).await? {
+        Recorded::Applied => {
+            written.log(ctx, m);
+            Some((success_with_id(id), true))
+        }
+        Recorded::Duplicate(first) => Some((success_with_id(first), false)),
+        Recorded::TicketNotAsExpected => None,
     })
 }
 
@@ -236,36 +248,39 @@ async fn relay_message(
     }
     let opened_at = m.created_date.unwrap_or(ctx.now);
     let t = lock_or_create(tx, ctx, &m.ticket_number, route.action, opened_at).await?;
-    match record_message(&mut *tx, ctx, m, route, &t, None).await? {
-        (Recorded::Applied, id) => Ok((success_with_id(id), true)),
-        (Recorded::Duplicate(first), _) => Ok((success_with_id(first), false)),
+    let intake = message_intake(ctx, m, route, &t, None)?;
+    let (id, written) = (intake.message.id, Written::of(&intake));
+    match intake::record_message(&mut *tx, &intake).await? {
+        Recorded::Applied => {
+            written.log(ctx, m);
+            Ok((success_with_id(id), true))
+        }
+        Recorded::Duplicate(first) => Ok((success_with_id(first), false)),
         // The row is locked (or was just created) by this transaction.
-        (Recorded::TicketNotAsExpected, _) => Err(RelayError::Database(sqlx::Error::RowNotFound)),
+        Recorded::TicketNotAsExpected => Err(RelayError::Database(sqlx::Error::RowNotFound)),
     }
 }
 
-/// Writes message `m` with its ticket change `t`, audit and outbox row, unless it is a
-/// duplicate or the ticket's status is not `expected` (see [`intake::record_message`]).
-/// Answers the new message's id.
-async fn record_message(
-    db: impl sqlx::PgExecutor<'_>,
+/// What message `m` writes with its ticket change `t`: the message, audit and outbox row,
+/// unless it is a duplicate or the ticket's status is not `expected` (see [`intake`]).
+fn message_intake(
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
     t: &Transition,
     expected: Option<TicketStatus>,
-) -> Result<(Recorded, Uuid), RelayError> {
+) -> Result<intake::MessageIntake, RelayError> {
     let url = ctx.settings.url_for(route.target);
     let change = TicketChange {
         status: Some(t.status),
         closed: t.closed,
         reopened: t.reopened,
-        channel: m.channel.as_deref(),
-        account_id: m.account_id.as_deref(),
-        contact_id: m.contact_id.as_deref(),
-        customer_name: m.customer_name.as_deref(),
-        group_id: m.group_id.as_deref(),
-        language: m.language.as_deref(),
+        channel: m.channel.clone(),
+        account_id: m.account_id.clone(),
+        contact_id: m.contact_id.clone(),
+        customer_name: m.customer_name.clone(),
+        group_id: m.group_id.clone(),
+        language: m.language.clone(),
         created_date: m.created_date,
         message: Some(route.direction),
         next_third_party_sequence: url.is_some() && route.target.peer() == Peer::ThirdParty,
@@ -285,42 +300,49 @@ async fn record_message(
     let duplicates =
         (route.action == Action::IncomingMessage && !ctx.dedupe_window.is_zero()).then(|| intake::DuplicateCheck {
             since: since(ctx.now, ctx.dedupe_window),
-            created_date_raw: m.body.get("createdDate").and_then(Value::as_str),
+            created_date_raw: m.body.get("createdDate").and_then(Value::as_str).map(str::to_string),
         });
-    let recorded = intake::record_message(
-        db,
-        &intake::MessageIntake {
-            message: messages::NewMessage {
-                owner: ctx.owner,
-                id,
-                ticket_number: &m.ticket_number,
-                message_type: m.message_type.as_deref(),
-                message: m.message.as_deref(),
-                media_link: m.media_link.as_deref(),
-                source: route.source,
-                at: ctx.now,
-                warnings: &warnings,
-                raw: &raw,
-            },
-            change,
-            expected_status: expected,
-            events: &audit,
-            delivery: planned.as_ref().map(|p| intake::NewOutboxRow { id: p.id, target: route.target, body: &p.body }),
-            duplicates,
+    Ok(intake::MessageIntake {
+        message: messages::NewMessage {
+            owner: ctx.owner.to_string(),
+            id,
+            ticket_number: m.ticket_number.clone(),
+            message_type: m.message_type.clone(),
+            message: m.message.clone(),
+            media_link: m.media_link.clone(),
+            source: route.source,
+            at: ctx.now,
+            warnings,
+            raw,
         },
-    )
-    .await?;
-    if recorded == Recorded::Applied {
-        if let Some(p) = &planned {
-            tracing::debug!(owner = ctx.owner, ticket = %m.ticket_number, delivery = %p.id, target = %route.target,
-                "delivery enqueued");
+        change,
+        expected_status: expected,
+        events: audit,
+        delivery: planned.map(|p| intake::NewOutboxRow { id: p.id, target: route.target, body: p.body }),
+        duplicates,
+    })
+}
+
+/// What an applied intake wrote, for the log lines that follow it.
+struct Written {
+    message: Uuid,
+    delivery: Option<(Uuid, Target)>,
+}
+
+impl Written {
+    fn of(intake: &intake::MessageIntake) -> Self {
+        Written { message: intake.message.id, delivery: intake.delivery.as_ref().map(|d| (d.id, d.target)) }
+    }
+
+    fn log(&self, ctx: &Context<'_>, m: &MessageEvent) {
+        if let Some((delivery, target)) = &self.delivery {
+            tracing::debug!(owner = ctx.owner, ticket = %m.ticket_number, %delivery, %target, "delivery enqueued");
         }
         if !m.warnings.is_empty() {
-            tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %id, warnings = m.warnings.len(),
-                "accepted an event with payload problems");
+            tracing::warn!(owner = ctx.owner, ticket = %m.ticket_number, message = %self.message,
+                warnings = m.warnings.len(), "accepted an event with payload problems");
         }
     }
-    Ok((recorded, id))
 }
 
 async fn relay_command(
@@ -360,7 +382,7 @@ async fn relay_command(
         status: Some(t.status),
         closed: t.closed,
         reopened: t.reopened,
-        channel: c.channel.as_deref(),
+        channel: c.channel.clone(),
         next_third_party_sequence: url.is_some() && target.peer() == Peer::ThirdParty,
         next_dolphins_sequence: url.is_some() && target.peer() == Peer::Dolphins,
         ..TicketChange::default()

@@ -15,6 +15,7 @@ use crate::config::{redact_url, Config};
 use crate::delivery::Dispatcher;
 use crate::dolphins::client::DolphinsClient;
 use crate::dolphins::token::TokenCache;
+use crate::group_commit::GroupCommit;
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, AppState};
 use crate::secrets::Sealer;
@@ -87,6 +88,11 @@ pub fn pool_size(config: &Config) -> u32 {
 /// and failures recorded one by one.
 const DELIVERY_CONNECTIONS: u32 = 4;
 
+/// Connections of the message intake's own pool, one per group-commit writer: enough to
+/// keep both of PostgreSQL's jobs busy (executing one batch while another's commit waits
+/// for the disk) without writers queueing for the CPU.
+const INTAKE_WRITERS: u32 = 4;
+
 /// A running bridge.
 pub struct App {
     pub address: SocketAddr,
@@ -139,8 +145,10 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
     let openapi = Arc::new(crate::http::spec());
+    let intake = GroupCommit::new(store::intake_pool(&pool, INTAKE_WRITERS), INTAKE_WRITERS as usize);
     let state = AppState {
         pool: pool.clone(),
+        intake,
         config: config.clone(),
         clock,
         workers: heartbeat,

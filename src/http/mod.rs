@@ -50,6 +50,8 @@ pub struct AppState {
     pub openapi: Arc<serde_json::Value>,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
     pub dolphins: crate::dolphins::client::DolphinsClient,
+    /// Writes the messages of concurrent webhook requests together.
+    pub intake: crate::group_commit::GroupCommit,
     /// Wakes this process's dispatcher after a webhook committed new deliveries.
     pub outbox: Arc<tokio::sync::Notify>,
 }

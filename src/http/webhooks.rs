@@ -148,7 +148,7 @@ async fn accept(
         echo_window: state.config.echo_window,
         dedupe_window: state.config.dedupe_window,
     };
-    let reply = relay::apply(&state.pool, &ctx, idem.as_ref(), &event).await?;
+    let reply = relay::apply(&state.pool, &state.intake, &ctx, idem.as_ref(), &event).await?;
     state.outbox.notify_one();
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(reply.body)).into_response())

@@ -1,49 +1,55 @@
-//! The write of one accepted message in a single statement: the optional duplicate check,
-//! the ticket's change (under its row lock), the message row, its lifecycle events and its
-//! outbox row, whose sequence number comes from the ticket's own counter.
+//! The write of accepted messages, several in one statement: for each, the optional
+//! duplicate check, the ticket's change (under its row lock), the message row, its
+//! lifecycle events and its outbox row, whose sequence number comes from the ticket's own
+//! counter.
 //!
 //! One statement is the hottest path of the bridge: outside a transaction it is a
-//! transaction of its own (one round trip and one commit per accepted event), so the relay
+//! transaction of its own, one round trip and one commit for every message in it. The relay
 //! tries it first, guessing the ticket's status, and only opens a transaction when the
-//! guess was wrong (new, reopened or closed ticket) or idempotency needs one.
+//! guess was wrong (new, reopened or closed ticket) or idempotency needs one;
+//! [`crate::group_commit`] gathers the messages of concurrent requests into one statement.
+//! Every message of a batch is applied or not on its own (its ticket's status, its own
+//! duplicate check); the statement as a whole commits or fails.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::events::NewEvent;
 use super::messages::NewMessage;
-use super::tickets::{bind_change, ticket_change_set, TicketChange};
-use crate::domain::{Target, TicketStatus};
+use super::tickets::{ticket_change_set, TicketChange};
+use crate::domain::{Direction, Target, TicketStatus};
 
 /// The outbox row of a message; its `sequence` is handed out by the ticket update.
-pub struct NewOutboxRow<'a> {
+#[derive(Debug, Clone)]
+pub struct NewOutboxRow {
     pub id: Uuid,
     pub target: Target,
-    pub body: &'a str,
+    pub body: String,
 }
 
 /// The optional duplicate check (`BRIDGE_DEDUPE_WINDOW`): an Incoming Event accepted since
 /// `since`, identical in type, text and media, with the same raw `createdDate`.
-pub struct DuplicateCheck<'a> {
+#[derive(Debug, Clone)]
+pub struct DuplicateCheck {
     pub since: DateTime<Utc>,
-    pub created_date_raw: Option<&'a str>,
+    pub created_date_raw: Option<String>,
 }
 
 /// Everything one message writes.
-pub struct MessageIntake<'a> {
-    pub message: NewMessage<'a>,
-    pub change: TicketChange<'a>,
+#[derive(Debug, Clone)]
+pub struct MessageIntake {
+    pub message: NewMessage,
+    pub change: TicketChange,
     /// Apply only if the ticket has this status now; `None`: whatever it is (the caller
     /// holds the row lock and has checked).
     pub expected_status: Option<TicketStatus>,
-    pub events: &'a [NewEvent],
-    pub delivery: Option<NewOutboxRow<'a>>,
-    pub duplicates: Option<DuplicateCheck<'a>>,
+    pub events: Vec<NewEvent>,
+    pub delivery: Option<NewOutboxRow>,
+    pub duplicates: Option<DuplicateCheck>,
 }
 
-/// What [`record_message`] did.
+/// What [`record_messages`] did with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// Everything was written.
@@ -54,73 +60,133 @@ pub enum Recorded {
     TicketNotAsExpected,
 }
 
-/// Writes one message, its ticket's change, audit and outbox row, or nothing.
-pub async fn record_message(db: impl PgExecutor<'_>, intake: &MessageIntake<'_>) -> Result<Recorded, sqlx::Error> {
-    let m = &intake.message;
-    let kinds: Vec<&str> = intake.events.iter().map(|e| e.kind.as_str()).collect();
-    let actors: Vec<&str> = intake.events.iter().map(|e| e.actor.as_str()).collect();
-    let details: Vec<&Value> = intake.events.iter().map(|e| &e.detail).collect();
-    let delivery = intake.delivery.as_ref();
-    let duplicates = intake.duplicates.as_ref();
-    // $1 owner, $2 ticket, $3–$16 the ticket change ($13 direction, $16 now), then $17 on.
-    let query = sqlx::query_as(concat!(
-        "WITH dup AS (
-             SELECT id FROM messages
-             WHERE $28::timestamptz IS NOT NULL AND owner = $1 AND ticket_number = $2 AND direction = 'in'
-               AND source = '3dolphins' AND message_type IS NOT DISTINCT FROM $18
-               AND message IS NOT DISTINCT FROM $19 AND COALESCE(media_link, '') = COALESCE($20, '')
-               AND raw ->> 'createdDate' IS NOT DISTINCT FROM $29 AND at >= $28
-             ORDER BY at LIMIT 1),
-         t AS (
-             UPDATE tickets SET ",
-        ticket_change_set!(),
-        "    WHERE owner = $1 AND ticket_number = $2 AND ($30::text IS NULL OR status = $30)
-               AND NOT EXISTS (SELECT 1 FROM dup)
-             RETURNING seq_third_party, seq_dolphins),
-         msg AS (
-             INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at,
-                                   warnings, raw)
-             SELECT $1, $17, $2, $13, $18, $19, $20, $21, $16, $22, $23 FROM t
-             RETURNING 1),
-         ev AS (
-             INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
-             SELECT $1, $2, e.kind, $16, e.actor, e.detail
-             FROM t, UNNEST($24::text[], $25::text[], $26::jsonb[]) WITH ORDINALITY AS e(kind, actor, detail, n)
-             ORDER BY e.n
-             RETURNING 1),
-         dl AS (
-             INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
-                                     next_attempt_at, created_at)
-             SELECT $1, $27, $2, $17, $31, $32,
-                    CASE WHEN $32 = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END,
-                    $33, 'pending', $16, $16
-             FROM t WHERE $27::uuid IS NOT NULL
-             RETURNING 1)
-         SELECT (SELECT id FROM dup), EXISTS (SELECT 1 FROM t)"
-    ));
-    let (duplicate, applied): (Option<Uuid>, bool) = bind_change(query, m.owner, m.ticket_number, &intake.change, m.at)
-        .bind(m.id)
-        .bind(m.message_type)
-        .bind(m.message)
-        .bind(m.media_link)
-        .bind(m.source.as_str())
-        .bind(m.warnings)
-        .bind(m.raw)
-        .bind(&kinds)
-        .bind(&actors)
-        .bind(&details)
-        .bind(delivery.map(|d| d.id))
-        .bind(duplicates.map(|d| d.since))
-        .bind(duplicates.and_then(|d| d.created_date_raw))
-        .bind(intake.expected_status.map(TicketStatus::as_str))
-        .bind(delivery.map(|d| d.target.as_str()))
-        .bind(delivery.map(|d| d.target.peer().as_str()))
-        .bind(delivery.map(|d| d.body))
-        .fetch_one(db)
+/// The batch statement. `c` holds one row per message (`n` = its position); the events of
+/// all messages come flattened, each with the `n` of its message.
+///
+/// Two messages of one ticket in a batch would update the ticket once (PostgreSQL updates a
+/// row at most once per statement): one of them then reads as [`Recorded::TicketNotAsExpected`]
+/// and is written by the caller's fallback, so nothing is lost even then. Callers keep
+/// tickets distinct ([`crate::group_commit`]).
+const RECORD_MESSAGES: &str = concat!(
+    "WITH c AS (
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::text[],
+                              $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
+                              $14::int[], $15::int[], $16::timestamptz[], $17::uuid[], $18::text[], $19::text[],
+                              $20::text[], $21::text[], $22::jsonb[], $23::jsonb[], $24::uuid[], $25::timestamptz[],
+                              $26::text[], $27::text[], $28::text[], $29::text[], $30::text[])
+             WITH ORDINALITY AS c(owner, ticket_number, new_status, closes, reopens, new_channel, new_account_id,
+                                  new_contact_id, new_customer_name, new_group_id, new_language, new_created_date,
+                                  direction, next_tp, next_d, at, message_id, message_type, message, media_link,
+                                  source, warnings, raw, delivery_id, dup_since, dup_created_raw, expected_status,
+                                  target, peer, body, n)),
+     dup AS (
+         SELECT c.n, first.id FROM c CROSS JOIN LATERAL (
+             SELECT m.id FROM messages m
+             WHERE m.owner = c.owner AND m.ticket_number = c.ticket_number AND m.direction = 'in'
+               AND m.source = '3dolphins' AND m.message_type IS NOT DISTINCT FROM c.message_type
+               AND m.message IS NOT DISTINCT FROM c.message AND COALESCE(m.media_link, '') = COALESCE(c.media_link, '')
+               AND m.raw ->> 'createdDate' IS NOT DISTINCT FROM c.dup_created_raw AND m.at >= c.dup_since
+             ORDER BY m.at LIMIT 1) AS first
+         WHERE c.dup_since IS NOT NULL),
+     t AS (
+         UPDATE tickets SET ",
+    ticket_change_set!(),
+    "    FROM c
+         WHERE tickets.owner = c.owner AND tickets.ticket_number = c.ticket_number
+           AND (c.expected_status IS NULL OR tickets.status = c.expected_status)
+           AND NOT EXISTS (SELECT 1 FROM dup WHERE dup.n = c.n)
+         RETURNING c.n, tickets.seq_third_party, tickets.seq_dolphins),
+     msg AS (
+         INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at,
+                               warnings, raw)
+         SELECT c.owner, c.message_id, c.ticket_number, c.direction, c.message_type, c.message, c.media_link,
+                c.source, c.at, c.warnings, c.raw
+         FROM c JOIN t ON t.n = c.n
+         RETURNING 1),
+     ev AS (
+         INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
+         SELECT c.owner, c.ticket_number, e.kind, c.at, e.actor, e.detail
+         FROM UNNEST($31::int[], $32::text[], $33::text[], $34::jsonb[]) WITH ORDINALITY AS e(n, kind, actor, detail, k)
+         JOIN t ON t.n = e.n JOIN c ON c.n = e.n
+         ORDER BY e.k
+         RETURNING 1),
+     dl AS (
+         INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
+                                 next_attempt_at, created_at)
+         SELECT c.owner, c.delivery_id, c.ticket_number, c.message_id, c.target, c.peer,
+                CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END,
+                c.body, 'pending', c.at, c.at
+         FROM c JOIN t ON t.n = c.n
+         WHERE c.delivery_id IS NOT NULL
+         RETURNING 1)
+     SELECT dup.id, t.n IS NOT NULL FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN t ON t.n = c.n ORDER BY c.n"
+);
+
+/// Writes each message with its ticket's change, audit and outbox row, or nothing of it,
+/// in one statement; answers what happened to each, in order.
+pub async fn record_messages(
+    db: impl PgExecutor<'_>,
+    intakes: &[&MessageIntake],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let column =
+        |f: fn(&MessageIntake) -> Option<&str>| -> Vec<Option<&str>> { intakes.iter().map(|i| f(i)).collect() };
+    let events: Vec<(i32, &NewEvent)> = intakes
+        .iter()
+        .enumerate()
+        .flat_map(|(n, i)| i.events.iter().map(move |e| (i32::try_from(n + 1).unwrap_or(i32::MAX), e)))
+        .collect();
+    let rows: Vec<(Option<Uuid>, bool)> = sqlx::query_as(RECORD_MESSAGES)
+        .bind(column(|i| Some(i.message.owner.as_str())))
+        .bind(column(|i| Some(i.message.ticket_number.as_str())))
+        .bind(column(|i| i.change.status.map(TicketStatus::as_str)))
+        .bind(intakes.iter().map(|i| i.change.closed).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.change.reopened).collect::<Vec<_>>())
+        .bind(column(|i| i.change.channel.as_deref()))
+        .bind(column(|i| i.change.account_id.as_deref()))
+        .bind(column(|i| i.change.contact_id.as_deref()))
+        .bind(column(|i| i.change.customer_name.as_deref()))
+        .bind(column(|i| i.change.group_id.as_deref()))
+        .bind(column(|i| i.change.language.as_deref()))
+        .bind(intakes.iter().map(|i| i.change.created_date).collect::<Vec<_>>())
+        .bind(column(|i| i.change.message.map(Direction::as_str)))
+        .bind(intakes.iter().map(|i| i32::from(i.change.next_third_party_sequence)).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i32::from(i.change.next_dolphins_sequence)).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.message.at).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.message.id).collect::<Vec<_>>())
+        .bind(column(|i| i.message.message_type.as_deref()))
+        .bind(column(|i| i.message.message.as_deref()))
+        .bind(column(|i| i.message.media_link.as_deref()))
+        .bind(column(|i| Some(i.message.source.as_str())))
+        .bind(intakes.iter().map(|i| &i.message.warnings).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| &i.message.raw).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.delivery.as_ref().map(|d| d.id)).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.duplicates.as_ref().map(|d| d.since)).collect::<Vec<_>>())
+        .bind(column(|i| i.duplicates.as_ref().and_then(|d| d.created_date_raw.as_deref())))
+        .bind(column(|i| i.expected_status.map(TicketStatus::as_str)))
+        .bind(column(|i| i.delivery.as_ref().map(|d| d.target.as_str())))
+        .bind(column(|i| i.delivery.as_ref().map(|d| d.target.peer().as_str())))
+        .bind(column(|i| i.delivery.as_ref().map(|d| d.body.as_str())))
+        .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.actor.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| &e.detail).collect::<Vec<_>>())
+        .fetch_all(db)
         .await?;
-    Ok(match (duplicate, applied) {
-        (Some(first), _) => Recorded::Duplicate(first),
-        (None, true) => Recorded::Applied,
-        (None, false) => Recorded::TicketNotAsExpected,
-    })
+    if rows.len() != intakes.len() {
+        return Err(sqlx::Error::Protocol(format!("{} intakes answered {} rows", intakes.len(), rows.len())));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| match row {
+            (Some(first), _) => Recorded::Duplicate(first),
+            (None, true) => Recorded::Applied,
+            (None, false) => Recorded::TicketNotAsExpected,
+        })
+        .collect())
+}
+
+/// [`record_messages`] for one message.
+pub async fn record_message(db: impl PgExecutor<'_>, intake: &MessageIntake) -> Result<Recorded, sqlx::Error> {
+    let recorded = record_messages(db, &[intake]).await?;
+    recorded.first().copied().ok_or_else(|| sqlx::Error::Protocol("no row for the intake".into()))
 }

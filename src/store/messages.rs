@@ -7,19 +7,20 @@ use uuid::Uuid;
 
 use crate::domain::{Direction, Source};
 
-/// A message to store ([`super::intake::record_message`]); its direction is the ticket
+/// A message to store ([`super::intake::record_messages`]); its direction is the ticket
 /// change's `message`.
-pub struct NewMessage<'a> {
-    pub owner: &'a str,
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub owner: String,
     pub id: Uuid,
-    pub ticket_number: &'a str,
-    pub message_type: Option<&'a str>,
-    pub message: Option<&'a str>,
-    pub media_link: Option<&'a str>,
+    pub ticket_number: String,
+    pub message_type: Option<String>,
+    pub message: Option<String>,
+    pub media_link: Option<String>,
     pub source: Source,
     pub at: DateTime<Utc>,
-    pub warnings: &'a Value,
-    pub raw: &'a Value,
+    pub warnings: Value,
+    pub raw: Value,
 }
 
 /// What identifies "the same message" for echo and duplicate detection.

@@ -41,18 +41,22 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> 
 
 /// A pool that fails fast when PostgreSQL is away: a request waits at most
 /// `acquire_timeout` for a connection and then answers 503 instead of hanging.
-pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+///
+/// A connection that sat idle for `ping_after` or longer is checked before it is handed
+/// out: after a database restart the pool would otherwise hand out dead sockets, one failed
+/// request each. The main pool checks every connection (its work is transactions of several
+/// statements and API reads, where one round trip more is cheap, and its connections sit
+/// idle most of the time); the hot pools of the intake and the delivery engine check only
+/// connections idle for [`IDLE_BEFORE_PING`], so a busy connection adds no round trip.
+pub fn pool_options(max_connections: u32, ping_after: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        // Check a connection that sat idle before handing it out: after a database restart
-        // the pool would otherwise hand out dead sockets, one failed request each. A busy
-        // connection is not pinged: that would add a round trip to every transaction.
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
             Box::pin(async move {
-                if meta.idle_for < IDLE_BEFORE_PING {
+                if meta.idle_for < ping_after {
                     return Ok(true);
                 }
                 Ok(sqlx::Connection::ping(conn).await.is_ok())
@@ -89,10 +93,26 @@ pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
         ("enable_bitmapscan", "off"),
         ("enable_sort", "off"),
     ]);
-    pool_options(max_connections).connect_lazy_with(options)
+    pool_options(max_connections, IDLE_BEFORE_PING).connect_lazy_with(options)
 }
 
-/// How long a pooled connection may sit idle before it is checked on the way out.
+/// The message intake's own pool ([`crate::group_commit`]): same database and settings,
+/// separate connections, so that batches never queue behind other requests' transactions.
+///
+/// Its sessions join only by nested loops over indexes: a batch names its tickets, and the
+/// planner, left to its statistics, may prefer to hash-join them against a whole table it
+/// believes small (fresh databases, tables grown since the last `ANALYZE`, servers without
+/// autovacuum). Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
+pub fn intake_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone().options([
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_bitmapscan", "off"),
+    ]);
+    pool_options(max_connections, IDLE_BEFORE_PING).connect_lazy_with(options)
+}
+
+/// How long a connection of a hot pool may sit idle before it is checked on the way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// Connects without waiting for the server: the first query opens the first connection.
@@ -109,7 +129,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
     if is_local(&options) && !asks_for_sslmode(url) {
         options = options.ssl_mode(PgSslMode::Disable);
     }
-    Ok(pool_options(max_connections).connect_lazy_with(options))
+    Ok(pool_options(max_connections, Duration::ZERO).connect_lazy_with(options))
 }
 
 fn is_local(options: &PgConnectOptions) -> bool {

@@ -1,9 +1,7 @@
 //! The `tickets` table: one row per `(owner, ticketNumber)` with its running figures.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{FromRow, PgExecutor, Postgres};
+use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::{Direction, TicketStatus};
 
@@ -43,17 +41,17 @@ pub async fn insert_new(
 }
 
 /// What one accepted event changes on its ticket.
-#[derive(Debug, Default)]
-pub struct TicketChange<'a> {
+#[derive(Debug, Default, Clone)]
+pub struct TicketChange {
     pub status: Option<TicketStatus>,
     pub closed: bool,
     pub reopened: bool,
-    pub channel: Option<&'a str>,
-    pub account_id: Option<&'a str>,
-    pub contact_id: Option<&'a str>,
-    pub customer_name: Option<&'a str>,
-    pub group_id: Option<&'a str>,
-    pub language: Option<&'a str>,
+    pub channel: Option<String>,
+    pub account_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub group_id: Option<String>,
+    pub language: Option<String>,
     pub created_date: Option<DateTime<Utc>>,
     /// The direction of the message this event carries, if it carries one.
     pub message: Option<Direction>,
@@ -69,77 +67,77 @@ pub struct Sequences {
     pub seq_dolphins: i32,
 }
 
-/// The `SET` list of a [`TicketChange`], shared by [`apply`] and the one-statement message
-/// intake ([`super::intake`]) so both change a ticket the same way. Placeholders: `$3`–`$16`
-/// as [`bind_change`] binds them.
+/// The `SET` list of a [`TicketChange`], shared by [`apply`] and the message intake
+/// ([`super::intake`]) so both change a ticket the same way. It reads the change from a
+/// relation `c` joined in by `FROM` (one row per ticket changed), whose columns are named
+/// so that none shadows a column of `tickets`: `new_status`, `closes`, `reopens`,
+/// `new_channel`, `new_account_id`, `new_contact_id`, `new_customer_name`, `new_group_id`,
+/// `new_language`, `new_created_date`, `direction`, `next_tp`, `next_d` (0 or 1) and `at`.
 ///
 /// Descriptive fields keep their last non-empty value; `created_date` keeps the first one
 /// seen; first message/response times are set once and never reset by a reopen.
 macro_rules! ticket_change_set {
     () => {
-        "status = COALESCE($3, status),
-         closed_at = CASE WHEN $4 THEN $16 WHEN $5 THEN NULL ELSE closed_at END,
-         reopen_count = reopen_count + CASE WHEN $5 THEN 1 ELSE 0 END,
-         channel = COALESCE(NULLIF($6, ''), channel),
-         account_id = COALESCE(NULLIF($7, ''), account_id),
-         contact_id = COALESCE(NULLIF($8, ''), contact_id),
-         customer_name = COALESCE(NULLIF($9, ''), customer_name),
-         group_id = COALESCE(NULLIF($10, ''), group_id),
-         language = COALESCE(NULLIF($11, ''), language),
-         created_date = COALESCE(created_date, $12),
-         messages_in = messages_in + CASE WHEN $13 = 'in' THEN 1 ELSE 0 END,
-         messages_out = messages_out + CASE WHEN $13 = 'out' THEN 1 ELSE 0 END,
-         first_message_at = CASE WHEN $13 = 'in' THEN COALESCE(first_message_at, $16) ELSE first_message_at END,
-         first_response_at = CASE WHEN $13 = 'out' THEN COALESCE(first_response_at, $16) ELSE first_response_at END,
-         last_message_at = CASE WHEN $13 IS NOT NULL THEN $16 ELSE last_message_at END,
-         seq_third_party = seq_third_party + $14,
-         seq_dolphins = seq_dolphins + $15,
-         updated_at = $16"
+        "status = COALESCE(c.new_status, status),
+         closed_at = CASE WHEN c.closes THEN c.at WHEN c.reopens THEN NULL ELSE closed_at END,
+         reopen_count = reopen_count + CASE WHEN c.reopens THEN 1 ELSE 0 END,
+         channel = COALESCE(NULLIF(c.new_channel, ''), channel),
+         account_id = COALESCE(NULLIF(c.new_account_id, ''), account_id),
+         contact_id = COALESCE(NULLIF(c.new_contact_id, ''), contact_id),
+         customer_name = COALESCE(NULLIF(c.new_customer_name, ''), customer_name),
+         group_id = COALESCE(NULLIF(c.new_group_id, ''), group_id),
+         language = COALESCE(NULLIF(c.new_language, ''), language),
+         created_date = COALESCE(created_date, c.new_created_date),
+         messages_in = messages_in + CASE WHEN c.direction = 'in' THEN 1 ELSE 0 END,
+         messages_out = messages_out + CASE WHEN c.direction = 'out' THEN 1 ELSE 0 END,
+         first_message_at = CASE WHEN c.direction = 'in' THEN COALESCE(first_message_at, c.at)
+                                 ELSE first_message_at END,
+         first_response_at = CASE WHEN c.direction = 'out' THEN COALESCE(first_response_at, c.at)
+                                  ELSE first_response_at END,
+         last_message_at = CASE WHEN c.direction IS NOT NULL THEN c.at ELSE last_message_at END,
+         seq_third_party = seq_third_party + c.next_tp,
+         seq_dolphins = seq_dolphins + c.next_d,
+         updated_at = c.at"
     };
 }
 pub(crate) use ticket_change_set;
-
-/// Binds `$1` (owner), `$2` (ticket) and the change's `$3`–`$16` of [`ticket_change_set!`].
-pub(crate) fn bind_change<'q, O>(
-    query: QueryAs<'q, Postgres, O, PgArguments>,
-    owner: &'q str,
-    ticket: &'q str,
-    change: &TicketChange<'q>,
-    now: DateTime<Utc>,
-) -> QueryAs<'q, Postgres, O, PgArguments> {
-    query
-        .bind(owner)
-        .bind(ticket)
-        .bind(change.status.map(TicketStatus::as_str))
-        .bind(change.closed)
-        .bind(change.reopened)
-        .bind(change.channel)
-        .bind(change.account_id)
-        .bind(change.contact_id)
-        .bind(change.customer_name)
-        .bind(change.group_id)
-        .bind(change.language)
-        .bind(change.created_date)
-        .bind(change.message.map(Direction::as_str))
-        .bind(i32::from(change.next_third_party_sequence))
-        .bind(i32::from(change.next_dolphins_sequence))
-        .bind(now)
-}
 
 /// Applies a change to a locked ticket (see [`ticket_change_set!`]).
 pub async fn apply(
     db: impl PgExecutor<'_>,
     owner: &str,
     ticket: &str,
-    change: &TicketChange<'_>,
+    change: &TicketChange,
     now: DateTime<Utc>,
 ) -> Result<Sequences, sqlx::Error> {
-    let query = sqlx::query_as(concat!(
+    sqlx::query_as(concat!(
         "UPDATE tickets SET ",
         ticket_change_set!(),
-        " WHERE owner = $1 AND ticket_number = $2 RETURNING seq_third_party, seq_dolphins"
-    ));
-    bind_change(query, owner, ticket, change, now).fetch_one(db).await
+        " FROM (SELECT $3::text AS new_status, $4::bool AS closes, $5::bool AS reopens, $6::text AS new_channel,
+                       $7::text AS new_account_id, $8::text AS new_contact_id, $9::text AS new_customer_name,
+                       $10::text AS new_group_id, $11::text AS new_language, $12::timestamptz AS new_created_date,
+                       $13::text AS direction, $14::int AS next_tp, $15::int AS next_d, $16::timestamptz AS at) c
+         WHERE owner = $1 AND ticket_number = $2
+         RETURNING seq_third_party, seq_dolphins"
+    ))
+    .bind(owner)
+    .bind(ticket)
+    .bind(change.status.map(TicketStatus::as_str))
+    .bind(change.closed)
+    .bind(change.reopened)
+    .bind(&change.channel)
+    .bind(&change.account_id)
+    .bind(&change.contact_id)
+    .bind(&change.customer_name)
+    .bind(&change.group_id)
+    .bind(&change.language)
+    .bind(change.created_date)
+    .bind(change.message.map(Direction::as_str))
+    .bind(i32::from(change.next_third_party_sequence))
+    .bind(i32::from(change.next_dolphins_sequence))
+    .bind(now)
+    .fetch_one(db)
+    .await
 }
 
 /// A ticket as the API shows it.

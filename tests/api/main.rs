@@ -14,6 +14,7 @@ mod delivery;
 mod dolphins_api;
 mod dolphins_side;
 mod faults;
+mod group_commit;
 mod hostile;
 mod idempotency;
 mod incoming;

@@ -1,0 +1,171 @@
+//! Group commit of message intakes: the messages of concurrent webhook requests are written
+//! by one statement ([`intake::record_messages`]) and one commit, and each request is
+//! answered once that commit is done, never before.
+//!
+//! Why: on the bridge's hot path PostgreSQL spends most of a message's cost on what every
+//! statement costs however few rows it writes (setting up four tables and their indexes,
+//! the round trip, waking the backend, the commit's WAL flush). Batching spreads that cost.
+//!
+//! How: a request queues its intake and waits. Up to [`GroupCommit::new`]'s `writers` tasks
+//! write what is queued, each taking at most [`MAX_BATCH`] intakes of distinct tickets that
+//! no other writer holds, in arrival order. An idle bridge therefore writes each message at
+//! once (a batch of one); a busy one writes whatever queued while the previous statements
+//! ran. Keeping each ticket in one batch at a time keeps its messages in arrival order and
+//! keeps writers from waiting on each other's row locks (or deadlocking on them).
+//!
+//! Writers are spawned when work arrives and end when none is left to take: nothing runs
+//! while the bridge is idle, and nothing outlives the queue.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use crate::store::intake::{self, MessageIntake, Recorded};
+
+/// Most intakes written by one statement.
+pub const MAX_BATCH: usize = 64;
+
+/// The queue of intakes waiting to be written. Cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    writers: usize,
+    /// Hashes `(owner, ticket)`; a collision only makes two tickets wait for each other.
+    hasher: std::collections::hash_map::RandomState,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Job>,
+    /// Tickets in a batch being written.
+    busy: HashSet<u64>,
+    /// Writer tasks running.
+    running: usize,
+}
+
+struct Job {
+    intake: MessageIntake,
+    ticket: u64,
+    reply: oneshot::Sender<Result<Recorded, sqlx::Error>>,
+}
+
+type Outcome = Result<Recorded, sqlx::Error>;
+
+impl GroupCommit {
+    /// Writes through `pool` with at most `writers` statements in flight.
+    pub fn new(pool: PgPool, writers: usize) -> Self {
+        let inner = Inner { pool, writers: writers.max(1), hasher: Default::default(), state: Default::default() };
+        GroupCommit { inner: Arc::new(inner) }
+    }
+
+    /// Writes `intake` (with whatever else is queued) and answers what happened to it,
+    /// after the commit.
+    pub async fn record(&self, intake: MessageIntake) -> Outcome {
+        let ticket = self.inner.hasher.hash_one((&intake.message.owner, &intake.message.ticket_number));
+        let (reply, answer) = oneshot::channel();
+        let start_writer = {
+            let mut state = self.inner.lock();
+            state.waiting.push_back(Job { intake, ticket, reply });
+            let start = state.running < self.inner.writers;
+            if start {
+                state.running += 1;
+            }
+            start
+        };
+        if start_writer {
+            tokio::spawn(write(self.inner.clone()));
+        }
+        // The writer always answers; a dropped sender means it was cancelled by a runtime
+        // shutdown.
+        answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state holds no invariant a panicking holder could break halfway.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the next batch (marking its tickets busy), or ends this writer when nothing
+    /// can be taken: every waiting intake's ticket is then held by a running writer, which
+    /// takes it when done.
+    fn next_batch(&self) -> Option<Vec<Job>> {
+        let mut state = self.lock();
+        let mut batch = Vec::new();
+        let mut left = VecDeque::new();
+        while let Some(job) = state.waiting.pop_front() {
+            if batch.len() < MAX_BATCH && state.busy.insert(job.ticket) {
+                batch.push(job);
+            } else {
+                left.push_back(job);
+            }
+        }
+        state.waiting = left;
+        if batch.is_empty() {
+            state.running -= 1;
+            return None;
+        }
+        Some(batch)
+    }
+
+    fn release(&self, batch: &[Job]) {
+        let mut state = self.lock();
+        for job in batch {
+            state.busy.remove(&job.ticket);
+        }
+    }
+}
+
+/// One writer: batches until nothing is left to take.
+async fn write(inner: Arc<Inner>) {
+    while let Some(batch) = inner.next_batch() {
+        let outcomes = match AssertUnwindSafe(write_batch(&inner.pool, &batch)).catch_unwind().await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                tracing::error!(count = batch.len(), "writing a batch of messages panicked");
+                batch.iter().map(|_| Err(sqlx::Error::WorkerCrashed)).collect()
+            }
+        };
+        inner.release(&batch);
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Writes a batch in one statement. If PostgreSQL refuses it (one message's text it cannot
+/// store, a deadlock with another process), each message is written alone so that each
+/// request gets its own answer; if the database is away, all get that answer at once.
+async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Outcome> {
+    let intakes: Vec<&MessageIntake> = batch.iter().map(|j| &j.intake).collect();
+    match intake::record_messages(pool, &intakes).await {
+        Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+        Err(e) if intakes.len() == 1 => vec![Err(e)],
+        Err(e) if crate::store::is_unavailable(&e) => intakes.iter().map(|_| Err(unavailable(&e))).collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, count = intakes.len(), "a batch of messages was refused; writing them one by one");
+            let mut outcomes = Vec::with_capacity(intakes.len());
+            for one in intakes {
+                outcomes.push(intake::record_message(pool, one).await);
+            }
+            outcomes
+        }
+    }
+}
+
+/// The same "database unavailable" error for every request of a batch (`sqlx::Error` is not
+/// `Clone`).
+fn unavailable(e: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, e.to_string()))
+}

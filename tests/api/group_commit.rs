@@ -1,0 +1,153 @@
+//! Group commit of message intakes (`dolphin_bridge::group_commit`): intakes queued together
+//! are written by one statement, yet each is applied or refused on its own, and a ticket's
+//! messages keep their order. Driven directly against a real database: requests queued in
+//! the same instant land in one batch on the test's single-threaded runtime.
+
+use chrono::Utc;
+use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
+use dolphin_bridge::group_commit::GroupCommit;
+use dolphin_bridge::store::events::NewEvent;
+use dolphin_bridge::store::intake::{MessageIntake, NewOutboxRow, Recorded};
+use dolphin_bridge::store::messages::NewMessage;
+use dolphin_bridge::store::tickets::TicketChange;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// An Incoming Event's intake on an open ticket, forwarded to the third party.
+fn incoming(ticket: &str, text: &str) -> MessageIntake {
+    let id = Uuid::now_v7();
+    MessageIntake {
+        message: NewMessage {
+            owner: OWNER.into(),
+            id,
+            ticket_number: ticket.into(),
+            message_type: Some("text".into()),
+            message: Some(text.into()),
+            media_link: None,
+            source: Source::Dolphins,
+            at: Utc::now(),
+            warnings: json!([]),
+            raw: json!({"ticketNumber": ticket, "message": text}),
+        },
+        change: TicketChange {
+            status: Some(TicketStatus::Open),
+            message: Some(Direction::In),
+            next_third_party_sequence: true,
+            ..TicketChange::default()
+        },
+        expected_status: Some(TicketStatus::Open),
+        events: vec![NewEvent {
+            kind: EventKind::MessageIn,
+            actor: "3dolphins".into(),
+            detail: json!({"messageId": id}),
+        }],
+        delivery: Some(NewOutboxRow {
+            id: Uuid::now_v7(),
+            target: Target::ThirdPartyIncoming,
+            body: json!({"message": text}).to_string(),
+        }),
+        duplicates: None,
+    }
+}
+
+async fn open_tickets(app: &TestApp, tenant: &Tenant, tickets: &[&str]) {
+    for ticket in tickets {
+        let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "message": "opening"}));
+        assert_eq!(app.post_as_dolphins("incoming", tenant, &body).await.status(), 200);
+    }
+}
+
+/// (sequence, message) of a ticket's deliveries, in sequence order.
+async fn outbox(app: &TestApp, ticket: &str) -> Vec<(i32, String)> {
+    sqlx::query_as(
+        "SELECT sequence, (body::jsonb) ->> 'message' FROM deliveries WHERE ticket_number = $1 ORDER BY sequence",
+    )
+    .bind(ticket)
+    .fetch_all(&app.pool)
+    .await
+    .expect("deliveries")
+}
+
+#[tokio::test]
+async fn one_unstorable_message_is_refused_alone_and_its_batch_mates_are_written() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["A", "B", "C"]).await;
+    let group = GroupCommit::new(app.pool.clone(), 1);
+
+    let (a, b, c) = tokio::join!(
+        group.record(incoming("A", "first of the batch")),
+        group.record(incoming("B", "a NUL \u{0} PostgreSQL cannot store")),
+        group.record(incoming("C", "last of the batch")),
+    );
+
+    assert_eq!(a.expect("A is written"), Recorded::Applied);
+    let refused = b.expect_err("B cannot be stored");
+    assert!(dolphin_bridge::store::is_unstorable_text(&refused), "{refused}");
+    assert_eq!(c.expect("C is written"), Recorded::Applied);
+    assert_eq!(outbox(&app, "A").await.last().map(|d| d.1.as_str()), Some("first of the batch"));
+    assert_eq!(outbox(&app, "B").await.len(), 1, "only B's opening message");
+    assert_eq!(outbox(&app, "C").await.last().map(|d| d.1.as_str()), Some("last of the batch"));
+    let counts: Vec<(String, i32)> =
+        sqlx::query_as("SELECT ticket_number, messages_in FROM tickets ORDER BY ticket_number")
+            .fetch_all(&app.pool)
+            .await
+            .expect("tickets");
+    assert_eq!(counts, vec![("A".into(), 2), ("B".into(), 1), ("C".into(), 2)]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn messages_of_one_ticket_queued_together_are_all_written_in_their_order() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["T", "U"]).await;
+    let group = GroupCommit::new(app.pool.clone(), 2);
+
+    let outcomes = futures::future::join_all(
+        ["one", "two", "three", "four"]
+            .iter()
+            .flat_map(|text| [group.record(incoming("T", text)), group.record(incoming("U", text))]),
+    )
+    .await;
+
+    for outcome in outcomes {
+        assert_eq!(outcome.expect("written"), Recorded::Applied);
+    }
+    for ticket in ["T", "U"] {
+        let expected: Vec<(i32, String)> = ["opening", "one", "two", "three", "four"]
+            .iter()
+            .enumerate()
+            .map(|(n, text)| (n as i32 + 1, text.to_string()))
+            .collect();
+        assert_eq!(outbox(&app, ticket).await, expected, "ticket {ticket}");
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["open-one"]).await;
+    let group = GroupCommit::new(app.pool.clone(), 1);
+
+    let (missing, open) =
+        tokio::join!(group.record(incoming("never-seen", "hello")), group.record(incoming("open-one", "again")));
+
+    assert_eq!(missing.expect("answered"), Recorded::TicketNotAsExpected);
+    assert_eq!(open.expect("answered"), Recorded::Applied);
+    let stray: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM messages WHERE ticket_number = 'never-seen')
+              + (SELECT count(*) FROM deliveries WHERE ticket_number = 'never-seen')
+              + (SELECT count(*) FROM ticket_events WHERE ticket_number = 'never-seen')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(stray, 0, "nothing of the refused intake is stored");
+    assert_eq!(outbox(&app, "open-one").await.len(), 2);
+    app.finish().await;
+}
