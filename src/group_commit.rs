@@ -15,6 +15,11 @@
 //!
 //! Writers are spawned when work arrives and end when none is left to take: nothing runs
 //! while the bridge is idle, and nothing outlives the queue.
+//!
+//! With a dispatcher in the process ([`DirectDispatch`]), each outbox row is offered a
+//! lease: a row written claimed goes straight to the dispatcher after the commit; a row
+//! written unclaimed (its ticket has a delivery waiting, its endpoint is paused or failing)
+//! wakes the dispatcher to claim it.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -24,8 +29,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
-use crate::store::intake::{self, MessageIntake, Recorded};
+use crate::delivery::DirectDispatch;
+use crate::store::deliveries::Claimed;
+use crate::store::intake::{self, DirectLease, MessageIntake, Recorded};
 
 /// Most intakes written by one statement.
 pub const MAX_BATCH: usize = 64;
@@ -39,6 +47,7 @@ pub struct GroupCommit {
 struct Inner {
     pool: PgPool,
     writers: usize,
+    dispatch: Option<DirectDispatch>,
     /// Hashes `(owner, ticket)`; a collision only makes two tickets wait for each other.
     hasher: std::collections::hash_map::RandomState,
     state: Mutex<State>,
@@ -59,18 +68,28 @@ struct Job {
     reply: oneshot::Sender<Result<Recorded, sqlx::Error>>,
 }
 
-type Outcome = Result<Recorded, sqlx::Error>;
+type Outcome = Result<(Recorded, Option<Claimed>), sqlx::Error>;
 
 impl GroupCommit {
-    /// Writes through `pool` with at most `writers` statements in flight.
-    pub fn new(pool: PgPool, writers: usize) -> Self {
-        let inner = Inner { pool, writers: writers.max(1), hasher: Default::default(), state: Default::default() };
+    /// Writes through `pool` with at most `writers` statements in flight, handing the
+    /// deliveries it writes to `dispatch` when there is one.
+    pub fn new(pool: PgPool, writers: usize, dispatch: Option<DirectDispatch>) -> Self {
+        let inner =
+            Inner { pool, writers: writers.max(1), dispatch, hasher: Default::default(), state: Default::default() };
         GroupCommit { inner: Arc::new(inner) }
+    }
+
+    /// Wakes this process's dispatcher (if any) for deliveries committed elsewhere (the
+    /// relay's transaction path).
+    pub fn wake_dispatcher(&self) {
+        if let Some(dispatch) = &self.inner.dispatch {
+            dispatch.wake();
+        }
     }
 
     /// Writes `intake` (with whatever else is queued) and answers what happened to it,
     /// after the commit.
-    pub async fn record(&self, intake: MessageIntake) -> Outcome {
+    pub async fn record(&self, intake: MessageIntake) -> Result<Recorded, sqlx::Error> {
         let ticket = self.inner.hasher.hash_one((&intake.message.owner, &intake.message.ticket_number));
         let (reply, answer) = oneshot::channel();
         let start_writer = {
@@ -88,6 +107,27 @@ impl GroupCommit {
         // The writer always answers; a dropped sender means it was cancelled by a runtime
         // shutdown.
         answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+impl GroupCommit {
+    /// Offers `intake`'s outbox row a lease when this process runs a dispatcher; after the
+    /// commit, pass what was written to [`GroupCommit::after_commit`].
+    pub fn offer_lease(&self, intake: &mut MessageIntake) {
+        if let Some(dispatch) = self.inner.dispatch.as_ref().filter(|_| intake.delivery.is_some()) {
+            let lease = chrono::Duration::from_std(dispatch.lease()).unwrap_or(chrono::Duration::seconds(30));
+            intake.lease = Some(DirectLease { token: Uuid::new_v4(), until: intake.message.at + lease });
+        }
+    }
+
+    /// After the commit of an intake that wrote an outbox row: hands the row to the
+    /// dispatcher if it was written claimed, else wakes the dispatcher to claim it.
+    pub fn after_commit(&self, claimed: Option<Claimed>) {
+        let Some(dispatch) = &self.inner.dispatch else { return };
+        match claimed {
+            Some(claimed) => dispatch.hand_over(claimed),
+            None => dispatch.wake(),
+        }
     }
 }
 
@@ -129,17 +169,27 @@ impl Inner {
 
 /// One writer: batches until nothing is left to take.
 async fn write(inner: Arc<Inner>) {
-    while let Some(batch) = inner.next_batch() {
-        let outcomes = match AssertUnwindSafe(write_batch(&inner.pool, &batch)).catch_unwind().await {
+    let group = GroupCommit { inner };
+    while let Some(mut batch) = group.inner.next_batch() {
+        for job in &mut batch {
+            group.offer_lease(&mut job.intake);
+        }
+        let outcomes = match AssertUnwindSafe(write_batch(&group.inner.pool, &batch)).catch_unwind().await {
             Ok(outcomes) => outcomes,
             Err(_) => {
                 tracing::error!(count = batch.len(), "writing a batch of messages panicked");
                 batch.iter().map(|_| Err(sqlx::Error::WorkerCrashed)).collect()
             }
         };
-        inner.release(&batch);
+        group.inner.release(&batch);
         for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = job.reply.send(outcome);
+            let answer = outcome.map(|(recorded, claimed)| {
+                if recorded == Recorded::Applied && job.intake.delivery.is_some() {
+                    group.after_commit(claimed);
+                }
+                recorded
+            });
+            let _ = job.reply.send(answer);
         }
     }
 }
@@ -157,7 +207,8 @@ async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Outcome> {
             tracing::debug!(error = %e, count = intakes.len(), "a batch of messages was refused; writing them one by one");
             let mut outcomes = Vec::with_capacity(intakes.len());
             for one in intakes {
-                outcomes.push(intake::record_message(pool, one).await);
+                let written = intake::record_messages(pool, &[one]).await;
+                outcomes.push(written.and_then(|mut w| w.pop().ok_or(sqlx::Error::RowNotFound)));
             }
             outcomes
         }

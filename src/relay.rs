@@ -15,6 +15,7 @@ use crate::domain::tenant::TenantSettings;
 use crate::domain::ticket::{transition, Action, TicketError, Transition};
 use crate::domain::{Direction, EventKind, Peer, Source, Target, TicketStatus};
 use crate::group_commit::GroupCommit;
+use crate::store::deliveries::Claimed;
 use crate::store::events::NewEvent;
 use crate::store::intake::{self, Recorded};
 use crate::store::tickets::TicketChange;
@@ -105,12 +106,12 @@ pub async fn apply(
             return Ok(Reply { status, body: stored.response_body });
         }
     }
-    let (reply, applied) = match event {
-        Event::Incoming(m) => relay_message(&mut tx, ctx, m, &INCOMING).await?,
-        Event::DolphinsReply(m) => relay_message(&mut tx, ctx, m, &DOLPHINS_REPLY).await?,
-        Event::ThirdPartyReply(m) => relay_message(&mut tx, ctx, m, &THIRD_PARTY_REPLY).await?,
-        Event::DolphinsCommand(c) => relay_command(&mut tx, ctx, c, Side::Dolphins).await?,
-        Event::ThirdPartyCommand(c) => relay_command(&mut tx, ctx, c, Side::ThirdParty).await?,
+    let ((reply, applied), written) = match event {
+        Event::Incoming(m) => relay_message(&mut tx, group, ctx, m, &INCOMING).await?,
+        Event::DolphinsReply(m) => relay_message(&mut tx, group, ctx, m, &DOLPHINS_REPLY).await?,
+        Event::ThirdPartyReply(m) => relay_message(&mut tx, group, ctx, m, &THIRD_PARTY_REPLY).await?,
+        Event::DolphinsCommand(c) => (relay_command(&mut tx, ctx, c, Side::Dolphins).await?, None),
+        Event::ThirdPartyCommand(c) => (relay_command(&mut tx, ctx, c, Side::ThirdParty).await?, None),
     };
     if let Some(idem) = idem {
         idempotency::save(&mut *tx, ctx.owner, &idem.key, &idem.request_hash, reply.status, &reply.body, ctx.now)
@@ -118,6 +119,10 @@ pub async fn apply(
     }
     tx.commit().await?;
     if applied {
+        match written {
+            Some(claimed) => group.after_commit(claimed),
+            None => group.wake_dispatcher(),
+        }
         count_accepted(event);
     }
     Ok(reply)
@@ -221,12 +226,15 @@ async fn apply_alone(
     })
 }
 
+/// A message in the transaction; with, when it enqueued a delivery, the delivery if it was
+/// written claimed, for after the commit ([`GroupCommit::after_commit`]).
 async fn relay_message(
     tx: &mut PgConnection,
+    group: &GroupCommit,
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<(Reply, bool), RelayError> {
+) -> Result<((Reply, bool), Option<Option<Claimed>>), RelayError> {
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         let fingerprint = messages::Fingerprint {
             owner: ctx.owner,
@@ -243,19 +251,25 @@ async fn relay_message(
                 detail: json!({"messageId": original, "messageType": m.message_type}),
             };
             events::append(&mut *tx, ctx.owner, &m.ticket_number, ctx.now, &[echo]).await?;
-            return Ok((success_with_id(original), false));
+            return Ok(((success_with_id(original), false), None));
         }
     }
     let opened_at = m.created_date.unwrap_or(ctx.now);
     let t = lock_or_create(tx, ctx, &m.ticket_number, route.action, opened_at).await?;
-    let intake = message_intake(ctx, m, route, &t, None)?;
+    let mut intake = message_intake(ctx, m, route, &t, None)?;
     let (id, written) = (intake.message.id, Written::of(&intake));
-    match intake::record_message(&mut *tx, &intake).await? {
+    group.offer_lease(&mut intake);
+    let (recorded, claimed) = intake::record_messages(&mut *tx, &[&intake])
+        .await?
+        .pop()
+        .ok_or(RelayError::Database(sqlx::Error::RowNotFound))?;
+    match recorded {
         Recorded::Applied => {
             written.log(ctx, m);
-            Ok((success_with_id(id), true))
+            let enqueued = intake.delivery.is_some().then_some(claimed);
+            Ok(((success_with_id(id), true), enqueued))
         }
-        Recorded::Duplicate(first) => Ok((success_with_id(first), false)),
+        Recorded::Duplicate(first) => Ok(((success_with_id(first), false), None)),
         // The row is locked (or was just created) by this transaction.
         Recorded::TicketNotAsExpected => Err(RelayError::Database(sqlx::Error::RowNotFound)),
     }
@@ -320,6 +334,7 @@ fn message_intake(
         events: audit,
         delivery: planned.map(|p| intake::NewOutboxRow { id: p.id, target: route.target, body: p.body }),
         duplicates,
+        lease: None,
     })
 }
 

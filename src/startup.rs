@@ -126,15 +126,15 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let housekeeping = options
         .workers
         .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
-    let (dispatcher, outbox) = if options.workers {
+    let (dispatcher, direct) = if options.workers {
         let delivery_pool = store::delivery_pool(&pool, DELIVERY_CONNECTIONS);
         let dispatcher = Dispatcher::new(delivery_pool, config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
-        let outbox = dispatcher.waker();
-        (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone()))), outbox)
+        let (direct, handoffs) = dispatcher.direct_dispatch();
+        (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone(), Some(handoffs)))), Some(direct))
     } else {
         heartbeat.beat();
-        (None, Arc::new(tokio::sync::Notify::new()))
+        (None, None)
     };
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -145,7 +145,7 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
     let openapi = Arc::new(crate::http::spec());
-    let intake = GroupCommit::new(store::intake_pool(&pool, INTAKE_WRITERS), INTAKE_WRITERS as usize);
+    let intake = GroupCommit::new(store::intake_pool(&pool, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
     let state = AppState {
         pool: pool.clone(),
         intake,
@@ -156,7 +156,6 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         limiter,
         openapi,
         dolphins,
-        outbox,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

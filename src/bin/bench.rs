@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let endpoint = format!("http://127.0.0.1:{port}/webhooks/3dolphins/incoming?token={token}");
     let cpu_before = cpu_seconds(bridge.id());
+    let pg_cpu_before = postgres_cpu_seconds();
     let stats_pool = dolphin_bridge::store::connect_lazy(&url, 1)?;
     let db_before = db_counters(&stats_pool).await?;
 
@@ -154,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let all_delivered = started.elapsed();
     let drained_in = up_at.elapsed();
     let cpu = cpu_seconds(bridge.id()).zip(cpu_before).map(|(after, before)| after - before);
+    let pg_cpu = postgres_cpu_seconds() - pg_cpu_before;
     let peak_rss = peak_rss_kib(bridge.id());
     let (arrivals, order) = {
         let seen = arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
@@ -199,6 +201,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cpu) = cpu {
         println!("  bridge CPU          {:.3} s per 1000 events", cpu / accepted.len().max(1) as f64 * 1000.0);
     }
+    println!(
+        "  PostgreSQL CPU      {:.3} s per 1000 events (its processes on this machine)",
+        pg_cpu / accepted.len().max(1) as f64 * 1000.0
+    );
     if let Some(kib) = peak_rss {
         println!("  bridge peak RSS     {:.1} MiB", kib as f64 / 1024.0);
     }
@@ -474,6 +480,17 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// CPU seconds of every `postgres` process on this machine (the server's backends and
+/// helpers; a backend that exits during the run takes its share with it).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter_map(cpu_seconds)
+        .sum()
 }
 
 /// Peak resident set size of a process in KiB (VmHWM), from /proc (Linux).

@@ -62,6 +62,43 @@ pub struct Dispatcher {
 /// Most successes written by one statement.
 const SUCCESS_BATCH: usize = 64;
 
+/// Hands deliveries that the message intake wrote already claimed
+/// ([`crate::store::intake::DirectLease`]) straight to this process's running dispatcher:
+/// no claim statement, and a send that starts as soon as the commit is done.
+///
+/// A handed-over delivery waits for a free worker like a claimed one; if its lease would run
+/// out before its attempt could end, it is not sent but claimed again once the lease has
+/// expired. Deliveries handed over after the dispatcher stopped keep their lease and are
+/// claimed again when it expires (by the next process, or this one's successor).
+#[derive(Clone)]
+pub struct DirectDispatch {
+    lease: Duration,
+    wake: Arc<Notify>,
+    handoffs: mpsc::UnboundedSender<Claimed>,
+}
+
+/// The dispatcher's end of [`DirectDispatch`], for [`Dispatcher::run`].
+pub struct Handoffs(mpsc::UnboundedReceiver<Claimed>);
+
+impl DirectDispatch {
+    /// How long a delivery claimed as it is written stays claimed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Gives the dispatcher a committed delivery claimed as it was written.
+    pub fn hand_over(&self, claim: Claimed) {
+        if self.handoffs.send(claim).is_err() {
+            tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
+        }
+    }
+
+    /// Wakes the dispatcher to claim deliveries committed unclaimed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
 impl Dispatcher {
     pub fn new(
         pool: PgPool,
@@ -87,6 +124,14 @@ impl Dispatcher {
             successes: None,
             room_limited: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The intake's way to hand this dispatcher deliveries claimed as they were written;
+    /// pass the [`Handoffs`] to [`Dispatcher::run`].
+    pub fn direct_dispatch(&self) -> (DirectDispatch, Handoffs) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let direct = DirectDispatch { lease: self.config.lease, wake: self.wake.clone(), handoffs: sender };
+        (direct, Handoffs(receiver))
     }
 
     /// What the HTTP side signals after committing new deliveries: the dispatcher of the
@@ -119,11 +164,11 @@ impl Dispatcher {
     /// Successful attempts (nearly all of them) are recorded by a companion task in
     /// batches, one statement each, so a worker is free as soon as its request is answered;
     /// the delivery stays claimed (and its ticket's next delivery waits) until recorded.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>, handoffs: Option<Handoffs>) {
         let (sender, receiver) = mpsc::channel(4 * SUCCESS_BATCH);
         let recorder = tokio::spawn(record_successes(self.pool.clone(), receiver, self.wake.clone()));
         let this = Dispatcher { successes: Some(sender), ..self };
-        this.run_loop(shutdown).await;
+        this.run_loop(shutdown, handoffs).await;
         // Every sender is gone once the loop and its attempts are done: the recorder
         // writes what it still holds and ends.
         if recorder.await.is_err() {
@@ -131,7 +176,8 @@ impl Dispatcher {
         }
     }
 
-    async fn run_loop(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run_loop(self, mut shutdown: watch::Receiver<bool>, handoffs: Option<Handoffs>) {
+        let mut handoffs = handoffs.map(|h| h.0);
         let mut listener = None;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
@@ -171,22 +217,7 @@ impl Dispatcher {
                         let claimed = batch.len();
                         self.room_limited.store(claimed >= free, Ordering::Relaxed);
                         for claim in batch {
-                            let Ok(permit) = self.workers.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let this = self.clone();
-                            in_flight.spawn(async move {
-                                let recorded_here = this.deliver(claim).await;
-                                drop(permit);
-                                // A success handed to the recorder wakes the loop once it is
-                                // written; an outcome recorded here (a failure, a dead
-                                // delivery) may free the ticket's next one now. Otherwise a
-                                // freed worker matters only if work was left for lack of one:
-                                // waking for nothing costs an empty claim each time.
-                                if recorded_here || this.room_limited.load(Ordering::Relaxed) {
-                                    this.wake.notify_one();
-                                }
-                            });
+                            self.start_attempt(&mut in_flight, claim);
                         }
                         if claimed >= free {
                             continue; // there may be more due right now
@@ -204,15 +235,56 @@ impl Dispatcher {
                 }
             }
             let pause = if failures > 0 { POLL_INTERVAL * failures.min(5) } else { POLL_INTERVAL };
-            tokio::select! {
-                woke = recv(&mut listener) => if !woke { listener = None },
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
+            let sleep = tokio::time::sleep(pause);
+            tokio::pin!(sleep);
+            // Deliveries handed over by the intake start here without a claim, so they do
+            // not end the wait.
+            loop {
+                tokio::select! {
+                    handed = recv_handoff(&mut handoffs) => {
+                        match handed {
+                            Some(claim) => self.start_attempt(&mut in_flight, claim),
+                            None => handoffs = None,
+                        }
+                        while in_flight.try_join_next().is_some() {}
+                        continue;
+                    }
+                    woke = recv(&mut listener) => if !woke { listener = None },
+                    _ = self.wake.notified() => {}
+                    _ = &mut sleep => {}
+                    _ = shutdown.changed() => {}
+                }
+                break;
+            }
+        }
+        // Deliveries handed over before the intake saw the shutdown are sent too.
+        if let Some(mut handoffs) = handoffs {
+            handoffs.close();
+            while let Ok(claim) = handoffs.try_recv() {
+                self.start_attempt(&mut in_flight, claim);
             }
         }
         tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
         while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Sends one claimed delivery in the background, as soon as a worker is free. (Workers
+    /// counted free for a claim may have been taken by deliveries handed over since: the wait
+    /// is in the attempt's task, never in the loop that hands them out.)
+    fn start_attempt(&self, in_flight: &mut JoinSet<()>, claim: Claimed) {
+        let this = self.clone();
+        in_flight.spawn(async move {
+            let Ok(permit) = this.workers.clone().acquire_owned().await else { return };
+            let recorded_here = this.deliver(claim).await;
+            drop(permit);
+            // A success handed to the recorder wakes the loop once it is written; an outcome
+            // recorded here (a failure, a dead delivery) may free the ticket's next one now.
+            // Otherwise a freed worker matters only if work was left for lack of one: waking
+            // for nothing costs an empty claim each time.
+            if recorded_here || this.room_limited.load(Ordering::Relaxed) {
+                this.wake.notify_one();
+            }
+        });
     }
 
     /// Claims up to `room` deliveries: first (when `probes`) one probe for each endpoint
@@ -281,6 +353,13 @@ impl Dispatcher {
         let settings: TenantSettings = serde_json::from_value(claim.settings.clone()).unwrap_or_default();
         let (schedule, timeout) = self.policy(&settings);
         let started_at = self.clock.now();
+        let ends_by = chrono::Duration::from_std(timeout).ok().and_then(|t| started_at.checked_add_signed(t));
+        if ends_by.is_none_or(|end| end > claim.lease_until) {
+            // It waited too long for a worker: an attempt now could outlive the claim and
+            // race the next one. Once the lease has expired it is claimed again, in order.
+            tracing::warn!("claim ran out while waiting for a worker; the delivery is sent after its lease");
+            return true;
+        }
         let outcome = match unopened {
             None => self.send_with_token(&claim, target, &settings, timeout).await,
             Some(e) => AttemptOutcome::not_sent_yet(e.to_string()),
@@ -435,6 +514,14 @@ fn api_account(claim: &Claimed, target: Target, settings: &TenantSettings) -> Op
 
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(24))
+}
+
+/// The next delivery handed over by the intake; `None` once the intake is gone.
+async fn recv_handoff(handoffs: &mut Option<mpsc::UnboundedReceiver<Claimed>>) -> Option<Claimed> {
+    match handoffs {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for a notification; `false` when the listener is gone (reconnect next loop).

@@ -50,10 +50,9 @@ pub struct AppState {
     pub openapi: Arc<serde_json::Value>,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
     pub dolphins: crate::dolphins::client::DolphinsClient,
-    /// Writes the messages of concurrent webhook requests together.
+    /// Writes the messages of concurrent webhook requests together, and hands what they
+    /// enqueue to this process's dispatcher.
     pub intake: crate::group_commit::GroupCommit,
-    /// Wakes this process's dispatcher after a webhook committed new deliveries.
-    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -149,7 +149,6 @@ async fn accept(
         dedupe_window: state.config.dedupe_window,
     };
     let reply = relay::apply(&state.pool, &state.intake, &ctx, idem.as_ref(), &event).await?;
-    state.outbox.notify_one();
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(reply.body)).into_response())
 }

@@ -58,6 +58,8 @@ pub struct Claimed {
     pub schedule_base: i32,
     /// Fences this claim: only the holder of the current token may record the outcome.
     pub lease_token: Uuid,
+    /// When the claim runs out: an attempt that could not end before it is not started.
+    pub lease_until: DateTime<Utc>,
     /// Where the claimed row version lies (`ctid`, as text): the record finds it there
     /// without choosing an index. If the row was changed since, it is not found, exactly as
     /// when the lease was lost (the token is checked too).
@@ -126,7 +128,7 @@ pub async fn claim(
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.ctid = due.row_id
          RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
+                   d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
                    t.dolphins_password"
     ))
     .bind(now)

@@ -12,9 +12,11 @@
 //! duplicate check); the statement as a whole commits or fails.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::deliveries::Claimed;
 use super::events::NewEvent;
 use super::messages::NewMessage;
 use super::tickets::{ticket_change_set, TicketChange};
@@ -47,6 +49,17 @@ pub struct MessageIntake {
     pub events: Vec<NewEvent>,
     pub delivery: Option<NewOutboxRow>,
     pub duplicates: Option<DuplicateCheck>,
+    /// Offer to claim the outbox row as it is written, for this process's dispatcher to send
+    /// at once ([`crate::delivery::DirectDispatch`]). Taken only when the row is due at once
+    /// by the claim's own rules (see [`RECORD_MESSAGES`]).
+    pub lease: Option<DirectLease>,
+}
+
+/// The lease an outbox row is written with when it is claimed as it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectLease {
+    pub token: Uuid,
+    pub until: DateTime<Utc>,
 }
 
 /// What [`record_messages`] did with one message.
@@ -63,6 +76,15 @@ pub enum Recorded {
 /// The batch statement. `c` holds one row per message (`n` = its position); the events of
 /// all messages come flattened, each with the `n` of its message.
 ///
+/// An outbox row offered a lease (`lease_token`) is written claimed when the claim
+/// ([`super::deliveries::claim`]) would take it right now: its endpoint is neither paused nor
+/// behind a breaker, and no earlier delivery of its ticket to that peer is `pending` or
+/// `failed`. The last rule is read in the statement's snapshot, which is complete for the
+/// ticket only if no other transaction moved the ticket's sequence between that snapshot and
+/// this statement's row lock: so the row is claimed only when the sequence the update handed
+/// out is exactly one more than the snapshot's (else it is written unclaimed and the
+/// dispatcher's claim takes it in order).
+///
 /// Two messages of one ticket in a batch would update the ticket once (PostgreSQL updates a
 /// row at most once per statement): one of them then reads as [`Recorded::TicketNotAsExpected`]
 /// and is written by the caller's fallback, so nothing is lost even then. Callers keep
@@ -73,12 +95,13 @@ const RECORD_MESSAGES: &str = concat!(
                               $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
                               $14::int[], $15::int[], $16::timestamptz[], $17::uuid[], $18::text[], $19::text[],
                               $20::text[], $21::text[], $22::jsonb[], $23::jsonb[], $24::uuid[], $25::timestamptz[],
-                              $26::text[], $27::text[], $28::text[], $29::text[], $30::text[])
+                              $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $35::uuid[],
+                              $36::timestamptz[])
              WITH ORDINALITY AS c(owner, ticket_number, new_status, closes, reopens, new_channel, new_account_id,
                                   new_contact_id, new_customer_name, new_group_id, new_language, new_created_date,
                                   direction, next_tp, next_d, at, message_id, message_type, message, media_link,
                                   source, warnings, raw, delivery_id, dup_since, dup_created_raw, expected_status,
-                                  target, peer, body, n)),
+                                  target, peer, body, lease_token, lease_until, n)),
      dup AS (
          SELECT c.n, first.id FROM c CROSS JOIN LATERAL (
              SELECT m.id FROM messages m
@@ -110,24 +133,46 @@ const RECORD_MESSAGES: &str = concat!(
          JOIN t ON t.n = e.n JOIN c ON c.n = e.n
          ORDER BY e.k
          RETURNING 1),
+     seq AS (
+         SELECT c.n, CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END AS sequence,
+                c.lease_token IS NOT NULL
+                AND (SELECT CASE WHEN c.peer = 'third_party' THEN b.seq_third_party ELSE b.seq_dolphins END
+                     FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number)
+                    = CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END - 1
+                AND NOT EXISTS (SELECT 1 FROM deliveries e
+                                WHERE e.owner = c.owner AND e.ticket_number = c.ticket_number AND e.peer = c.peer
+                                  AND e.status IN ('pending', 'failed'))
+                AND NOT EXISTS (SELECT 1 FROM endpoints ep
+                                WHERE ep.owner = c.owner AND ep.target = c.target
+                                  AND (ep.paused OR ep.state <> 'closed')) AS direct
+         FROM c JOIN t ON t.n = c.n
+         WHERE c.delivery_id IS NOT NULL),
      dl AS (
          INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
-                                 next_attempt_at, created_at)
-         SELECT c.owner, c.delivery_id, c.ticket_number, c.message_id, c.target, c.peer,
-                CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END,
-                c.body, 'pending', c.at, c.at
-         FROM c JOIN t ON t.n = c.n
-         WHERE c.delivery_id IS NOT NULL
-         RETURNING 1)
-     SELECT dup.id, t.n IS NOT NULL FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN t ON t.n = c.n ORDER BY c.n"
+                                 next_attempt_at, created_at, lease_until, lease_token)
+         SELECT c.owner, c.delivery_id, c.ticket_number, c.message_id, c.target, c.peer, seq.sequence,
+                c.body, 'pending', c.at, c.at, CASE WHEN seq.direct THEN c.lease_until END,
+                CASE WHEN seq.direct THEN c.lease_token END
+         FROM c JOIN seq ON seq.n = c.n
+         RETURNING id, sequence, ctid::text AS row_id, lease_token IS NOT NULL AS direct)
+     SELECT dup.id, t.n IS NOT NULL, dl.sequence, CASE WHEN dl.direct THEN dl.row_id END, tn.settings,
+            tn.signing_secret, tn.previous_signing_secret, tn.dolphins_password
+     FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN t ON t.n = c.n LEFT JOIN dl ON dl.id = c.delivery_id
+          LEFT JOIN tenants tn ON dl.direct AND tn.owner = c.owner
+     ORDER BY c.n"
 );
 
+/// One row of [`RECORD_MESSAGES`]'s answer.
+type Answer =
+    (Option<Uuid>, bool, Option<i32>, Option<String>, Option<Value>, Option<String>, Option<String>, Option<String>);
+
 /// Writes each message with its ticket's change, audit and outbox row, or nothing of it,
-/// in one statement; answers what happened to each, in order.
+/// in one statement; answers what happened to each, in order, with its outbox row when it
+/// was written claimed (see [`MessageIntake::lease`]).
 pub async fn record_messages(
     db: impl PgExecutor<'_>,
     intakes: &[&MessageIntake],
-) -> Result<Vec<Recorded>, sqlx::Error> {
+) -> Result<Vec<(Recorded, Option<Claimed>)>, sqlx::Error> {
     let column =
         |f: fn(&MessageIntake) -> Option<&str>| -> Vec<Option<&str>> { intakes.iter().map(|i| f(i)).collect() };
     let events: Vec<(i32, &NewEvent)> = intakes
@@ -135,7 +180,7 @@ pub async fn record_messages(
         .enumerate()
         .flat_map(|(n, i)| i.events.iter().map(move |e| (i32::try_from(n + 1).unwrap_or(i32::MAX), e)))
         .collect();
-    let rows: Vec<(Option<Uuid>, bool)> = sqlx::query_as(RECORD_MESSAGES)
+    let rows: Vec<Answer> = sqlx::query_as(RECORD_MESSAGES)
         .bind(column(|i| Some(i.message.owner.as_str())))
         .bind(column(|i| Some(i.message.ticket_number.as_str())))
         .bind(column(|i| i.change.status.map(TicketStatus::as_str)))
@@ -170,23 +215,45 @@ pub async fn record_messages(
         .bind(events.iter().map(|(_, e)| e.kind.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, e)| e.actor.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, e)| &e.detail).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.lease.map(|l| l.token)).collect::<Vec<_>>())
+        .bind(intakes.iter().map(|i| i.lease.map(|l| l.until)).collect::<Vec<_>>())
         .fetch_all(db)
         .await?;
     if rows.len() != intakes.len() {
         return Err(sqlx::Error::Protocol(format!("{} intakes answered {} rows", intakes.len(), rows.len())));
     }
-    Ok(rows
-        .into_iter()
-        .map(|row| match row {
-            (Some(first), _) => Recorded::Duplicate(first),
-            (None, true) => Recorded::Applied,
-            (None, false) => Recorded::TicketNotAsExpected,
-        })
-        .collect())
+    Ok(rows.into_iter().zip(intakes).map(|(row, intake)| answer(row, intake)).collect())
 }
 
-/// [`record_messages`] for one message.
-pub async fn record_message(db: impl PgExecutor<'_>, intake: &MessageIntake) -> Result<Recorded, sqlx::Error> {
-    let recorded = record_messages(db, &[intake]).await?;
-    recorded.first().copied().ok_or_else(|| sqlx::Error::Protocol("no row for the intake".into()))
+fn answer(row: Answer, intake: &MessageIntake) -> (Recorded, Option<Claimed>) {
+    let (duplicate, applied, sequence, row_id, settings, signing_secret, previous_signing_secret, dolphins_password) =
+        row;
+    let recorded = match (duplicate, applied) {
+        (Some(first), _) => Recorded::Duplicate(first),
+        (None, true) => Recorded::Applied,
+        (None, false) => Recorded::TicketNotAsExpected,
+    };
+    let claimed = match (recorded, &intake.delivery, intake.lease, sequence, row_id, signing_secret) {
+        (Recorded::Applied, Some(delivery), Some(lease), Some(sequence), Some(row_id), Some(signing_secret)) => {
+            Some(Claimed {
+                owner: intake.message.owner.clone(),
+                id: delivery.id,
+                ticket_number: intake.message.ticket_number.clone(),
+                target: delivery.target.as_str().to_string(),
+                sequence,
+                body: delivery.body.clone(),
+                attempts: 0,
+                schedule_base: 0,
+                lease_token: lease.token,
+                lease_until: lease.until,
+                row_id,
+                settings: settings.unwrap_or(Value::Null),
+                signing_secret,
+                previous_signing_secret,
+                dolphins_password,
+            })
+        }
+        _ => None,
+    };
+    (recorded, claimed)
 }

@@ -49,6 +49,7 @@ fn incoming(ticket: &str, text: &str) -> MessageIntake {
             body: json!({"message": text}).to_string(),
         }),
         duplicates: None,
+        lease: None,
     }
 }
 
@@ -75,7 +76,7 @@ async fn one_unstorable_message_is_refused_alone_and_its_batch_mates_are_written
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["A", "B", "C"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 1);
+    let group = GroupCommit::new(app.pool.clone(), 1, None);
 
     let (a, b, c) = tokio::join!(
         group.record(incoming("A", "first of the batch")),
@@ -104,7 +105,7 @@ async fn messages_of_one_ticket_queued_together_are_all_written_in_their_order()
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["T", "U"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 2);
+    let group = GroupCommit::new(app.pool.clone(), 2, None);
 
     let outcomes = futures::future::join_all(
         ["one", "two", "three", "four"]
@@ -132,7 +133,7 @@ async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["open-one"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 1);
+    let group = GroupCommit::new(app.pool.clone(), 1, None);
 
     let (missing, open) =
         tokio::join!(group.record(incoming("never-seen", "hello")), group.record(incoming("open-one", "again")));
