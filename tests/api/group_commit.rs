@@ -1,13 +1,14 @@
 //! Group commit of message intakes (`dolphin_bridge::group_commit`): intakes queued together
 //! are written by one statement, yet each is applied or refused on its own, and a ticket's
-//! messages keep their order. Driven directly against a real database: requests queued in
-//! the same instant land in one batch on the test's single-threaded runtime.
+//! messages keep their order; an outbox row is written claimed (for direct dispatch) only
+//! when the claim's rules allow it. Driven directly against a real database: requests queued
+//! in the same instant land in one batch on the test's single-threaded runtime.
 
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
 use dolphin_bridge::group_commit::GroupCommit;
 use dolphin_bridge::store::events::NewEvent;
-use dolphin_bridge::store::intake::{MessageIntake, NewOutboxRow, Recorded};
+use dolphin_bridge::store::intake::{record_messages, DirectLease, MessageIntake, NewOutboxRow, Recorded};
 use dolphin_bridge::store::messages::NewMessage;
 use dolphin_bridge::store::tickets::TicketChange;
 use serde_json::json;
@@ -151,4 +152,62 @@ async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
     assert_eq!(stray, 0, "nothing of the refused intake is stored");
     assert_eq!(outbox(&app, "open-one").await.len(), 2);
     app.finish().await;
+}
+
+/// `intake` offered a lease, as the group commit offers it when a dispatcher runs here.
+fn offered(mut intake: MessageIntake) -> (MessageIntake, DirectLease) {
+    let lease = DirectLease { token: Uuid::new_v4(), until: Utc::now() + chrono::Duration::seconds(30) };
+    intake.lease = Some(lease);
+    (intake, lease)
+}
+
+/// (lease token, attempts) of a delivery.
+async fn lease_of(app: &TestApp, id: Uuid) -> (Option<Uuid>, i32) {
+    sqlx::query_as("SELECT lease_token, attempts FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("delivery")
+}
+
+#[tokio::test]
+async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["free", "waiting"]).await;
+    // "free": its opening delivery went out; "waiting" still has its opening one pending.
+    sqlx::query("UPDATE deliveries SET status = 'delivered' WHERE ticket_number = 'free'")
+        .execute(&app.pool)
+        .await
+        .expect("deliver the opening message");
+
+    let (free, free_lease) = offered(incoming("free", "goes at once"));
+    let (waiting, _) = offered(incoming("waiting", "waits its turn"));
+    let written = record_messages(&app.pool, &[&free, &waiting]).await.expect("written");
+
+    let claimed = written[0].1.as_ref().expect("the free ticket's row is written claimed");
+    assert_eq!((claimed.id, claimed.sequence, claimed.lease_token), (free_delivery(&free), 2, free_lease.token));
+    assert_eq!(claimed.body, free.delivery.as_ref().map(|d| d.body.clone()).unwrap_or_default());
+    assert_eq!(lease_of(&app, claimed.id).await, (Some(free_lease.token), 0));
+    assert!(written[1].1.is_none(), "an earlier delivery of the ticket is still pending");
+    assert_eq!(lease_of(&app, free_delivery(&waiting)).await, (None, 0));
+
+    // A paused endpoint takes nothing claimed either.
+    dolphin_bridge::store::endpoints::set_paused(&app.pool, OWNER, Target::ThirdPartyIncoming, true, Utc::now())
+        .await
+        .expect("pause");
+    sqlx::query("UPDATE deliveries SET status = 'delivered', lease_token = NULL")
+        .execute(&app.pool)
+        .await
+        .expect("deliver everything");
+    let (paused, _) = offered(incoming("free", "while paused"));
+    let written = record_messages(&app.pool, &[&paused]).await.expect("written");
+    assert_eq!(written[0].0, Recorded::Applied);
+    assert!(written[0].1.is_none(), "the endpoint is paused");
+    assert_eq!(lease_of(&app, free_delivery(&paused)).await, (None, 0));
+    app.finish().await;
+}
+
+fn free_delivery(intake: &MessageIntake) -> Uuid {
+    intake.delivery.as_ref().map(|d| d.id).unwrap_or_default()
 }
