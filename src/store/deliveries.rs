@@ -261,6 +261,11 @@ pub struct Success {
 /// [`record_attempt`] writes for a success (delivery delivered, attempt logged, breaker
 /// reset, `delivered` audited), under the same fencing. Answers how many still held
 /// their lease.
+///
+/// The rows are found by a TID scan of the array of their `ctid`s: PostgreSQL 15 cannot look
+/// up a row by a `ctid` that comes from a join, and planned on stale statistics it
+/// hash-joined the batch against a sequential scan of the whole outbox instead (measured:
+/// 1 300 pages read per batch at 10 000 deliveries, growing with the table).
 pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<u64, sqlx::Error> {
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
@@ -280,7 +285,8 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
              UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, last_error = NULL,
                  delivered_at = i.finished_at, lease_until = NULL, lease_token = NULL
              FROM input i
-             WHERE d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id AND d.lease_token = i.token
+             WHERE d.ctid = ANY($9::text[]::tid[]) AND d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id
+               AND d.lease_token = i.token
              RETURNING d.owner, d.id, d.ticket_number, d.target, d.attempts, i.started_at, i.finished_at,
                        i.duration_ms, i.http_status, i.head),
          att AS (

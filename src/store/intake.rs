@@ -133,7 +133,7 @@ const RECORD_MESSAGES: &str = concat!(
          JOIN t ON t.n = e.n JOIN c ON c.n = e.n
          ORDER BY e.k
          RETURNING 1),
-     seq AS (
+     seq AS MATERIALIZED (
          SELECT c.n, CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END AS sequence,
                 c.lease_token IS NOT NULL
                 AND (SELECT CASE WHEN c.peer = 'third_party' THEN b.seq_third_party ELSE b.seq_dolphins END
