@@ -6,11 +6,12 @@
 //! statement costs however few rows it writes (setting up four tables and their indexes,
 //! the round trip, waking the backend, the commit's WAL flush). Batching spreads that cost.
 //!
-//! How: a request queues its intake and waits. Up to [`GroupCommit::new`]'s `writers` tasks
-//! write what is queued, each taking at most [`MAX_BATCH`] intakes of distinct tickets that
-//! no other writer holds, in arrival order. An idle bridge therefore writes each message at
-//! once (a batch of one); a busy one writes whatever queued while the previous statements
-//! ran. Keeping each ticket in one batch at a time keeps its messages in arrival order and
+//! How: a request queues its intake and waits. A writer task writes what is queued, taking
+//! at most [`MAX_BATCH`] intakes of distinct tickets that no other writer holds, in arrival
+//! order; more writers (up to [`GroupCommit::new`]'s `writers`) start only while more than a
+//! batch is waiting, since one big batch costs PostgreSQL hardly more than a small one. An
+//! idle bridge therefore writes each message at once (a batch of one); a busy one writes
+//! whatever queued while the previous statement ran. Keeping each ticket in one batch at a time keeps its messages in arrival order and
 //! keeps writers from waiting on each other's row locks (or deadlocking on them).
 //!
 //! Writers are spawned when work arrives and end when none is left to take: nothing runs
@@ -95,7 +96,9 @@ impl GroupCommit {
         let start_writer = {
             let mut state = self.inner.lock();
             state.waiting.push_back(Job { intake, ticket, reply });
-            let start = state.running < self.inner.writers;
+            // One writer unless it cannot keep up: every statement costs about the same
+            // whatever it carries, so one big batch beats two halves.
+            let start = state.running == 0 || (state.running < self.inner.writers && state.waiting.len() > MAX_BATCH);
             if start {
                 state.running += 1;
             }

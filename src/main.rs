@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use dolphin_bridge::{cli, config::Config, telemetry};
 
+/// mimalloc instead of the system allocator: every request allocates and frees many small
+/// buffers (JSON values, SQL arguments, HTTP headers) across threads, and glibc's malloc,
+/// free and chunk consolidation were 18 % of the bridge's CPU under load (`perf`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is reported below through the variables.
