@@ -32,7 +32,8 @@
 //! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
 //!   the operator console (`http::console`, HTML pages over the same functions), auth, rate limits, the OpenAPI document and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (token, conversation history, contacts).
-//! - [`delivery`]: the dispatcher: claim with lease, send, classify, record, reschedule.
+//! - [`delivery`]: the dispatcher: claim with lease (or take what the intake wrote claimed),
+//!   send, classify, record, reschedule.
 //! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 

@@ -1,7 +1,9 @@
 //! The dispatcher: claims due deliveries from the outbox with a lease, sends each with no
 //! lock or pooled connection held, and records the outcome under the lease's fencing
-//! token. Woken in-process when its own process accepts work, by `LISTEN/NOTIFY` for
-//! operator actions, and by a slow poll for everything else (other processes' work, retries).
+//! token. Deliveries its own process has just accepted mostly arrive already claimed
+//! ([`DirectDispatch`]: the intake wrote them leased) and are sent at once; it is woken
+//! in-process for the rest, by `LISTEN/NOTIFY` for operator actions, and by a slow poll for
+//! everything else (other processes' work, retries).
 
 pub mod send;
 
@@ -77,8 +79,12 @@ pub struct DirectDispatch {
     handoffs: mpsc::UnboundedSender<Claimed>,
 }
 
-/// The dispatcher's end of [`DirectDispatch`], for [`Dispatcher::run`].
-pub struct Handoffs(mpsc::UnboundedReceiver<Claimed>);
+/// The dispatcher's end of [`DirectDispatch`], for [`Dispatcher::run`] (whose success
+/// recorder hands over the deliveries it claims the same way).
+pub struct Handoffs {
+    receiver: mpsc::UnboundedReceiver<Claimed>,
+    sender: mpsc::UnboundedSender<Claimed>,
+}
 
 impl DirectDispatch {
     /// How long a delivery claimed as it is written stays claimed.
@@ -126,20 +132,15 @@ impl Dispatcher {
         })
     }
 
-    /// The intake's way to hand this dispatcher deliveries claimed as they were written;
-    /// pass the [`Handoffs`] to [`Dispatcher::run`].
-    pub fn direct_dispatch(&self) -> (DirectDispatch, Handoffs) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let direct = DirectDispatch { lease: self.config.lease, wake: self.wake.clone(), handoffs: sender };
-        (direct, Handoffs(receiver))
-    }
-
-    /// What the HTTP side signals after committing new deliveries: the dispatcher of the
-    /// same process looks at once. Other processes find that work on their next poll: a
+    /// The intake's way to hand this dispatcher deliveries claimed as they were written, and
+    /// to wake it for deliveries written unclaimed; pass the [`Handoffs`] to
+    /// [`Dispatcher::run`]. Other processes find unclaimed work on their next poll: a
     /// `pg_notify` per accepted event would take PostgreSQL's global notify lock at every
     /// commit. Operator actions (retry, replay, resume) still notify every process.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    pub fn direct_dispatch(&self) -> (DirectDispatch, Handoffs) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let direct = DirectDispatch { lease: self.config.lease, wake: self.wake.clone(), handoffs: sender.clone() };
+        (direct, Handoffs { receiver, sender })
     }
 
     /// Claims what is due now (probes of recovering endpoints first) and sends it all,
@@ -165,10 +166,11 @@ impl Dispatcher {
     /// batches, one statement each, so a worker is free as soon as its request is answered;
     /// the delivery stays claimed (and its ticket's next delivery waits) until recorded.
     pub async fn run(self, shutdown: watch::Receiver<bool>, handoffs: Option<Handoffs>) {
+        let handoffs = handoffs.unwrap_or_else(|| self.direct_dispatch().1);
         let (sender, receiver) = mpsc::channel(4 * SUCCESS_BATCH);
-        let recorder = tokio::spawn(record_successes(self.pool.clone(), receiver, self.wake.clone()));
+        let recorder = tokio::spawn(record_successes(self.clone(), receiver, handoffs.sender.clone()));
         let this = Dispatcher { successes: Some(sender), ..self };
-        this.run_loop(shutdown, handoffs).await;
+        this.run_loop(shutdown, handoffs.receiver).await;
         // Every sender is gone once the loop and its attempts are done: the recorder
         // writes what it still holds and ends.
         if recorder.await.is_err() {
@@ -176,8 +178,8 @@ impl Dispatcher {
         }
     }
 
-    async fn run_loop(self, mut shutdown: watch::Receiver<bool>, handoffs: Option<Handoffs>) {
-        let mut handoffs = handoffs.map(|h| h.0);
+    async fn run_loop(self, mut shutdown: watch::Receiver<bool>, handoffs: mpsc::UnboundedReceiver<Claimed>) {
+        let mut handoffs = Some(handoffs);
         let mut listener = None;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
@@ -537,11 +539,17 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// Writes successful attempts in batches until every sender is gone, then wakes the
-/// dispatcher: the recorded tickets' next deliveries can be claimed. A batch that cannot be
-/// written after a few tries is dropped; its deliveries are sent again after the lease
-/// (at least once).
-async fn record_successes(pool: PgPool, mut receiver: mpsc::Receiver<Success>, wake: Arc<Notify>) {
+/// Writes successful attempts in batches until every sender is gone. After each batch it
+/// claims the recorded tickets' next deliveries ([`deliveries::claim_successors`]) and hands
+/// them to the dispatcher, so a ticket's waiting deliveries follow each other without a scan
+/// of the outbox (unless the dispatcher is stopping). A batch that cannot be written after a
+/// few tries is dropped; its deliveries are sent again after the lease (at least once).
+async fn record_successes(
+    dispatcher: Dispatcher,
+    mut receiver: mpsc::Receiver<Success>,
+    next: mpsc::UnboundedSender<Claimed>,
+) {
+    let pool = &dispatcher.pool;
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < SUCCESS_BATCH {
@@ -551,16 +559,16 @@ async fn record_successes(pool: PgPool, mut receiver: mpsc::Receiver<Success>, w
             }
         }
         let mut tries = 0;
-        loop {
-            match deliveries::record_successes(&pool, &batch).await {
+        let recorded = loop {
+            match deliveries::record_successes(pool, &batch).await {
                 Ok(recorded) => {
-                    if recorded < batch.len() as u64 {
+                    if recorded.len() < batch.len() {
                         tracing::warn!(
-                            lost = batch.len() as u64 - recorded,
+                            lost = batch.len() - recorded.len(),
                             "leases lost before successes were recorded; another dispatcher owns them now"
                         );
                     }
-                    break;
+                    break recorded;
                 }
                 Err(e) if crate::store::is_unavailable(&e) && tries < 5 => {
                     tries += 1;
@@ -568,10 +576,27 @@ async fn record_successes(pool: PgPool, mut receiver: mpsc::Receiver<Success>, w
                 }
                 Err(e) => {
                     tracing::error!(error = %e, count = batch.len(), "could not record delivered attempts; they will be sent again after the lease");
-                    break;
+                    break Vec::new();
                 }
             }
+        };
+        if recorded.is_empty() || next.is_closed() {
+            continue;
         }
-        wake.notify_one();
+        let (now, lease) = (dispatcher.clock.now(), dispatcher.config.lease);
+        match deliveries::claim_successors(pool, &recorded, now, lease, uuid::Uuid::new_v4()).await {
+            Ok(claimed) => {
+                for claim in claimed {
+                    if next.send(claim).is_err() {
+                        tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
+                    }
+                }
+            }
+            Err(e) => {
+                // The claim finds them instead.
+                tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
+                dispatcher.wake.notify_one();
+            }
+        }
     }
 }

@@ -259,14 +259,14 @@ pub struct Success {
 
 /// Records many successful attempts in one statement: the same rows as
 /// [`record_attempt`] writes for a success (delivery delivered, attempt logged, breaker
-/// reset, `delivered` audited), under the same fencing. Answers how many still held
-/// their lease.
+/// reset, `delivered` audited), under the same fencing. Answers where the ones that still
+/// held their lease stood.
 ///
 /// The rows are found by a TID scan of the array of their `ctid`s: PostgreSQL 15 cannot look
 /// up a row by a `ctid` that comes from a join, and planned on stale statistics it
 /// hash-joined the batch against a sequential scan of the whole outbox instead (measured:
 /// 1 300 pages read per batch at 10 000 deliveries, growing with the table).
-pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<u64, sqlx::Error> {
+pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<Vec<Place>, sqlx::Error> {
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
@@ -276,7 +276,7 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
     let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
-    let done = sqlx::query(
+    let done = sqlx::query_as(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
                                   $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
@@ -287,8 +287,8 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
              FROM input i
              WHERE d.ctid = ANY($9::text[]::tid[]) AND d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id
                AND d.lease_token = i.token
-             RETURNING d.owner, d.id, d.ticket_number, d.target, d.attempts, i.started_at, i.finished_at,
-                       i.duration_ms, i.http_status, i.head),
+             RETURNING d.owner, d.id, d.ticket_number, d.target, d.peer, d.sequence, d.attempts, i.started_at,
+                       i.finished_at, i.duration_ms, i.http_status, i.head),
          att AS (
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
              SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
@@ -299,12 +299,15 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
              FROM (SELECT DISTINCT owner, target FROM upd) u
              WHERE ep.owner = u.owner AND ep.target = u.target
                AND (ep.consecutive_failures > 0 OR ep.state <> 'closed')
+             RETURNING 1),
+         ev AS (
+             INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
+             SELECT owner, ticket_number, 'delivered', finished_at, 'bridge',
+                    jsonb_strip_nulls(jsonb_build_object('deliveryId', id, 'target', target, 'attempt', attempts,
+                                                         'httpStatus', http_status))
+             FROM upd ORDER BY finished_at
              RETURNING 1)
-         INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
-         SELECT owner, ticket_number, 'delivered', finished_at, 'bridge',
-                jsonb_strip_nulls(jsonb_build_object('deliveryId', id, 'target', target, 'attempt', attempts,
-                                                     'httpStatus', http_status))
-         FROM upd ORDER BY finished_at",
+         SELECT owner, ticket_number, peer, sequence FROM upd",
     )
     .bind(owners)
     .bind(ids)
@@ -315,9 +318,66 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     .bind(statuses)
     .bind(heads)
     .bind(row_ids)
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok(done)
+}
+
+/// Where a delivery recorded by [`record_successes`] stood: its ticket's next delivery to
+/// the same peer has the next sequence.
+#[derive(Debug, Clone, FromRow)]
+pub struct Place {
+    pub owner: String,
+    pub ticket_number: String,
+    pub peer: String,
+    pub sequence: i32,
+}
+
+/// Claims, for each delivery just recorded as delivered, its ticket's next delivery to the
+/// same peer when the claim ([`claim`]) would take it now: so a ticket's waiting deliveries
+/// follow each other without a scan of the outbox. Run after the record's commit: the
+/// successors it misses were committed after its snapshot, by intakes that then woke their
+/// dispatcher, whose claim sees the record.
+///
+/// Each successor is found by the unique `(owner, ticket, peer, sequence)` index and
+/// updated by a TID scan of the `ctid`s found: no join for the planner to get wrong.
+pub async fn claim_successors(
+    db: impl PgExecutor<'_>,
+    recorded: &[Place],
+    now: DateTime<Utc>,
+    lease: std::time::Duration,
+    token: Uuid,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    sqlx::query_as(
+        "WITH next AS (
+             SELECT (SELECT s.ctid FROM deliveries s
+                     WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
+                       AND s.sequence = r.sequence + 1) AS row_id
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[]) AS r(owner, ticket_number, peer, sequence))
+         UPDATE deliveries d SET lease_until = $6, lease_token = $7
+         FROM tenants t
+         WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND t.owner = d.owner
+           AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= $5
+           AND (d.lease_until IS NULL OR d.lease_until <= $5)
+           AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner AND ep.target = d.target
+                           AND (ep.paused OR ep.state <> 'closed'))
+           AND NOT EXISTS (SELECT 1 FROM deliveries e
+                           WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
+                             AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))
+         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
+                   d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret,
+                   t.previous_signing_secret, t.dolphins_password",
+    )
+    .bind(recorded.iter().map(|p| p.owner.as_str()).collect::<Vec<_>>())
+    .bind(recorded.iter().map(|p| p.ticket_number.as_str()).collect::<Vec<_>>())
+    .bind(recorded.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>())
+    .bind(recorded.iter().map(|p| p.sequence).collect::<Vec<_>>())
+    .bind(now)
+    .bind(lease_until)
+    .bind(token)
+    .fetch_all(db)
+    .await
 }
 
 /// Cancels every waiting delivery of a tenant (tenant deletion).
