@@ -7,7 +7,9 @@ use dolphin_bridge::{cli, config::Config, telemetry};
 
 /// mimalloc instead of the system allocator: every request allocates and frees many small
 /// buffers (JSON values, SQL arguments, HTTP headers) across threads, and glibc's malloc,
-/// free and chunk consolidation were 18 % of the bridge's CPU under load (`perf`).
+/// free and chunk consolidation were 18 % of the bridge's CPU under load (`perf`). Built
+/// without transparent huge pages (`no_thp`): with them, peak RSS at 64 senders was 49 MiB
+/// instead of 28 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

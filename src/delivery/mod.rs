@@ -542,7 +542,8 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
 /// Writes successful attempts in batches until every sender is gone. After each batch it
 /// claims the recorded tickets' next deliveries ([`deliveries::claim_successors`]) and hands
 /// them to the dispatcher, so a ticket's waiting deliveries follow each other without a scan
-/// of the outbox (unless the dispatcher is stopping). A batch that cannot be written after a
+/// of the outbox (unless the dispatcher is stopping), and wakes the claim loop only when its
+/// last claim was limited by the free workers (a backlog: other tickets are waiting too). A batch that cannot be written after a
 /// few tries is dropped; its deliveries are sent again after the lease (at least once).
 async fn record_successes(
     dispatcher: Dispatcher,
@@ -580,6 +581,10 @@ async fn record_successes(
                 }
             }
         };
+        // The last claim took as much as it could: more may be due for the freed workers.
+        if dispatcher.room_limited.load(Ordering::Relaxed) {
+            dispatcher.wake.notify_one();
+        }
         if recorded.is_empty() || next.is_closed() {
             continue;
         }
