@@ -1,12 +1,13 @@
 //! Group commit of message intakes (`dolphin_bridge::group_commit`): intakes queued together
 //! are written by one statement, yet each is applied or refused on its own, and a ticket's
-//! messages keep their order; an outbox row is written claimed (for direct dispatch) only
-//! when the claim's rules allow it. Driven directly against a real database: requests queued
+//! messages keep their order; an outbox row is written claimed (for direct dispatch), and a
+//! recorded delivery's successor is claimed, only when the claim's rules allow it. Driven directly against a real database: requests queued
 //! in the same instant land in one batch on the test's single-threaded runtime.
 
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
 use dolphin_bridge::group_commit::GroupCommit;
+use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Place, Success};
 use dolphin_bridge::store::events::NewEvent;
 use dolphin_bridge::store::intake::{record_messages, DirectLease, MessageIntake, NewOutboxRow, Recorded};
 use dolphin_bridge::store::messages::NewMessage;
@@ -210,4 +211,54 @@ async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now(
 
 fn free_delivery(intake: &MessageIntake) -> Uuid {
     intake.delivery.as_ref().map(|d| d.id).unwrap_or_default()
+}
+
+/// Marks `claimed` delivered through the success recorder's statement.
+async fn record_success(app: &TestApp, claimed: &Claimed) -> Vec<Place> {
+    let success = Success {
+        owner: claimed.owner.clone(),
+        id: claimed.id,
+        lease_token: claimed.lease_token,
+        row_id: claimed.row_id.clone(),
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        duration_ms: 1,
+        http_status: Some(200),
+        response_head: None,
+    };
+    deliveries::record_successes(&app.pool, &[success]).await.expect("recorded")
+}
+
+#[tokio::test]
+async fn a_recorded_delivery_claims_its_tickets_next_one_when_the_claim_would() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["chain"]).await;
+    for text in ["second", "third"] {
+        let body = with(&fixture("incoming-text"), json!({"ticketNumber": "chain", "message": text}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+    }
+    let lease = std::time::Duration::from_secs(30);
+    let first =
+        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
+    assert_eq!(first.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1], "the later ones wait");
+
+    let recorded = record_success(&app, &first[0]).await;
+    let token = Uuid::new_v4();
+    let next = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, token).await.expect("claim");
+
+    assert_eq!(next.iter().map(|c| (c.sequence, c.lease_token)).collect::<Vec<_>>(), vec![(2, token)]);
+    let body: serde_json::Value = serde_json::from_str(&next[0].body).expect("JSON body");
+    assert_eq!(body["message"], "second");
+    assert_eq!(lease_of(&app, next[0].id).await, (Some(token), 0));
+    // Its successor waits while it is pending; with the endpoint paused, nothing is claimed.
+    let again = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, Uuid::new_v4()).await;
+    assert!(again.expect("claim").is_empty(), "already claimed");
+    dolphin_bridge::store::endpoints::set_paused(&app.pool, OWNER, Target::ThirdPartyIncoming, true, Utc::now())
+        .await
+        .expect("pause");
+    let recorded = record_success(&app, &next[0]).await;
+    let paused = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, Uuid::new_v4()).await;
+    assert!(paused.expect("claim").is_empty(), "the endpoint is paused");
+    app.finish().await;
 }
