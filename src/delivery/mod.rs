@@ -29,7 +29,7 @@ use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::heartbeat::Heartbeat;
 use crate::secrets::Sealer;
-use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, Success, NOTIFY_CHANNEL};
+use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, Place, Success, NOTIFY_CHANNEL};
 use crate::store::endpoints;
 use crate::telemetry::names;
 
@@ -59,6 +59,9 @@ pub struct Dispatcher {
     /// Whether the last claim filled every free worker, so due work may be waiting for a
     /// worker: only then does a finished attempt need to wake the claim loop.
     room_limited: Arc<AtomicBool>,
+    /// Set when this process's intake wrote a delivery unclaimed: it may be waiting behind
+    /// one that the success recorder is about to record (see [`record_successes`]).
+    unclaimed_written: Arc<AtomicBool>,
 }
 
 /// Most successes written by one statement.
@@ -76,6 +79,7 @@ const SUCCESS_BATCH: usize = 64;
 pub struct DirectDispatch {
     lease: Duration,
     wake: Arc<Notify>,
+    unclaimed_written: Arc<AtomicBool>,
     handoffs: mpsc::UnboundedSender<Claimed>,
 }
 
@@ -101,6 +105,7 @@ impl DirectDispatch {
 
     /// Wakes the dispatcher to claim deliveries committed unclaimed.
     pub fn wake(&self) {
+        self.unclaimed_written.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 }
@@ -129,6 +134,7 @@ impl Dispatcher {
             tokens: TokenCache::default(),
             successes: None,
             room_limited: Arc::new(AtomicBool::new(false)),
+            unclaimed_written: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -139,7 +145,12 @@ impl Dispatcher {
     /// commit. Operator actions (retry, replay, resume) still notify every process.
     pub fn direct_dispatch(&self) -> (DirectDispatch, Handoffs) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let direct = DirectDispatch { lease: self.config.lease, wake: self.wake.clone(), handoffs: sender.clone() };
+        let direct = DirectDispatch {
+            lease: self.config.lease,
+            wake: self.wake.clone(),
+            unclaimed_written: self.unclaimed_written.clone(),
+            handoffs: sender.clone(),
+        };
         (direct, Handoffs { receiver, sender })
     }
 
@@ -543,7 +554,10 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
 /// claims the recorded tickets' next deliveries ([`deliveries::claim_successors`]) and hands
 /// them to the dispatcher, so a ticket's waiting deliveries follow each other without a scan
 /// of the outbox (unless the dispatcher is stopping), and wakes the claim loop only when its
-/// last claim was limited by the free workers (a backlog: other tickets are waiting too). A batch that cannot be written after a
+/// last claim was limited by the free workers (a backlog: other tickets are waiting too).
+/// The claim of successors is skipped when none can be waiting: the ticket had handed out
+/// no later sequence, and this process wrote nothing unclaimed since the last batch (another
+/// process's unclaimed delivery is found by that process's claim or poll). A batch that cannot be written after a
 /// few tries is dropped; its deliveries are sent again after the lease (at least once).
 async fn record_successes(
     dispatcher: Dispatcher,
@@ -585,6 +599,11 @@ async fn record_successes(
         if dispatcher.room_limited.load(Ordering::Relaxed) {
             dispatcher.wake.notify_one();
         }
+        // Successors the record's snapshot saw, or any, if an unclaimed delivery was written
+        // since the last look: one written after that flag was read wakes the claim loop
+        // after this record's commit, so the claim finds it.
+        let anything_unclaimed = dispatcher.unclaimed_written.swap(false, Ordering::SeqCst);
+        let recorded: Vec<Place> = recorded.into_iter().filter(|p| anything_unclaimed || p.followed).collect();
         if recorded.is_empty() || next.is_closed() {
             continue;
         }

@@ -307,7 +307,11 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
                                                          'httpStatus', http_status))
              FROM upd ORDER BY finished_at
              RETURNING 1)
-         SELECT owner, ticket_number, peer, sequence FROM upd",
+         SELECT owner, ticket_number, peer, sequence,
+                COALESCE((SELECT CASE WHEN upd.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END
+                          FROM tickets t WHERE t.owner = upd.owner AND t.ticket_number = upd.ticket_number), 0)
+                    > sequence AS followed
+         FROM upd",
     )
     .bind(owners)
     .bind(ids)
@@ -331,6 +335,9 @@ pub struct Place {
     pub ticket_number: String,
     pub peer: String,
     pub sequence: i32,
+    /// Whether the ticket had handed out a later sequence to that peer, as the record's
+    /// snapshot saw it (a later one committed since is not counted).
+    pub followed: bool,
 }
 
 /// Claims, for each delivery just recorded as delivered, its ticket's next delivery to the

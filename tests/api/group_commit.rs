@@ -244,6 +244,7 @@ async fn a_recorded_delivery_claims_its_tickets_next_one_when_the_claim_would() 
     assert_eq!(first.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1], "the later ones wait");
 
     let recorded = record_success(&app, &first[0]).await;
+    assert!(recorded[0].followed, "the ticket has handed out later sequences");
     let token = Uuid::new_v4();
     let next = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, token).await.expect("claim");
 
