@@ -111,9 +111,7 @@ impl GroupCommit {
         // shutdown.
         answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
-}
 
-impl GroupCommit {
     /// Offers `intake`'s outbox row a lease when this process runs a dispatcher; after the
     /// commit, pass what was written to [`GroupCommit::after_commit`].
     pub fn offer_lease(&self, intake: &mut MessageIntake) {

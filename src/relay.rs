@@ -1,8 +1,10 @@
 //! Applies one accepted event atomically: ticket upsert, message, lifecycle events, outbox
-//! rows and the idempotency record. A message on an open ticket is one statement, its own
-//! transaction ([`intake`]); anything else (a new, closed or reopened ticket, commands,
-//! echo checks, idempotency keys) takes one explicit transaction. The caller answers 2xx
-//! only after [`apply`] returns, i.e. after the commit.
+//! rows and the idempotency record. A message on an open ticket is part of one statement,
+//! its own transaction ([`intake`]), shared with concurrent requests' messages
+//! ([`GroupCommit`]); anything else (a new, closed or reopened ticket, commands, echo
+//! checks, idempotency keys) takes one explicit transaction. The caller answers 2xx only
+//! after [`apply`] returns, i.e. after the commit. The outbox rows written are handed to
+//! this process's dispatcher, claimed or with a wake-up ([`GroupCommit::after_commit`]).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

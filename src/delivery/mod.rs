@@ -290,10 +290,10 @@ impl Dispatcher {
             let Ok(permit) = this.workers.clone().acquire_owned().await else { return };
             let recorded_here = this.deliver(claim).await;
             drop(permit);
-            // A success handed to the recorder wakes the loop once it is written; an outcome
-            // recorded here (a failure, a dead delivery) may free the ticket's next one now.
-            // Otherwise a freed worker matters only if work was left for lack of one: waking
-            // for nothing costs an empty claim each time.
+            // A success handed to the recorder is followed up there (it claims the ticket's
+            // next delivery); an outcome recorded here (a failure, a dead delivery) may free
+            // the ticket's next one now. Otherwise a freed worker matters only if work was
+            // left for lack of one: waking for nothing costs an empty claim each time.
             if recorded_here || this.room_limited.load(Ordering::Relaxed) {
                 this.wake.notify_one();
             }
@@ -557,8 +557,9 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
 /// last claim was limited by the free workers (a backlog: other tickets are waiting too).
 /// The claim of successors is skipped when none can be waiting: the ticket had handed out
 /// no later sequence, and this process wrote nothing unclaimed since the last batch (another
-/// process's unclaimed delivery is found by that process's claim or poll). A batch that cannot be written after a
-/// few tries is dropped; its deliveries are sent again after the lease (at least once).
+/// process's unclaimed delivery is found by that process's claim or poll). A batch that
+/// cannot be written after a few tries is dropped; its deliveries are sent again after the
+/// lease (at least once).
 async fn record_successes(
     dispatcher: Dispatcher,
     mut receiver: mpsc::Receiver<Success>,

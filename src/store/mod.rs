@@ -88,12 +88,8 @@ pub fn pool_options(max_connections: u32, ping_after: Duration) -> PgPoolOptions
 /// makes the delivery due again, and it is sent again, in its ticket's order. What the
 /// webhooks accept is written through the main pool and always waits for the flush.
 pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
-    let options = (*pool.connect_options()).clone().options([
-        ("synchronous_commit", "off"),
-        ("enable_bitmapscan", "off"),
-        ("enable_sort", "off"),
-    ]);
-    pool_options(max_connections, IDLE_BEFORE_PING).connect_lazy_with(options)
+    let settings = [("synchronous_commit", "off"), ("enable_bitmapscan", "off"), ("enable_sort", "off")];
+    hot_pool(pool, max_connections, settings)
 }
 
 /// The message intake's own pool ([`crate::group_commit`]): same database and settings,
@@ -104,11 +100,13 @@ pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
 /// believes small (fresh databases, tables grown since the last `ANALYZE`, servers without
 /// autovacuum). Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
 pub fn intake_pool(pool: &PgPool, max_connections: u32) -> PgPool {
-    let options = (*pool.connect_options()).clone().options([
-        ("enable_hashjoin", "off"),
-        ("enable_mergejoin", "off"),
-        ("enable_bitmapscan", "off"),
-    ]);
+    let settings = [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_bitmapscan", "off")];
+    hot_pool(pool, max_connections, settings)
+}
+
+/// A pool of `pool`'s database and settings whose sessions also run with `settings`.
+fn hot_pool(pool: &PgPool, max_connections: u32, settings: [(&str, &str); 3]) -> PgPool {
+    let options = (*pool.connect_options()).clone().options(settings);
     pool_options(max_connections, IDLE_BEFORE_PING).connect_lazy_with(options)
 }
 
