@@ -80,14 +80,6 @@ impl GroupCommit {
         GroupCommit { inner: Arc::new(inner) }
     }
 
-    /// Wakes this process's dispatcher (if any) for deliveries committed elsewhere (the
-    /// relay's transaction path).
-    pub fn wake_dispatcher(&self) {
-        if let Some(dispatch) = &self.inner.dispatch {
-            dispatch.wake();
-        }
-    }
-
     /// Writes `intake` (with whatever else is queued) and answers what happened to it,
     /// after the commit.
     pub async fn record(&self, intake: MessageIntake) -> Result<Recorded, sqlx::Error> {
@@ -121,8 +113,8 @@ impl GroupCommit {
         }
     }
 
-    /// After the commit of an intake that wrote an outbox row: hands the row to the
-    /// dispatcher if it was written claimed, else wakes the dispatcher to claim it.
+    /// After a commit that may have written outbox rows: hands the row to the dispatcher if
+    /// it was written claimed, else wakes the dispatcher to claim what was written.
     pub fn after_commit(&self, claimed: Option<Claimed>) {
         let Some(dispatch) = &self.inner.dispatch else { return };
         match claimed {

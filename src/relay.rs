@@ -108,7 +108,7 @@ pub async fn apply(
             return Ok(Reply { status, body: stored.response_body });
         }
     }
-    let ((reply, applied), written) = match event {
+    let ((reply, applied), claimed) = match event {
         Event::Incoming(m) => relay_message(&mut tx, group, ctx, m, &INCOMING).await?,
         Event::DolphinsReply(m) => relay_message(&mut tx, group, ctx, m, &DOLPHINS_REPLY).await?,
         Event::ThirdPartyReply(m) => relay_message(&mut tx, group, ctx, m, &THIRD_PARTY_REPLY).await?,
@@ -121,10 +121,7 @@ pub async fn apply(
     }
     tx.commit().await?;
     if applied {
-        match written {
-            Some(claimed) => group.after_commit(claimed),
-            None => group.wake_dispatcher(),
-        }
+        group.after_commit(claimed);
         count_accepted(event);
     }
     Ok(reply)
@@ -228,15 +225,15 @@ async fn apply_alone(
     })
 }
 
-/// A message in the transaction; with, when it enqueued a delivery, the delivery if it was
-/// written claimed, for after the commit ([`GroupCommit::after_commit`]).
+/// A message in the transaction; with its delivery if that was written claimed, for after
+/// the commit ([`GroupCommit::after_commit`]).
 async fn relay_message(
     tx: &mut PgConnection,
     group: &GroupCommit,
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<((Reply, bool), Option<Option<Claimed>>), RelayError> {
+) -> Result<((Reply, bool), Option<Claimed>), RelayError> {
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         let fingerprint = messages::Fingerprint {
             owner: ctx.owner,
@@ -268,8 +265,7 @@ async fn relay_message(
     match recorded {
         Recorded::Applied => {
             written.log(ctx, m);
-            let enqueued = intake.delivery.is_some().then_some(claimed);
-            Ok(((success_with_id(id), true), enqueued))
+            Ok(((success_with_id(id), true), claimed))
         }
         Recorded::Duplicate(first) => Ok(((success_with_id(first), false), None)),
         // The row is locked (or was just created) by this transaction.

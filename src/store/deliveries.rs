@@ -72,6 +72,12 @@ pub struct Claimed {
     pub dolphins_password: Option<String>,
 }
 
+/// The columns of [`Claimed`], as a claim returns them from the updated delivery `d` and its
+/// tenant `t`.
+const CLAIMED: &str = "d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
+    d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
+    t.dolphins_password";
+
 /// What to claim: due work across tenants, or the one probe of a half-open endpoint.
 #[derive(Debug, Clone, Copy)]
 pub enum ClaimScope<'a> {
@@ -127,9 +133,7 @@ pub async fn claim(
          UPDATE deliveries d SET lease_until = $2, lease_token = $6
          FROM due JOIN tenants t ON t.owner = due.owner
          WHERE d.ctid = due.row_id
-         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
-                   t.dolphins_password"
+         RETURNING {CLAIMED}"
     ))
     .bind(now)
     .bind(lease_until)
@@ -356,7 +360,7 @@ pub async fn claim_successors(
     token: Uuid,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "WITH next AS (
              SELECT (SELECT s.ctid FROM deliveries s
                      WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
@@ -372,10 +376,8 @@ pub async fn claim_successors(
            AND NOT EXISTS (SELECT 1 FROM deliveries e
                            WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
                              AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))
-         RETURNING d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-                   d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret,
-                   t.previous_signing_secret, t.dolphins_password",
-    )
+         RETURNING {CLAIMED}"
+    ))
     .bind(recorded.iter().map(|p| p.owner.as_str()).collect::<Vec<_>>())
     .bind(recorded.iter().map(|p| p.ticket_number.as_str()).collect::<Vec<_>>())
     .bind(recorded.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>())

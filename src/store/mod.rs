@@ -86,7 +86,8 @@ pub fn pool_options(max_connections: u32, ping_after: Duration) -> PgPoolOptions
 /// milliseconds). What it writes is bookkeeping whose loss in a database crash costs only
 /// duplicate sends, which at-least-once delivery allows: a lost lease or a lost success
 /// makes the delivery due again, and it is sent again, in its ticket's order. What the
-/// webhooks accept is written through the main pool and always waits for the flush.
+/// webhooks accept is written through the intake's pool or the main pool, and always waits
+/// for the flush.
 pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
     let settings = [("synchronous_commit", "off"), ("enable_bitmapscan", "off"), ("enable_sort", "off")];
     hot_pool(pool, max_connections, settings)
