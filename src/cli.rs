@@ -10,7 +10,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::tenant::read_tenant;
 use crate::secrets::Sealer;
-use crate::startup::{self, StartOptions};
+use crate::startup::{self, Patience, StartOptions};
 use crate::store::tenants;
 use crate::tenancy;
 
@@ -89,9 +89,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     "BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)"
                 );
             }
-            let pool = startup::prepare_database(&config, !no_migrate).await?;
-            startup::check_secrets(&pool, &config).await?;
-            let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
+            // Listen at once: while no database host fits, /readyz answers 503 and every
+            // request `503 unavailable`, and the process keeps trying (never a crash loop).
+            let listener = startup::bind(&config)?;
+            let waiting = startup::WaitingServer::start(&listener, &config)?;
+            let db = startup::prepare_database(&config, !no_migrate, Patience::Forever).await?;
+            waiting.stop().await;
+            startup::check_secrets(&db.pool, &config).await?;
+            let options = StartOptions { listener: Some(listener), ..StartOptions::default() };
+            let app = startup::start(config, db, Arc::new(SystemClock), options).await?;
             app.run_until_signal().await;
         }
         Command::Demo => crate::demo::run(config).await?,
@@ -104,24 +110,24 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             if config.secret_key.is_none() {
                 anyhow::bail!("set BRIDGE_SECRET_KEY (32 bytes, base64) first");
             }
-            let pool = startup::prepare_database(&config, true).await?;
+            let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
             let sealer = Sealer::new(config.secret_key);
             tenancy::check_secrets(&pool, &sealer).await?;
             let sealed = tenancy::seal_clear_secrets(&pool, &sealer).await?;
             println!("sealed {sealed} secret(s) that were stored in the clear");
         }
         Command::Migrate => {
-            let pool = startup::prepare_database(&config, true).await?;
+            let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
             println!("migrations applied to {}", crate::config::redact_url(&config.database_url));
             pool.close().await;
         }
         Command::Tenant(TenantCommand::Add(args)) => {
-            let pool = startup::prepare_database(&config, true).await?;
+            let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
             let created = tenancy::create(&pool, &draft_from_args(&args)?, &Sealer::new(config.secret_key)).await?;
             print_created(&created, args.json);
         }
         Command::Tenant(TenantCommand::List) => {
-            let pool = startup::prepare_database(&config, true).await?;
+            let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
             let rows = tenants::list(&pool).await.context("listing tenants")?;
             if rows.is_empty() {
                 println!("no tenants yet: add one with `dolphin-bridge tenant add --owner ID --third-party-url URL`");

@@ -8,6 +8,8 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use base64::Engine;
 
+use crate::store::database_url::DatabaseUrl;
+
 /// A configuration problem: which variable, what it held, what was wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}={value:?}: {reason}")]
@@ -27,7 +29,10 @@ pub enum LogFormat {
 /// The process settings. Secrets are kept out of `Debug`.
 #[derive(Clone)]
 pub struct Config {
+    /// Where the bridge writes: one host, or libpq's host list with `target_session_attrs`.
     pub database_url: String,
+    /// Where list, report and CSV endpoints read (a standby); `None`: from `database_url`.
+    pub read_database_url: Option<String>,
     pub listen: SocketAddr,
     /// Bearer token of the admin API; `None` disables it (403 `admin_disabled`).
     pub admin_token: Option<String>,
@@ -57,6 +62,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
+            .field("read_database_url", &self.read_database_url.as_deref().map(redact_url))
             .field("listen", &self.listen)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
@@ -77,15 +83,9 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Hides the password of a `postgres://user:pass@host/db` URL.
+/// Hides the password of a `postgres://user:pass@host[,host…]/db` URL.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_string(),
-    }
+    crate::store::database_url::redact(raw)
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/dolphin_bridge";
@@ -114,13 +114,23 @@ impl Config {
         };
 
         let database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL);
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError {
-                var: "DATABASE_URL",
-                value: redact_url(&database_url),
-                reason: "expected a postgres:// URL".into(),
-            });
-        }
+        let checked = |var: &'static str, url: String, writes: bool| {
+            let reason = match DatabaseUrl::parse(&url) {
+                Err(reason) => reason,
+                Ok(parsed) if writes && !parsed.attrs.writes() => format!(
+                    "the bridge writes through this URL: target_session_attrs={} never reaches a server it can \
+                     write to (use read-write, and put standbys in BRIDGE_READ_DATABASE_URL)",
+                    parsed.attrs.as_str()
+                ),
+                Ok(_) => return Ok(url),
+            };
+            Err(ConfigError { var, value: redact_url(&url), reason })
+        };
+        let database_url = checked("DATABASE_URL", database_url, true)?;
+        let read_database_url = match lookup("BRIDGE_READ_DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+            Some(url) => Some(checked("BRIDGE_READ_DATABASE_URL", url, false)?),
+            None => None,
+        };
         let listen = parse_with_any(get("BRIDGE_LISTEN", "127.0.0.1:8080"), "BRIDGE_LISTEN", |v| {
             v.parse::<SocketAddr>().map_err(|e| e.to_string())
         })?;
@@ -185,6 +195,7 @@ impl Config {
         })?;
         Ok(Config {
             database_url,
+            read_database_url,
             listen,
             admin_token,
             secret_key,

@@ -34,14 +34,15 @@ struct DemoKeys {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let pool = startup::prepare_database(&config, true).await?;
+    let db = startup::prepare_database(&config, true, startup::Patience::Briefly).await?;
+    let pool = db.pool.clone();
     startup::check_secrets(&pool, &config).await?;
     let dolphins = DolphinsSim::start(8).await.context("starting the 3Dolphins simulator")?;
     let third_party = ThirdPartySim::start(AgentPlan::default()).await.context("starting the third-party simulator")?;
     let sealer = Sealer::new(config.secret_key);
     let keys = demo_tenant(&pool, &dolphins, &third_party, &sealer).await?;
 
-    let app = startup::start(config, pool, Arc::new(SystemClock), StartOptions::default()).await?;
+    let app = startup::start(config, db, Arc::new(SystemClock), StartOptions::default()).await?;
     let base_url = format!("http://127.0.0.1:{}", app.address.port());
     third_party.connect(third_party::BridgeAccess {
         base_url: base_url.clone(),

@@ -11,6 +11,20 @@ use crate::secrets::Sealer;
 use crate::store::{self, integrity, tenants};
 use crate::tenancy;
 
+/// One line per host of a database URL: what it is now (primary, standby, unreachable).
+async fn hosts(topology: &store::topology::Topology, what: &str) -> Vec<Check> {
+    topology
+        .survey()
+        .await
+        .into_iter()
+        .map(|probe| match probe.outcome {
+            Ok((role, lag)) if role.in_recovery => ok(what, format!("{}: {role}, replay {lag:.1} s behind", probe.host.label)),
+            Ok((role, _)) => ok(what, format!("{}: {role}", probe.host.label)),
+            Err(e) => Check { ok: false, what: what.into(), detail: format!("{}: {e}", probe.host.label) },
+        })
+        .collect()
+}
+
 /// One line of the report.
 struct Check {
     ok: bool,
@@ -37,7 +51,23 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
     if config.secret_key.is_none() {
         checks.push(warn("secret key", "BRIDGE_SECRET_KEY is not set: peer secrets are stored in the clear"));
     }
-    let pool = store::connect_lazy(&config.database_url, 2)?;
+    let db = store::Database::lazy(&config.database_url, 2).map_err(anyhow::Error::msg)?;
+    if db.topology.follows_failovers() {
+        checks.extend(hosts(&db.topology, "database host").await);
+        if let Some(url) = &config.read_database_url {
+            let reads = store::topology::Topology::new("BRIDGE_READ_DATABASE_URL", url, false).map_err(anyhow::Error::msg)?;
+            checks.extend(hosts(&reads, "read host").await);
+        }
+        if let Err(why) = db.topology.find().await {
+            checks.push(Check {
+                ok: false,
+                what: "database".into(),
+                detail: format!("no host fits target_session_attrs={}: {why}", db.topology.attrs().as_str()),
+            });
+            return Ok(print(&checks));
+        }
+    }
+    let pool = db.pool;
     let version: Result<String, _> = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await;
     match version {
         Err(e) => {

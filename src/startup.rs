@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
+use store::topology::Topology;
+use store::Database;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -22,38 +24,86 @@ use crate::secrets::Sealer;
 use crate::store;
 use crate::tenancy;
 
-/// Creates the database if missing, connects, and (unless told not to) migrates.
-pub async fn prepare_database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> {
-    let url = &config.database_url;
-    let mut wait = Duration::from_millis(250);
-    // PostgreSQL may still be starting (containers): try for about half a minute.
-    let created = loop {
-        match store::create_database_if_missing(url).await {
-            Ok(created) => break created,
-            Err(e) if store::is_unavailable(&e) && wait < Duration::from_secs(16) => {
-                tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
+/// How long `prepare_database` waits for a host of `DATABASE_URL` that fits.
+#[derive(Debug, Clone, Copy)]
+pub enum Patience {
+    /// One-shot commands: about half a minute (PostgreSQL may still be starting), then an error.
+    Briefly,
+    /// `serve`: until one fits, logging what the hosts say every few seconds (never a crash loop).
+    Forever,
+}
+
+/// Finds the host to write to, creates the database there if missing, connects, and
+/// (unless told not to) migrates.
+pub async fn prepare_database(config: &Config, migrate: bool, patience: Patience) -> anyhow::Result<Database> {
+    let db = Database::lazy(&config.database_url, pool_size(config)).map_err(anyhow::Error::msg).context("DATABASE_URL")?;
+    let topology = &db.topology;
+    if topology.hosts().len() > 1 && !topology.attrs().writes() {
+        tracing::warn!("DATABASE_URL lists several hosts with target_session_attrs=any: add target_session_attrs=read-write, or the bridge may write to a standby after a failover");
+    }
+    let wait = match patience {
+        Patience::Briefly => Some(Duration::from_secs(30)),
+        Patience::Forever => None,
+    };
+    let url = loop {
+        let host = topology
+            .wait_for_host(wait)
+            .await
+            .map_err(|why| anyhow::anyhow!("cannot reach the database at {}: {why}", redact_url(&config.database_url)))?;
+        let url = host.url.clone();
+        match store::create_database_if_missing(&url).await {
+            Ok(true) => tracing::info!(database = %redact_url(&url), "created the database"),
+            Ok(false) => {}
+            // Lost it again between the probe and the check: look again.
             Err(e) if store::is_unavailable(&e) => {
-                return Err(e).with_context(|| format!("cannot reach the database at {}", redact_url(url)))
+                tracing::warn!(database = %redact_url(&url), error = %e, "database not reachable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
             // E.g. no right to open the maintenance database: the database may well exist;
             // connecting to it below says for sure.
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check whether the database exists; trying to use it");
-                break false;
-            }
+            Err(e) => tracing::warn!(error = %e, "could not check whether the database exists; trying to use it"),
         }
+        break url;
     };
-    if created {
-        tracing::info!(database = %redact_url(url), "created the database");
-    }
-    let pool = store::connect_lazy(url, pool_size(config)).context("DATABASE_URL")?;
+    tracing::info!(database = %redact_url(&url), "using the database");
     if migrate {
-        store::MIGRATOR.run(&pool).await.context("applying migrations")?;
+        store::MIGRATOR.run(&db.pool).await.context("applying migrations")?;
     }
-    Ok(pool)
+    Ok(db)
+}
+
+/// Binds `config.listen` for `serve`, before the database is ready (see [`WaitingServer`]).
+pub fn bind(config: &Config) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// What `serve` answers while it waits for the database: `/healthz` 200, `/readyz` 503,
+/// everything else `503 unavailable`. An orchestrator sees a live process that is not ready
+/// (instead of a crash loop), and a 3Dolphins retry is told nothing was stored.
+pub struct WaitingServer {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WaitingServer {
+    /// Serves on a copy of `listener`'s socket; [`start`] takes the socket over after [`WaitingServer::stop`].
+    pub fn start(listener: &std::net::TcpListener, config: &Config) -> anyhow::Result<WaitingServer> {
+        let copy = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+        let (stop, stopped) = watch::channel(false);
+        let router = http::ops::waiting_router();
+        let task = tokio::spawn(crate::server::serve(copy, router, 64, config.header_timeout, stopped));
+        Ok(WaitingServer { stop, task })
+    }
+
+    /// Stops accepting on the copy and lets the requests in flight finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 /// Refuses to start when sealed secrets cannot be opened (no key or a wrong one), and
@@ -99,10 +149,13 @@ const INTAKE_WRITERS: u32 = 4;
 pub struct App {
     pub address: SocketAddr,
     pub pool: PgPool,
+    /// The servers of `DATABASE_URL`, and of `BRIDGE_READ_DATABASE_URL` when set.
+    topologies: Vec<Arc<Topology>>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
     housekeeping: Option<JoinHandle<()>>,
+    followers: Vec<JoinHandle<()>>,
 }
 
 /// Options for [`start`].
@@ -110,26 +163,43 @@ pub struct StartOptions {
     /// Run the delivery workers and housekeeping in this process (tests may drive
     /// `Dispatcher::run_once` and `housekeeping::run_once` instead).
     pub workers: bool,
+    /// A socket bound already (by `serve`, which answers 503 on it while it waits for the
+    /// database); `None`: bind `config.listen`.
+    pub listener: Option<std::net::TcpListener>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { workers: true }
+        StartOptions { workers: true, listener: None }
     }
 }
 
-/// Binds `config.listen` (port 0 picks a free port) and starts serving.
-pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<App> {
+/// Binds `config.listen` (port 0 picks a free port), or takes `options.listener`, and
+/// starts serving.
+pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<App> {
     tracing::info!(config = ?config, "effective configuration");
     let config = Arc::new(config);
     crate::telemetry::metrics();
     let heartbeat = Heartbeat::new(config.lease.max(Duration::from_secs(10)));
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let Database { topology, pool } = db;
+    let mut topologies = vec![topology.clone()];
+    let mut followers = vec![tokio::spawn(topology.clone().follow(false, shutdown_rx.clone()))];
+    let read_pool = match &config.read_database_url {
+        Some(url) => {
+            let reads = Topology::new("BRIDGE_READ_DATABASE_URL", url, false).map_err(anyhow::Error::msg)?;
+            let read_pool = reads.pool(pool_size(&config), Duration::ZERO, &[]);
+            followers.push(tokio::spawn(reads.clone().follow(true, shutdown_rx.clone())));
+            topologies.push(reads);
+            read_pool
+        }
+        None => pool.clone(),
+    };
     let housekeeping = options
         .workers
         .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
     let (dispatcher, direct) = if options.workers {
-        let delivery_pool = store::delivery_pool(&pool, DELIVERY_CONNECTIONS);
+        let delivery_pool = store::delivery_pool(&topology, DELIVERY_CONNECTIONS);
         let dispatcher = Dispatcher::new(delivery_pool, config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
         let (direct, handoffs) = dispatcher.direct_dispatch();
@@ -147,9 +217,11 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
     let openapi = Arc::new(crate::http::spec());
-    let intake = GroupCommit::new(store::intake_pool(&pool, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
+    let intake = GroupCommit::new(store::intake_pool(&topology, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
     let state = AppState {
         pool: pool.clone(),
+        read_pool,
+        database: topology.clone(),
         intake,
         config: config.clone(),
         clock,
@@ -159,15 +231,18 @@ pub async fn start(config: Config, pool: PgPool, clock: Arc<dyn Clock>, options:
         openapi,
         dolphins,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?;
+    let listener = match options.listener {
+        Some(bound) => tokio::net::TcpListener::from_std(bound)?,
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on BRIDGE_LISTEN={}", config.listen))?,
+    };
     let address = listener.local_addr()?;
     let router = http::router(state);
     let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
     let server = tokio::spawn(crate::server::serve(listener, router, max_connections, header_timeout, shutdown_rx));
     tracing::info!(%address, "dolphin-bridge listening");
-    Ok(App { address, pool, shutdown, server, dispatcher, housekeeping })
+    Ok(App { address, pool, topologies, shutdown, server, dispatcher, housekeeping, followers })
 }
 
 impl App {
@@ -183,7 +258,12 @@ impl App {
         if let Some(housekeeping) = self.housekeeping {
             let _ = housekeeping.await;
         }
-        self.pool.close().await;
+        for follower in self.followers {
+            let _ = follower.await;
+        }
+        for topology in &self.topologies {
+            topology.close().await;
+        }
         tracing::info!("dolphin-bridge stopped");
     }
 

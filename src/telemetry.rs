@@ -58,4 +58,11 @@ pub mod names {
     /// Gauge: endpoints by `target` and breaker `state` (open, half_open), and paused ones.
     pub const BREAKERS: &str = "bridge_endpoint_breakers";
     pub const PAUSED: &str = "bridge_endpoints_paused";
+    /// Counter: times the writing pools moved to another host of `DATABASE_URL`.
+    pub const DATABASE_FAILOVERS: &str = "bridge_database_failovers_total";
+    /// Gauge: 1 for the host of `DATABASE_URL` in use (`host` label), 0 for the others.
+    pub const DATABASE_PRIMARY: &str = "bridge_database_primary";
+    /// Gauge: how far the host of `BRIDGE_READ_DATABASE_URL` in use trails its primary, in
+    /// seconds (0 when it has replayed everything it received, or is a primary).
+    pub const READ_REPLICA_LAG: &str = "bridge_read_replica_lag_seconds";
 }

@@ -449,7 +449,7 @@ async fn db_counters(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
 /// Commits per second of 32 clients each inserting one row per transaction for 3 s: the
 /// ceiling PostgreSQL itself sets on this machine.
 async fn insert_ceiling(url: &str) -> anyhow::Result<f64> {
-    let pool = dolphin_bridge::store::pool_options(32, std::time::Duration::from_secs(1)).connect(url).await?;
+    let pool = dolphin_bridge::store::pool_options(32).connect(url).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_ceiling (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
     )

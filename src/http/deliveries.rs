@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::auth::{self, Access, ApiCaller};
@@ -118,10 +119,11 @@ fn delivery_json(d: &DeliveryRow, log: Option<&[&AttemptRow]>) -> Value {
     v
 }
 
-/// Deliveries with their attempt logs attached.
-pub async fn with_logs(state: &AppState, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
+/// Deliveries with their attempt logs attached, read from `pool` (the primary's for a single
+/// delivery, the read pool for lists).
+pub async fn with_logs(pool: &PgPool, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
-    let attempts = redelivery::attempts(&state.pool, owner, &ids).await?;
+    let attempts = redelivery::attempts(pool, owner, &ids).await?;
     let mut by_delivery: HashMap<Uuid, Vec<&AttemptRow>> = HashMap::new();
     for a in &attempts {
         by_delivery.entry(a.delivery_id).or_default().push(a);
@@ -155,7 +157,7 @@ async fn list_deliveries(
     let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     if csv::wanted(&params, &headers) {
-        let pool = state.pool.clone();
+        let pool = state.read_pool.clone();
         return Ok(csv::export(DELIVERY_COLUMNS, "deliveries.csv", move |after| {
             let (pool, owner, statuses, targets) =
                 (pool.clone(), caller.owner.clone(), statuses.clone(), targets.clone());
@@ -185,7 +187,7 @@ async fn list_deliveries(
         oldest_first: false,
         limit,
     };
-    let rows = redelivery::list(&state.pool, &caller.owner, &filter).await?;
+    let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
     let data = rows.iter().map(|d| delivery_json(d, None)).collect();
     Ok(page(data, rows.last(), limit, &filters).into_response())
 }
@@ -215,7 +217,7 @@ async fn ticket_deliveries(
     let limit = params.limit()?;
     let filters = format!("ticket-deliveries|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     let filter = DeliveryFilter {
         statuses: None,
         targets: None,
@@ -226,8 +228,8 @@ async fn ticket_deliveries(
         oldest_first: true,
         limit,
     };
-    let rows = redelivery::list(&state.pool, &caller.owner, &filter).await?;
-    let data = with_logs(&state, &caller.owner, &rows).await?;
+    let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
+    let data = with_logs(&state.read_pool, &caller.owner, &rows).await?;
     Ok(page(data, rows.last(), limit, &filters))
 }
 
@@ -244,7 +246,7 @@ async fn get_delivery(
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "delivery")?;
     let row = redelivery::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("delivery"))?;
-    let mut data = with_logs(&state, &caller.owner, std::slice::from_ref(&row)).await?;
+    let mut data = with_logs(&state.pool, &caller.owner, std::slice::from_ref(&row)).await?;
     Ok(Json(data.pop().unwrap_or(Value::Null)))
 }
 

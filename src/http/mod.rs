@@ -38,7 +38,12 @@ use error::ApiError;
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary's main pool: writes, idempotency, and reads that must see them.
     pub pool: PgPool,
+    /// Lists, reports and CSV exports: `BRIDGE_READ_DATABASE_URL`'s pool, or `pool` when unset.
+    pub read_pool: PgPool,
+    /// The servers of `DATABASE_URL` and the one in use (`/readyz`).
+    pub database: std::sync::Arc<crate::store::topology::Topology>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub workers: Heartbeat,

@@ -33,9 +33,26 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// Ready when the database answers, every embedded migration is applied and the
-/// delivery workers have checked in recently.
+/// What `serve` answers while it waits for a database host (see `startup::WaitingServer`).
+pub fn waiting_router() -> axum::Router {
+    let not_ready = || async {
+        let body = json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown", "workers": "stalled"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    };
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(not_ready))
+        .fallback(|| async { super::error::ApiError::Unavailable })
+}
+
+/// Ready when a database host fits `DATABASE_URL` and answers, every embedded migration is
+/// applied and the delivery workers have checked in recently.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.database.current().is_none() {
+        let body = json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown",
+                          "workers": if state.workers.is_alive() { "ok" } else { "stalled" }});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let expected = crate::store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
     let applied = tokio::time::timeout(
         Duration::from_secs(2),

@@ -192,7 +192,7 @@ impl TicketQuery {
         caller: &ApiCaller,
     ) -> Result<(Vec<TicketRow>, Option<String>), ApiError> {
         let after = self.cursor.as_ref().map(|c| (c.at, c.id.as_str()));
-        let rows = tickets::list(&state.pool, &caller.owner, &self.filter(after, self.limit)).await?;
+        let rows = tickets::list(&state.read_pool, &caller.owner, &self.filter(after, self.limit)).await?;
         let next = match rows.last() {
             Some(t) if rows.len() as i64 == self.limit => {
                 Some(Cursor::new(&self.filters, t.opened_at, &t.ticket_number).encode())
@@ -204,7 +204,7 @@ impl TicketQuery {
 
     /// Every matching ticket as a streamed CSV download.
     pub fn csv(self, state: &AppState, caller: &ApiCaller) -> Response {
-        let (pool, owner, query) = (state.pool.clone(), caller.owner.clone(), std::sync::Arc::new(self));
+        let (pool, owner, query) = (state.read_pool.clone(), caller.owner.clone(), std::sync::Arc::new(self));
         csv::export(TICKET_COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
             let (pool, owner, query) = (pool.clone(), owner.clone(), query.clone());
             async move {
@@ -241,9 +241,13 @@ async fn ticket_messages(
     let limit = params.limit()?;
     let filters = params.fingerprint(&format!("messages|{ticket}"), &["source"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    // `merged`, first page: fill in from 3Dolphins before reading, so the page includes it
+    // (a write, so that page reads the primary; every other page reads the read pool).
+    let merges = matches!((source.as_deref(), &cursor), (Some("merged"), None));
+    let pool = if merges { &state.pool } else { &state.read_pool };
+    let row = tickets::get(pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     if csv::wanted(&params, &headers) {
-        let pool = state.pool.clone();
+        let pool = state.read_pool.clone();
         return Ok(csv::export(MESSAGE_COLUMNS, "messages.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
             async move {
@@ -252,13 +256,9 @@ async fn ticket_messages(
             }
         }));
     }
-    // `merged`, first page: fill in from 3Dolphins before reading, so the page includes it.
-    let history = match (source.as_deref(), &cursor) {
-        (Some("merged"), None) => Some(merge_history(&state, &caller, &row).await),
-        _ => None,
-    };
+    let history = if merges { Some(merge_history(&state, &caller, &row).await) } else { None };
     let after = cursor.as_ref().map(|c| c.uuid().map(|id| (c.at, id))).transpose()?;
-    let rows = messages::for_ticket(&state.pool, &caller.owner, &ticket, after, limit).await?;
+    let rows = messages::for_ticket(pool, &caller.owner, &ticket, after, limit).await?;
     let next = rows.last().map(|m| Cursor::new(&filters, m.at, m.id));
     let mut body = page(rows.iter().map(message_json).collect(), next, limit).0;
     if let Some(history) = history {
@@ -278,9 +278,9 @@ async fn ticket_events(
     let limit = params.limit()?;
     let filters = format!("events|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     if csv::wanted(&params, &headers) {
-        let pool = state.pool.clone();
+        let pool = state.read_pool.clone();
         return Ok(csv::export(EVENT_COLUMNS, "events.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
             async move {
@@ -295,7 +295,7 @@ async fn ticket_events(
         }
         None => None,
     };
-    let rows = events::for_ticket(&state.pool, &caller.owner, &ticket, after, limit).await?;
+    let rows = events::for_ticket(&state.read_pool, &caller.owner, &ticket, after, limit).await?;
     let next = rows.last().map(|e| Cursor::new(&filters, e.at, e.id));
     Ok(page(rows.iter().map(event_json).collect(), next, limit).into_response())
 }
@@ -307,10 +307,11 @@ async fn export_ticket(
     Path(ticket): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
-    let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    let pool = &state.read_pool;
+    let row = tickets::get(pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     let all = i64::MAX;
-    let messages = messages::for_ticket(&state.pool, &caller.owner, &ticket, None, all).await?;
-    let events = events::for_ticket(&state.pool, &caller.owner, &ticket, None, all).await?;
+    let messages = messages::for_ticket(pool, &caller.owner, &ticket, None, all).await?;
+    let events = events::for_ticket(pool, &caller.owner, &ticket, None, all).await?;
     let filter = DeliveryFilter {
         statuses: None,
         targets: None,
@@ -321,8 +322,8 @@ async fn export_ticket(
         oldest_first: true,
         limit: all,
     };
-    let deliveries = redelivery::list(&state.pool, &caller.owner, &filter).await?;
-    let deliveries = super::deliveries::with_logs(&state, &caller.owner, &deliveries).await?;
+    let deliveries = redelivery::list(pool, &caller.owner, &filter).await?;
+    let deliveries = super::deliveries::with_logs(pool, &caller.owner, &deliveries).await?;
     Ok(Json(json!({
         "ticket": ticket_json(&row),
         "messages": messages.iter().map(message_json).collect::<Vec<_>>(),

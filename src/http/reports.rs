@@ -64,7 +64,7 @@ pub async fn summary_document(state: &AppState, caller: &ApiCaller, params: &Par
     let (from, to) = params.time_range(tz, state.clock.now())?;
     let channel = params.get("channel").map(str::to_lowercase);
     let scope = ReportScope { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let s = reports::summary(&state.pool, &scope).await?;
+    let s = reports::summary(&state.read_pool, &scope).await?;
 
     // Every channel any family mentions, plus the overall row (key None).
     let mut keys: Vec<Option<String>> = vec![None];
@@ -142,7 +142,7 @@ pub async fn timeseries_document(state: &AppState, caller: &ApiCaller, params: &
     }
     let channel = params.get("channel").map(str::to_lowercase);
     let scope = ReportScope { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let rows = reports::timeseries(&state.pool, &scope, interval, tz.name()).await?;
+    let rows = reports::timeseries(&state.read_pool, &scope, interval, tz.name()).await?;
     let data: Vec<Value> = rows
         .iter()
         .map(|b| {

@@ -2,6 +2,7 @@
 //! a connection or a transaction) so callers decide the transaction boundaries.
 
 pub mod contacts;
+pub mod database_url;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
@@ -15,13 +16,36 @@ pub mod reports;
 pub mod retention;
 pub mod tenants;
 pub mod tickets;
-
-use std::time::Duration;
+pub mod topology;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{migrate::MigrateDatabase, PgPool, Postgres};
+
+use topology::Topology;
+
+/// The database the bridge writes to: the servers of `DATABASE_URL` and the main pool.
+#[derive(Clone)]
+pub struct Database {
+    pub topology: Arc<Topology>,
+    /// HTTP requests' transactions, API reads of the primary, housekeeping.
+    pub pool: PgPool,
+}
+
+impl Database {
+    /// The topology of `url` and a main pool of `max_connections`, connecting lazily. When
+    /// the URL needs a probe (a host list, or a `target_session_attrs`), no connection is
+    /// made until a host fits ([`Topology::find`], or [`Topology::follow`] in a running bridge).
+    pub fn lazy(url: &str, max_connections: u32) -> Result<Database, String> {
+        let topology = Topology::new("DATABASE_URL", url, true)?;
+        // The main pool pings every connection it hands out: see `pool_options`.
+        let pool = topology.pool(max_connections, Duration::ZERO, &[]);
+        Ok(Database { topology, pool })
+    }
+}
 
 /// The embedded migrations (`migrations/`), applied by `serve` and `migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -41,27 +65,13 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> 
 
 /// A pool that fails fast when PostgreSQL is away: a request waits at most
 /// `acquire_timeout` for a connection and then answers 503 instead of hanging.
-///
-/// A connection that sat idle for `ping_after` or longer is checked before it is handed
-/// out: after a database restart the pool would otherwise hand out dead sockets, one failed
-/// request each. The main pool checks every connection (its work is transactions of several
-/// statements and API reads, where one round trip more is cheap, and its connections sit
-/// idle most of the time); the hot pools of the intake and the delivery engine check only
-/// connections idle for [`IDLE_BEFORE_PING`], so a busy connection adds no round trip.
-pub fn pool_options(max_connections: u32, ping_after: Duration) -> PgPoolOptions {
+/// [`Topology::pool`] adds the checks of a connection on its way out.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .test_before_acquire(false)
-        .before_acquire(move |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for < ping_after {
-                    return Ok(true);
-                }
-                Ok(sqlx::Connection::ping(conn).await.is_ok())
-            })
-        })
 }
 
 /// The delivery engine's own pool: same database and settings, separate connections.
@@ -83,14 +93,15 @@ pub fn pool_options(max_connections: u32, ping_after: Duration) -> PgPoolOptions
 ///
 /// Its commits do not wait for the WAL flush (`synchronous_commit = off`; visibility to
 /// other sessions is immediate, only durability trails by at most a few hundred
-/// milliseconds). What it writes is bookkeeping whose loss in a database crash costs only
-/// duplicate sends, which at-least-once delivery allows: a lost lease or a lost success
+/// milliseconds, and on a replicated cluster these commits do not wait for a standby
+/// either). What it writes is bookkeeping whose loss in a database crash or failover costs
+/// only duplicate sends, which at-least-once delivery allows: a lost lease or a lost success
 /// makes the delivery due again, and it is sent again, in its ticket's order. What the
 /// webhooks accept is written through the intake's pool or the main pool, and always waits
-/// for the flush.
-pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+/// for the flush (and for the synchronous standby).
+pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [("synchronous_commit", "off"), ("enable_bitmapscan", "off"), ("enable_sort", "off")];
-    hot_pool(pool, max_connections, settings)
+    topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
 /// The message intake's own pool ([`crate::group_commit`]): same database and settings,
@@ -100,21 +111,24 @@ pub fn delivery_pool(pool: &PgPool, max_connections: u32) -> PgPool {
 /// planner, left to its statistics, may prefer to hash-join them against a whole table it
 /// believes small (fresh databases, tables grown since the last `ANALYZE`, servers without
 /// autovacuum). Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
-pub fn intake_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_bitmapscan", "off")];
-    hot_pool(pool, max_connections, settings)
-}
-
-/// A pool of `pool`'s database and settings whose sessions also run with `settings`.
-fn hot_pool(pool: &PgPool, max_connections: u32, settings: [(&str, &str); 3]) -> PgPool {
-    let options = (*pool.connect_options()).clone().options(settings);
-    pool_options(max_connections, IDLE_BEFORE_PING).connect_lazy_with(options)
+    topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
 /// How long a connection of a hot pool may sit idle before it is checked on the way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
-/// Connects without waiting for the server: the first query opens the first connection.
+/// Connects to a single-host `url` without waiting for the server: the first query opens
+/// the first connection. (Tools and tests; the bridge itself goes through [`Database`].)
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(connect_options(url)?))
+}
+
+/// The connect options of one single-host URL, with the bridge's session rules.
 ///
 /// JIT compilation is turned off for the bridge's sessions: its queries are short or
 /// index-driven, and PostgreSQL's JIT, which kicks in on cost estimates, was measured to
@@ -123,12 +137,12 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// A server on the same machine (loopback or a Unix socket) is reached without TLS unless
 /// the URL asks for an `sslmode`: encrypting loopback traffic protects nothing and was a
 /// visible share of the bridge's and PostgreSQL's CPU under load.
-pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let mut options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
     if is_local(&options) && !asks_for_sslmode(url) {
         options = options.ssl_mode(PgSslMode::Disable);
     }
-    Ok(pool_options(max_connections, Duration::ZERO).connect_lazy_with(options))
+    Ok(options)
 }
 
 fn is_local(options: &PgConnectOptions) -> bool {
@@ -150,9 +164,11 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+        // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, and
+        // read_only_sql_transaction: a server demoted (or not yet writable) under a session
+        // opened before; the topology moves the pools to the new primary.
         sqlx::Error::Database(e) => {
-            matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300"))
+            matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300" | "25006"))
         }
         _ => false,
     }

@@ -232,13 +232,14 @@ impl TestApp {
         let direct = dolphin_bridge::store::connect_lazy(&direct_url, 2).expect("pool");
         dolphin_bridge::store::MIGRATOR.run(&direct).await.expect("migrate");
         direct.close().await;
-        let pool = dolphin_bridge::store::connect_lazy(&config.database_url, 5).expect("pool");
+        let db = dolphin_bridge::store::Database::lazy(&config.database_url, 5).expect("pool");
+        let pool = db.pool.clone();
         let clock = ShiftedClock::default();
         let app = startup::start(
             config.clone(),
-            pool.clone(),
+            db,
             Arc::new(clock.clone()),
-            StartOptions { workers: options.workers },
+            StartOptions { workers: options.workers, listener: None },
         )
         .await
         .expect("start the app");

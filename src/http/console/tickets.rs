@@ -216,7 +216,7 @@ async fn render(
         events::for_ticket(&state.pool, &caller.owner, ticket, None, TIMELINE_LIMIT),
         redelivery::list(&state.pool, &caller.owner, &ticket_deliveries),
     )?;
-    let deliveries = deliveries::with_logs(state, &caller.owner, &delivery_rows).await?;
+    let deliveries = deliveries::with_logs(&state.pool, &caller.owner, &delivery_rows).await?;
     let tz = caller.timezone;
     let here = ticket_href(ticket);
     let body = html! {
