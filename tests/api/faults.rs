@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// Checks that every expected message arrived and that, per ticket, first arrivals are in
 /// sending order. Answers how many arrivals were duplicates (allowed: at least once).
-fn assert_complete_and_ordered(got: &[Received], expected: &BTreeMap<String, Vec<String>>) -> usize {
+pub(crate) fn assert_complete_and_ordered(got: &[Received], expected: &BTreeMap<String, Vec<String>>) -> usize {
     let mut first_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seen = HashSet::new();
     let mut duplicates = 0;

@@ -188,11 +188,14 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Connect through this address instead of PostgreSQL directly (the outage proxy).
     pub via: Option<SocketAddr>,
+    /// Use this `DATABASE_URL` (a host list, say) as `serve` would: found, created and
+    /// migrated by `startup::prepare_database`, and not dropped at the end.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { workers: false, admin_token: Some(ADMIN_TOKEN), env: Vec::new(), via: None }
+        Options { workers: false, admin_token: Some(ADMIN_TOKEN), env: Vec::new(), via: None, database_url: None }
     }
 }
 
@@ -206,12 +209,13 @@ impl TestApp {
         let db_name = format!("dbt_{}", Uuid::new_v4().simple());
         let server = server_url();
         let direct_url = format!("{server}/{db_name}");
-        let app_url = match options.via {
-            Some(proxy) => {
+        let app_url = match (&options.database_url, options.via) {
+            (Some(url), _) => url.clone(),
+            (None, Some(proxy)) => {
                 let (scheme_user, _) = server.rsplit_once('@').unwrap_or(("postgres://postgres", ""));
                 format!("{scheme_user}@{proxy}/{db_name}")
             }
-            None => direct_url.clone(),
+            (None, None) => direct_url.clone(),
         };
         let mut env: Vec<(&str, String)> = vec![
             ("DATABASE_URL", app_url),
@@ -226,13 +230,17 @@ impl TestApp {
         env.extend(options.env);
         let config = Config::from_lookup(|k| env.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| v.clone()))
             .expect("test configuration is valid");
-        // Create and migrate directly, then let the app use its own URL (maybe the proxy).
-        let setup = dolphin_bridge::store::create_database_if_missing(&direct_url).await;
-        setup.expect("create the test database");
-        let direct = dolphin_bridge::store::connect_lazy(&direct_url, 2).expect("pool");
-        dolphin_bridge::store::MIGRATOR.run(&direct).await.expect("migrate");
-        direct.close().await;
-        let db = dolphin_bridge::store::Database::lazy(&config.database_url, 5).expect("pool");
+        let db = if options.database_url.is_some() {
+            startup::prepare_database(&config, true, startup::Patience::Briefly).await.expect("prepare the database")
+        } else {
+            // Create and migrate directly, then let the app use its own URL (maybe the proxy).
+            let setup = dolphin_bridge::store::create_database_if_missing(&direct_url).await;
+            setup.expect("create the test database");
+            let direct = dolphin_bridge::store::connect_lazy(&direct_url, 2).expect("pool");
+            dolphin_bridge::store::MIGRATOR.run(&direct).await.expect("migrate");
+            direct.close().await;
+            dolphin_bridge::store::Database::lazy(&config.database_url, 5).expect("pool")
+        };
         let pool = db.pool.clone();
         let clock = ShiftedClock::default();
         let app = startup::start(
@@ -246,7 +254,7 @@ impl TestApp {
         TestApp {
             address: app.address,
             pool,
-            db_name,
+            db_name: if options.database_url.is_some() { String::new() } else { db_name },
             http: reqwest::Client::new(),
             clock,
             config,
@@ -364,6 +372,9 @@ impl TestApp {
     pub async fn finish(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;
+        }
+        if self.db_name.is_empty() {
+            return;
         }
         let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&admin).await;
