@@ -18,7 +18,9 @@ async fn hosts(topology: &store::topology::Topology, what: &str) -> Vec<Check> {
         .await
         .into_iter()
         .map(|probe| match probe.outcome {
-            Ok((role, lag)) if role.in_recovery => ok(what, format!("{}: {role}, replay {lag:.1} s behind", probe.host.label)),
+            Ok((role, lag)) if role.in_recovery => {
+                ok(what, format!("{}: {role}, replay {lag:.1} s behind", probe.host.label))
+            }
             Ok((role, _)) => ok(what, format!("{}: {role}", probe.host.label)),
             Err(e) => Check { ok: false, what: what.into(), detail: format!("{}: {e}", probe.host.label) },
         })
@@ -55,7 +57,8 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
     if db.topology.follows_failovers() {
         checks.extend(hosts(&db.topology, "database host").await);
         if let Some(url) = &config.read_database_url {
-            let reads = store::topology::Topology::new("BRIDGE_READ_DATABASE_URL", url, false).map_err(anyhow::Error::msg)?;
+            let reads =
+                store::topology::Topology::new("BRIDGE_READ_DATABASE_URL", url, false).map_err(anyhow::Error::msg)?;
             checks.extend(hosts(&reads, "read host").await);
         }
         if let Err(why) = db.topology.find().await {

@@ -36,7 +36,8 @@ pub enum Patience {
 /// Finds the host to write to, creates the database there if missing, connects, and
 /// (unless told not to) migrates.
 pub async fn prepare_database(config: &Config, migrate: bool, patience: Patience) -> anyhow::Result<Database> {
-    let db = Database::lazy(&config.database_url, pool_size(config)).map_err(anyhow::Error::msg).context("DATABASE_URL")?;
+    let db =
+        Database::lazy(&config.database_url, pool_size(config)).map_err(anyhow::Error::msg).context("DATABASE_URL")?;
     let topology = &db.topology;
     if topology.hosts().len() > 1 && !topology.attrs().writes() {
         tracing::warn!("DATABASE_URL lists several hosts with target_session_attrs=any: add target_session_attrs=read-write, or the bridge may write to a standby after a failover");
@@ -46,10 +47,9 @@ pub async fn prepare_database(config: &Config, migrate: bool, patience: Patience
         Patience::Forever => None,
     };
     let url = loop {
-        let host = topology
-            .wait_for_host(wait)
-            .await
-            .map_err(|why| anyhow::anyhow!("cannot reach the database at {}: {why}", redact_url(&config.database_url)))?;
+        let host = topology.wait_for_host(wait).await.map_err(|why| {
+            anyhow::anyhow!("cannot reach the database at {}: {why}", redact_url(&config.database_url))
+        })?;
         let url = host.url.clone();
         match store::create_database_if_missing(&url).await {
             Ok(true) => tracing::info!(database = %redact_url(&url), "created the database"),

@@ -36,7 +36,8 @@ async fn healthz() -> Json<Value> {
 /// What `serve` answers while it waits for a database host (see `startup::WaitingServer`).
 pub fn waiting_router() -> axum::Router {
     let not_ready = || async {
-        let body = json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown", "workers": "stalled"});
+        let body =
+            json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown", "workers": "stalled"});
         (StatusCode::SERVICE_UNAVAILABLE, Json(body))
     };
     axum::Router::new()

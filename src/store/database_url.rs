@@ -138,7 +138,9 @@ impl DatabaseUrl {
             match key {
                 "target_session_attrs" => attrs = value.parse()?,
                 "host" | "hostaddr" | "port" if value.contains(',') => {
-                    return Err(format!("a list in the {key} parameter is not supported: list the hosts as postgres://h1:p1,h2:p2/db"));
+                    return Err(format!(
+                        "a list in the {key} parameter is not supported: list the hosts as postgres://h1:p1,h2:p2/db"
+                    ));
                 }
                 _ => kept.push(pair),
             }
@@ -232,7 +234,9 @@ mod tests {
 
     #[test]
     fn a_single_host_url_is_unchanged_and_needs_no_probe() {
-        for raw in ["postgres://u@localhost:5432/db", "postgresql:///db?host=/var/run/postgresql", "postgres://[::1]:5433/db"] {
+        for raw in
+            ["postgres://u@localhost:5432/db", "postgresql:///db?host=/var/run/postgresql", "postgres://[::1]:5433/db"]
+        {
             let url = DatabaseUrl::parse(raw).expect(raw);
             assert_eq!(url.hosts().len(), 1);
             assert_eq!(url.hosts()[0].url, raw);

@@ -42,10 +42,14 @@ pub struct Topology {
     options: Vec<PgConnectOptions>,
     shared: Arc<Shared>,
     /// Every pool made here, with its session settings, to move when the host changes.
-    pools: Mutex<Vec<(PgPool, Vec<(String, String)>)>>,
+    pools: Mutex<Vec<(PgPool, SessionSettings)>>,
     /// Whether this topology's host changes are the writing pools' failovers (metrics).
     writes: bool,
 }
+
+/// A pool's own session settings (`SET name = value` at connect), kept to rebuild its
+/// connect options for another host.
+type SessionSettings = Vec<(String, String)>;
 
 /// What the pools' connect path reads, without a reference back to the pools.
 struct Shared {
@@ -115,7 +119,7 @@ impl Topology {
     /// cheap, and its connections sit idle most of the time); the hot pools of the intake and
     /// the delivery engine only connections idle for a second, so a busy one adds no round trip.
     pub fn pool(&self, max: u32, ping_after: Duration, settings: &[(&str, &str)]) -> PgPool {
-        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let settings: SessionSettings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         // Held while the pool is made, so that a change of host cannot slip in between.
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let (for_connect, for_acquire) = (self.shared.clone(), self.shared.clone());
@@ -149,9 +153,8 @@ impl Topology {
 
     /// Probes every host at once.
     pub async fn survey(&self) -> Vec<Probe> {
-        let probes = (0..self.options.len()).map(|i| async move {
-            Probe { host: self.url.hosts()[i].clone(), outcome: self.probe(i).await }
-        });
+        let probes = (0..self.options.len())
+            .map(|i| async move { Probe { host: self.url.hosts()[i].clone(), outcome: self.probe(i).await } });
         futures::future::join_all(probes).await
     }
 
@@ -269,7 +272,8 @@ impl Topology {
 
     /// Closes every pool made here.
     pub async fn close(&self) {
-        let pools: Vec<PgPool> = self.pools.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(p, _)| p.clone()).collect();
+        let pools: Vec<PgPool> =
+            self.pools.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(p, _)| p.clone()).collect();
         for pool in pools {
             pool.close().await;
         }

@@ -150,3 +150,67 @@ async fn doctor_counts_rows_whose_parent_is_missing() {
     assert!(line.starts_with("FAIL") && line.contains("1 messages, 0 ticket events"), "{report}");
     drop_database(&db).await;
 }
+
+#[test]
+fn a_malformed_host_list_is_one_line_naming_the_bad_part_with_exit_code_2() {
+    for (url, bad_part) in [
+        ("postgres://u:hunter2@127.0.0.1:6001,,127.0.0.1:6003/db", "host 2 of the list"),
+        ("postgres://u:hunter2@127.0.0.1:6001,127.0.0.1:66000/db", "bad port \"66000\""),
+        ("postgres://u:hunter2@a:1,b:2/db?target_session_attrs=master", "unknown target_session_attrs \"master\""),
+        ("postgres://u:hunter2@a:1,b:2/db?target_session_attrs=standby", "never reaches a server it can write to"),
+    ] {
+        let out = bridge().arg("migrate").env("DATABASE_URL", url).output().expect("run the binary");
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("DATABASE_URL") && stderr.contains(bad_part), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password is hidden: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn serve_with_no_primary_in_its_host_list_waits_answering_503_and_never_exits() {
+    // Two hosts where nothing listens: no host is ever read-write.
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let (a, b, port) = (free(), free(), free());
+    let url = format!("postgres://postgres@127.0.0.1:{a},127.0.0.1:{b}/db?target_session_attrs=read-write");
+    let log = std::env::temp_dir().join(format!("serve-no-primary-{}.log", Uuid::new_v4().simple()));
+    let mut child = bridge()
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BRIDGE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start serve");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "serve never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.expect("JSON")["database"], "no_primary");
+    let webhook = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/3dolphins/incoming?token=x"))
+        .json(&fixture("incoming-text"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(webhook.status(), 503);
+    assert_eq!(webhook.json::<Value>().await.expect("JSON")["error"]["code"], "unavailable");
+    // Still trying, a few seconds on: alive, and saying why in the log every few seconds.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(child.try_wait().expect("status").is_none(), "serve must not exit while it waits");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let waits = text.lines().filter(|l| l.contains("no database host fits target_session_attrs")).count();
+    assert!(waits >= 2, "a log line every few seconds, got {waits}: {text}");
+    assert!(text.contains(&format!("127.0.0.1:{a}")) && text.contains(&format!("127.0.0.1:{b}")), "each host named");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+}

@@ -39,13 +39,16 @@ fn event(ticket: usize, n: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     let Some(mut formation) = Formation::start().await else {
-        eprintln!("SKIPPED: the failover test needs `apt-get install postgresql-15-auto-failover pg-auto-failover-cli`");
+        eprintln!(
+            "SKIPPED: the failover test needs `apt-get install postgresql-15-auto-failover pg-auto-failover-cli`"
+        );
         return;
     };
     let app = TestApp::spawn_with(Options {
         workers: true,
-        database_url: Some(formation.uri("dolphin_bridge_ha")),
+        database_url: Some(formation.uri("dolphin_bridge_ha", "read-write")),
         env: vec![
+            ("BRIDGE_READ_DATABASE_URL", formation.uri("dolphin_bridge_ha", "prefer-standby")),
             ("BRIDGE_WORKERS", "16".into()),
             ("BRIDGE_RETRY_SCHEDULE", "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s".into()),
             // A delivery in flight when the primary died is sent again after its lease.
@@ -72,9 +75,15 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     };
 
     let tally: Arc<Mutex<Tally>> = Arc::default();
+    // Senders give up after this: a bridge that never finds the new primary fails the test.
+    let give_up = Instant::now() + Duration::from_secs(90);
     let mut senders = tokio::task::JoinSet::new();
     for ticket in 0..TICKETS {
-        let (tally, url, http) = (tally.clone(), app.url(&format!("/webhooks/3dolphins/incoming?token={}", tenant.inbound)), app.http.clone());
+        let (tally, url, http) = (
+            tally.clone(),
+            app.url(&format!("/webhooks/3dolphins/incoming?token={}", tenant.inbound)),
+            app.http.clone(),
+        );
         senders.spawn(async move {
             for n in 0..MESSAGES {
                 let body = event(ticket, n);
@@ -97,7 +106,7 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
                         }
                         status == 200
                     };
-                    if taken {
+                    if taken || Instant::now() > give_up {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -139,7 +148,8 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     let until = Instant::now() + Duration::from_secs(90);
     let got = loop {
         let got = app.third_party.received_at("/incoming");
-        let arrived: HashSet<String> = got.iter().map(|r| r.json()["message"].as_str().unwrap_or("").to_string()).collect();
+        let arrived: HashSet<String> =
+            got.iter().map(|r| r.json()["message"].as_str().unwrap_or("").to_string()).collect();
         let missing = wanted.iter().filter(|m| !arrived.contains(m.as_str())).count();
         if missing == 0 {
             break got;
@@ -152,7 +162,8 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     // The promoted node holds every acknowledged message.
     let promoted = formation.writable_node().await.expect("a promoted primary");
     assert_ne!(promoted, primary, "another node took over");
-    let node = dolphin_bridge::store::connect_lazy(&formation.node_url(promoted, "dolphin_bridge_ha"), 1).expect("pool");
+    let node =
+        dolphin_bridge::store::connect_lazy(&formation.node_url(promoted, "dolphin_bridge_ha"), 1).expect("pool");
     let stored: Vec<String> = sqlx::query_scalar("SELECT message FROM messages WHERE owner = $1 AND direction = 'in'")
         .bind(OWNER)
         .fetch_all(&node)
@@ -163,10 +174,30 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     assert!(lost.is_empty(), "acknowledged but not on the promoted node: {lost:?}");
     node.close().await;
 
+    // Lists read from a standby (or the new primary): every ticket is there after the failover.
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = app.http.get(app.url("/api/v1/tickets?limit=100")).bearer_auth(&tenant.read).send().await;
+        let listed = match response {
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>().await.map_or(0, |v| v["data"].as_array().map_or(0, Vec::len))
+            }
+            _ => 0,
+        };
+        if listed == TICKETS {
+            break;
+        }
+        assert!(Instant::now() < until, "the read pool lists every ticket, got {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Readiness said 503 during the outage and is 200 again; the metrics name the new primary.
     sampler.abort();
     let readiness = readiness.lock().expect("readiness").clone();
-    assert!(readiness.iter().any(|(at, s)| *at > killed_at && *s == 503), "/readyz said 503 while no primary was found");
+    assert!(
+        readiness.iter().any(|(at, s)| *at > killed_at && *s == 503),
+        "/readyz said 503 while no primary was found"
+    );
     assert_eq!(app.http.get(app.url("/readyz")).send().await.expect("readyz").status(), 200);
     let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     let new_host = format!("bridge_database_primary{{host=\"127.0.0.1:{}\"}} 1", formation.ports[promoted]);
@@ -174,6 +205,10 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     assert!(
         metrics.lines().any(|l| l.starts_with("bridge_database_failovers_total ") && !l.ends_with(" 0")),
         "the failover is counted"
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("bridge_read_replica_lag_seconds ")),
+        "the standby's lag is published"
     );
 
     eprintln!(

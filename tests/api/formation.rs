@@ -46,15 +46,25 @@ impl Formation {
         let dir = std::env::temp_dir().join(format!("dolphin-ha-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("formation directory");
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-        let mut formation = Formation { dir, bindir, monitor_port: ports[0], keepers: Vec::new(), ports: ports[1..].to_vec() };
+        let mut formation =
+            Formation { dir, bindir, monitor_port: ports[0], keepers: Vec::new(), ports: ports[1..].to_vec() };
         if running_as_root() {
             let status = Command::new("chown").arg("postgres:postgres").arg(&formation.dir).status().expect("chown");
             assert!(status.success(), "chown the formation directory to postgres");
         }
         let started = Instant::now();
         formation.pg_autoctl(&[
-            "create", "monitor", "--pgdata", &formation.pgdata("monitor"), "--pgport",
-            &formation.monitor_port.to_string(), "--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl",
+            "create",
+            "monitor",
+            "--pgdata",
+            &formation.pgdata("monitor"),
+            "--pgport",
+            &formation.monitor_port.to_string(),
+            "--hostname",
+            "127.0.0.1",
+            "--auth",
+            "trust",
+            "--no-ssl",
         ]);
         formation.run_keeper("monitor");
         formation.tune_monitor().await;
@@ -63,8 +73,21 @@ impl Formation {
         for n in 0..3 {
             let name = format!("node{}", n + 1);
             formation.pg_autoctl(&[
-                "create", "postgres", "--pgdata", &formation.pgdata(&name), "--pgport", &formation.ports[n].to_string(),
-                "--hostname", "127.0.0.1", "--monitor", &monitor_uri, "--auth", "trust", "--no-ssl", "--name", &name,
+                "create",
+                "postgres",
+                "--pgdata",
+                &formation.pgdata(&name),
+                "--pgport",
+                &formation.ports[n].to_string(),
+                "--hostname",
+                "127.0.0.1",
+                "--monitor",
+                &monitor_uri,
+                "--auth",
+                "trust",
+                "--no-ssl",
+                "--name",
+                &name,
             ]);
             formation.run_keeper(&name);
             // The first node must be primary before the others clone it.
@@ -74,10 +97,11 @@ impl Formation {
         Some(formation)
     }
 
-    /// The URI the bridge is given, as `pg_autoctl show uri` prints it (with a user).
-    pub fn uri(&self, database: &str) -> String {
+    /// The URI the bridge is given, as `pg_autoctl show uri` prints it (with a user), for
+    /// sessions with `attrs` (`read-write` for `DATABASE_URL`).
+    pub fn uri(&self, database: &str, attrs: &str) -> String {
         let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("postgres://postgres@{}/{database}?target_session_attrs=read-write&sslmode=disable", hosts.join(","))
+        format!("postgres://postgres@{}/{database}?target_session_attrs={attrs}&sslmode=disable", hosts.join(","))
     }
 
     /// A single-host URL of node `n`.
@@ -103,8 +127,9 @@ impl Formation {
     /// PostgreSQL process under it, all with SIGKILL at once.
     pub fn kill_node(&mut self, n: usize) {
         let keeper = &self.keepers[n + 1];
-        let pidfile = std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid"))
-            .expect("the node's postmaster.pid");
+        let pidfile =
+            std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid"))
+                .expect("the node's postmaster.pid");
         let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
         let mut targets = vec![format!("-{}", keeper.id()), postmaster.clone()];
         targets.extend(children_of(&postmaster));
@@ -214,7 +239,9 @@ impl Formation {
 impl Drop for Formation {
     fn drop(&mut self) {
         for n in 0..self.ports.len() {
-            if let Ok(pidfile) = std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid")) {
+            if let Ok(pidfile) =
+                std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid"))
+            {
                 let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
                 let mut targets = vec![postmaster.clone()];
                 targets.extend(children_of(&postmaster));
@@ -228,7 +255,12 @@ impl Drop for Formation {
             let _ = Command::new("kill").arg("-KILL").arg("--").args(&targets).stderr(Stdio::null()).status();
         }
         for keeper in &mut self.keepers {
-            let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{}", keeper.id())).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{}", keeper.id()))
+                .stderr(Stdio::null())
+                .status();
             let _ = keeper.wait();
         }
         if std::env::var_os("KEEP_FORMATION").is_none() {

@@ -25,6 +25,7 @@ mod limits;
 mod logs;
 mod openapi;
 mod query;
+mod read_replica;
 mod redelivery;
 mod reports;
 mod retention;
