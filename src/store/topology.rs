@@ -11,7 +11,8 @@
 //! - [`Topology::follow`] probes the host in use every second on its own connection. When
 //!   that fails or the server no longer fits (it crashed, was shut down, was demoted), the
 //!   host is marked lost: new connections are refused (requests answer `503 unavailable`,
-//!   `/readyz` 503) until another host fits; then every pool moves there.
+//!   `/readyz` 503) while every host is probed four times a second; the first that fits
+//!   takes every pool.
 //!
 //! A single host with `target_session_attrs=any` (the default) is used as before, with no
 //! probe and no monitor.
@@ -26,8 +27,10 @@ use tokio::sync::watch;
 use super::database_url::{DatabaseUrl, HostUrl, ServerRole, SessionAttrs};
 use crate::telemetry::names;
 
-/// How often the host in use is probed, and the others while none fits.
+/// How often the host in use is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the hosts are probed while none fits: a promotion is taken up within this.
+const SEARCH_EVERY: Duration = Duration::from_millis(250);
 /// How long one probe may take (connect and query) before the server counts as away.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often "still no host" is logged while the bridge waits for one.
@@ -198,7 +201,7 @@ impl Topology {
                     "no database host fits target_session_attrs yet; still trying");
                 logged = Some(Instant::now());
             }
-            tokio::time::sleep(PROBE_EVERY).await;
+            tokio::time::sleep(SEARCH_EVERY).await;
         }
     }
 
@@ -214,8 +217,9 @@ impl Topology {
         let mut logged: Option<Instant> = None;
         loop {
             self.follow_once(measure_lag, &mut watcher, &mut lost_at, &mut logged).await;
+            let pause = if self.current_index().is_some() { PROBE_EVERY } else { SEARCH_EVERY };
             tokio::select! {
-                _ = tokio::time::sleep(PROBE_EVERY) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => break,
             }
         }

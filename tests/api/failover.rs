@@ -123,6 +123,18 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     }
     formation.kill_node(primary);
     let killed_at = Instant::now();
+    // When another node takes writes: the HA engine's part of the outage, apart from the bridge's.
+    let promoted_at = {
+        let formation = formation.handle();
+        tokio::spawn(async move {
+            loop {
+                if formation.writable_node().await.is_some_and(|n| n != primary) {
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     while senders.join_next().await.is_some() {}
     let sent_for = killed_at.elapsed();
 
@@ -142,6 +154,7 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
         .min()
         .expect("a 2xx after the kill");
     let refused = statuses.get(&503).copied().unwrap_or(0);
+    let promoted_after = promoted_at.await.expect("promotion watcher") - killed_at;
 
     // Every acknowledged event reaches the receiver, in ticket order (after leases run out).
     let wanted: HashSet<&String> = tally.acked.values().flatten().collect();
@@ -212,8 +225,10 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
     );
 
     eprintln!(
-        "failover: kill -> first 2xx {:.2} s; {refused} requests refused with 503 meanwhile; {acked} acknowledged, \
-         all delivered in ticket order, {duplicates} duplicate deliveries; burst finished {:.1} s after the kill",
+        "failover: kill -> another node writable {:.2} s -> the bridge's first 2xx {:.2} s after the kill; \
+         {refused} requests refused with 503 meanwhile; {acked} acknowledged, all delivered in ticket order, \
+         {duplicates} duplicate deliveries; burst finished {:.1} s after the kill",
+        promoted_after.as_secs_f64(),
         first_2xx_after_kill.as_secs_f64(),
         sent_for.as_secs_f64()
     );

@@ -67,7 +67,9 @@ impl Formation {
             "--no-ssl",
         ]);
         formation.run_keeper("monitor");
-        formation.tune_monitor().await;
+        if std::env::var_os("FORMATION_DEFAULT_TIMEOUTS").is_none() {
+            formation.tune_monitor().await;
+        }
         let monitor_uri =
             format!("postgres://autoctl_node@127.0.0.1:{}/pg_auto_failover?sslmode=disable", formation.monitor_port);
         for n in 0..3 {
@@ -106,21 +108,17 @@ impl Formation {
 
     /// A single-host URL of node `n`.
     pub fn node_url(&self, n: usize, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable", self.ports[n])
+        node_url(self.ports[n], database)
+    }
+
+    /// What a watcher task needs to ask the nodes (the formation itself stays with the test).
+    pub fn handle(&self) -> Nodes {
+        Nodes { ports: self.ports.clone() }
     }
 
     /// The node that takes writes now, if any.
     pub async fn writable_node(&self) -> Option<usize> {
-        for n in 0..self.ports.len() {
-            let Ok(mut conn) = PgConnection::connect(&self.node_url(n, "postgres")).await else { continue };
-            let read_only: Result<String, _> =
-                sqlx::query_scalar("SELECT current_setting('transaction_read_only')").fetch_one(&mut conn).await;
-            let _ = conn.close().await;
-            if read_only.is_ok_and(|r| r == "off") {
-                return Some(n);
-            }
-        }
-        None
+        self.handle().writable_node().await
     }
 
     /// Kills node `n` as a machine loss would: its keeper, its postmaster and every
@@ -183,7 +181,8 @@ impl Formation {
 
     /// Makes the monitor notice a dead node in seconds rather than the defaults' ~50 s
     /// (health checks every 5 s, 20 s before a node counts as unhealthy, 30 s for an old
-    /// primary to demote itself): the figures the test prints are with these settings.
+    /// primary to demote itself): the figures the test prints are with these settings
+    /// unless `FORMATION_DEFAULT_TIMEOUTS` is set.
     async fn tune_monitor(&self) {
         let url = format!("postgres://postgres@127.0.0.1:{}/pg_auto_failover?sslmode=disable", self.monitor_port);
         let until = Instant::now() + Duration::from_secs(60);
@@ -267,6 +266,31 @@ impl Drop for Formation {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The data nodes' addresses.
+pub struct Nodes {
+    ports: Vec<u16>,
+}
+
+impl Nodes {
+    /// The node that takes writes now, if any.
+    pub async fn writable_node(&self) -> Option<usize> {
+        for (n, port) in self.ports.iter().enumerate() {
+            let Ok(mut conn) = PgConnection::connect(&node_url(*port, "postgres")).await else { continue };
+            let read_only: Result<String, _> =
+                sqlx::query_scalar("SELECT current_setting('transaction_read_only')").fetch_one(&mut conn).await;
+            let _ = conn.close().await;
+            if read_only.is_ok_and(|r| r == "off") {
+                return Some(n);
+            }
+        }
+        None
+    }
+}
+
+fn node_url(port: u16, database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/{database}?sslmode=disable")
 }
 
 fn running_as_root() -> bool {
