@@ -214,3 +214,27 @@ async fn serve_with_no_primary_in_its_host_list_waits_answering_503_and_never_ex
     let _ = child.wait();
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test]
+async fn doctor_lists_each_host_of_the_list_with_its_role_and_fails_on_one_that_is_down() {
+    let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
+    let down = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+    let added = bridge()
+        .args(["tenant", "add", "--owner", "doc-owner", "--third-party-url", "http://127.0.0.1:9/in"])
+        .env("DATABASE_URL", format!("{}/{db}", server_url()))
+        .output()
+        .expect("tenant add");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    // The local server first, then a host where nothing listens.
+    let list = format!("{},{down}/{db}?target_session_attrs=read-write", server_url());
+    let mut doctor = bridge();
+    doctor.arg("doctor").env("DATABASE_URL", &list);
+    let out = tokio::task::spawn_blocking(move || doctor.output()).await.expect("join").expect("doctor");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let local = server_url().rsplit_once('@').map_or(String::new(), |(_, host)| host.to_string());
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("ok") && l.contains(&format!("{local}: primary"))), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("FAIL") && l.contains(&down.to_string())), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("migrations")), "the primary is used: {report}");
+    drop_database(&db).await;
+}
