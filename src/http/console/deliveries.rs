@@ -76,7 +76,7 @@ pub async fn list(
         q.append_pair("cursor", &Cursor::new(&filters, d.created_at, d.id).encode());
         q.finish()
     });
-    let shown = crate::http::deliveries::with_logs(&state.read_pool, &caller.owner, &rows).await?;
+    let shown = crate::http::deliveries::with_logs(&state.pool, &caller.owner, &rows).await?;
     let tz = caller.timezone;
     let back = format!("/console/deliveries?{}", raw.as_deref().unwrap_or(""));
     let body = html! {
