@@ -27,7 +27,9 @@
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing and verification.
 //! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
-//!   dispatcher side, `redelivery` the API and operator side of the same table).
+//!   dispatcher side, `redelivery` the API and operator side of the same table), and the
+//!   database's servers: `database_url` parses libpq's host lists, `topology` chooses the
+//!   host every pool uses and follows it through a failover.
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
 //!   the operator console (`http::console`, HTML pages over the same functions), auth, rate limits, the OpenAPI document and the one HTTP error type.

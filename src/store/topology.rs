@@ -165,14 +165,12 @@ impl Topology {
     /// the first standby, else the first that answers). The error lists what each host said.
     pub async fn find(&self) -> Result<&HostUrl, String> {
         let survey = self.survey().await;
-        let role = |i: usize| survey[i].outcome.as_ref().ok().map(|(role, _)| *role);
-        let fits = |i: &usize| role(*i).is_some_and(|r| self.url.attrs.accepts(r));
-        let mut order = 0..survey.len();
+        let role = |i: &usize| survey[*i].outcome.as_ref().ok().map(|(role, _)| *role);
+        let fits = |i: &usize| role(i).is_some_and(|r| self.url.attrs.accepts(r));
+        let standby = |i: &usize| role(i).is_some_and(|r| r.in_recovery);
         let chosen = match self.url.attrs {
-            SessionAttrs::PreferStandby => {
-                (0..survey.len()).find(|i| role(*i).is_some_and(|r| r.in_recovery)).or_else(|| order.find(fits))
-            }
-            _ => order.find(fits),
+            SessionAttrs::PreferStandby => (0..survey.len()).find(standby).or_else(|| (0..survey.len()).find(fits)),
+            _ => (0..survey.len()).find(fits),
         };
         match chosen {
             Some(i) => {
@@ -190,7 +188,7 @@ impl Topology {
         let mut logged: Option<Instant> = None;
         loop {
             let why = match self.find().await {
-                Ok(_) => return Ok(self.current().unwrap_or(&self.url.hosts()[0])),
+                Ok(host) => return Ok(host),
                 Err(why) => why,
             };
             if patience.is_some_and(|p| started.elapsed() >= p) {

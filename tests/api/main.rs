@@ -32,3 +32,4 @@ mod retention;
 mod secrets;
 mod simulators;
 mod third_party;
+mod topology;
