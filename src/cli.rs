@@ -1,4 +1,4 @@
-//! The command line (CONTRACT §2): `serve`, `migrate`, `demo`, `tenant add`, `tenant list`.
+//! The command line (README *Command line*): `serve`, `migrate`, `demo`, `tenant add`, `tenant list`.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Typed settings read once from the environment (CONTRACT §2), validated at start.
+//! Typed settings read once from the environment (README *Configuration*), validated at start.
 //!
 //! Every variable has a default so `serve` starts with none set. A bad value is a
 //! [`ConfigError`] naming the variable and the value; `main` prints it on one line and

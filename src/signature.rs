@@ -1,4 +1,4 @@
-//! Standard Webhooks signing of deliveries to the third party (CONTRACT §5), with the
+//! Standard Webhooks signing of deliveries to the third party (README *Rules worth knowing*, deliveries), with the
 //! official `standardwebhooks` crate so any Standard Webhooks library verifies them.
 
 use standardwebhooks::Webhook;

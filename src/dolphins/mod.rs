@@ -1,4 +1,4 @@
-//! Client of the 3Dolphins APIs (CONTRACT §8): the API token from `POST {apiBaseUrl}/graph/auth`
+//! Client of the 3Dolphins APIs (README *Connecting the peers*, 3Dolphins): the API token from `POST {apiBaseUrl}/graph/auth`
 //! (cached until shortly before its `expireAt`), Conversation History and Contact.
 
 pub mod client;

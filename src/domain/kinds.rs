@@ -106,7 +106,7 @@ text_enum!(
 );
 
 text_enum!(
-    /// What a credential may do (CONTRACT §3).
+    /// What a credential may do (README *HTTP surface*, admin and credentials).
     KeyKind { Inbound = "inbound", ThirdParty = "third_party", Read = "read" }
 );
 

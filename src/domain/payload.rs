@@ -1,4 +1,4 @@
-//! The three 3Dolphins event shapes: validation and normalisation (CONTRACT §4.1, §4.2).
+//! The three 3Dolphins event shapes: validation and normalisation (README *Connecting the peers*, 3Dolphins; *Connecting the peers*, the third party).
 //!
 //! One set of rules serves both sides. The 3Dolphins side is *lenient*: a broken rule
 //! becomes a warning stored with the event, because 3Dolphins documents no retry and a

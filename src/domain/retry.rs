@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// The longest a `Retry-After` may push an attempt back (CONTRACT §5).
+/// The longest a `Retry-After` may push an attempt back (README *Rules worth knowing*, deliveries).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What came back from one attempt.
@@ -21,7 +21,7 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Delivered,
-    /// Try again; `retry_after` is the peer's own wish, honoured per CONTRACT §5.
+    /// Try again; `retry_after` is the peer's own wish, honoured as the README says (*Rules worth knowing*, deliveries).
     Retry {
         retry_after: Option<Duration>,
     },

@@ -1,4 +1,4 @@
-//! A tenant's settings as the admin API takes and shows them (CONTRACT §3), and the
+//! A tenant's settings as the admin API takes and shows them (README *HTTP surface*, admin and credentials), and the
 //! rules they must follow. Reading collects every problem so a 400 can list them all.
 
 use std::collections::BTreeMap;
@@ -334,7 +334,7 @@ fn url_field(obj: &Map<String, Value>, field: &str, key: &str, problems: &mut Ve
 }
 
 /// A delivery target must be an absolute http(s) URL and never a cloud metadata
-/// address (CONTRACT §7): a tenant must not be able to make the bridge read those.
+/// address: a tenant must not be able to make the bridge read those.
 pub fn check_target_url(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {

@@ -1,4 +1,4 @@
-//! The admin API (CONTRACT §3): tenants and their keys, behind `BRIDGE_ADMIN_TOKEN`.
+//! The admin API (README *HTTP surface*, admin and credentials): tenants and their keys, behind `BRIDGE_ADMIN_TOKEN`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

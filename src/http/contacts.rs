@@ -1,4 +1,4 @@
-//! Contacts (CONTRACT §6): the 3Dolphins Contact API document of a contact seen in the
+//! Contacts (README *HTTP surface*): the 3Dolphins Contact API document of a contact seen in the
 //! tenant's tickets, cached for `BRIDGE_CONTACT_TTL`, served stale when 3Dolphins is down;
 //! and the erasure of a contact's data.
 

@@ -1,4 +1,4 @@
-//! The delivery side of `/api/v1` (CONTRACT §6): deliveries and their attempt logs, a
+//! The delivery side of `/api/v1` (README *HTTP surface*): deliveries and their attempt logs, a
 //! message's delivery state, endpoints with their breaker and pause state, and the
 //! operator's actions (retry, cancel, replay, pause, resume).
 

@@ -1,4 +1,4 @@
-//! The one error type at the HTTP edge, and the error shape of CONTRACT §4.5:
+//! The one error type at the HTTP edge, and the error shape of README *HTTP surface*, errors:
 //! `{"status":"error","error":{"code","message","fields"?}}`.
 
 use axum::http::{header, HeaderValue, StatusCode};

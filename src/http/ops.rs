@@ -1,4 +1,4 @@
-//! Liveness, readiness and metrics (CONTRACT §7).
+//! Liveness, readiness and metrics (README *HTTP surface* and *Metrics*).
 
 use std::time::Duration;
 

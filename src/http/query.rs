@@ -1,4 +1,4 @@
-//! The read side of `/api/v1` (CONTRACT §6): tickets, a ticket's conversation and
+//! The read side of `/api/v1` (README *HTTP surface*): tickets, a ticket's conversation and
 //! lifecycle audit, and the whole-ticket export for audits. Every list pages by keyset.
 
 use axum::extract::{Path, RawQuery, State};

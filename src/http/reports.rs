@@ -1,4 +1,4 @@
-//! Reports (CONTRACT §6): `summary` and `timeseries`, with the definitions written out in
+//! Reports (README *HTTP surface*): `summary` and `timeseries`, with the definitions written out in
 //! `store::reports`. The timeseries' buckets add up to the summary's counts for the same
 //! window.
 

@@ -1,4 +1,5 @@
-//! Schema components of the OpenAPI document: the shapes of CONTRACT §4–§6, written once.
+//! Schema components of the OpenAPI document: the shapes the README shows
+//! (*Connecting the peers*, *HTTP surface*), written once.
 
 use serde_json::{json, Value};
 

@@ -1,4 +1,4 @@
-//! The five webhook endpoints (CONTRACT §4): lenient toward 3Dolphins, strict toward
+//! The five webhook endpoints (README *Connecting the peers*): lenient toward 3Dolphins, strict toward
 //! the third party. Each authenticates, reads the body, and hands the event to the relay.
 
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! Report queries (CONTRACT §6 definitions). Each family of figures is one query grouped by
+//! Report queries (the definitions in the README, *Shapes and reports*). Each family of figures is one query grouped by
 //! `GROUPING SETS ((channel), ())`, so the overall row and the per-channel rows come from
 //! the same scan and percentiles are computed over the right samples (they cannot be
 //! merged from per-channel figures).

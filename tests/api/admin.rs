@@ -1,4 +1,4 @@
-//! The admin API (CONTRACT §3): tenants and keys; secrets shown once, never again.
+//! The admin API (README *HTTP surface*, admin and credentials): tenants and keys; secrets shown once, never again.
 
 use serde_json::{json, Value};
 

@@ -1,4 +1,4 @@
-//! Credentials (CONTRACT §3): the tenant comes from the credential, never from the body.
+//! Credentials (README *HTTP surface*, admin and credentials): the tenant comes from the credential, never from the body.
 
 use serde_json::{json, Value};
 

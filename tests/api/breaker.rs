@@ -1,4 +1,4 @@
-//! Circuit breaker and pause (CONTRACT §5): waiting uses up no delivery's schedule.
+//! Circuit breaker and pause (README *Rules worth knowing*, deliveries): waiting uses up no delivery's schedule.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The database going away (CONTRACT §4.5): 503, nothing half-stored, and recovery
+//! The database going away (README *HTTP surface*, errors): 503, nothing half-stored, and recovery
 //! without a restart. The shared PostgreSQL is never restarted: a TCP proxy that the
 //! test controls sits between the app and the database and is cut instead.
 

@@ -1,4 +1,4 @@
-//! The 3Dolphins API client as the API uses it (CONTRACT §6, §8): merged conversation
+//! The 3Dolphins API client as the API uses it (README *HTTP surface*; *Connecting the peers*, 3Dolphins): merged conversation
 //! history, cached contacts, erasure — against the simulator and scripted servers.
 
 use std::time::Duration;

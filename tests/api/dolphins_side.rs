@@ -1,4 +1,4 @@
-//! Outgoing and Command Events posted by 3Dolphins (CONTRACT §4.3): mirrored to the
+//! Outgoing and Command Events posted by 3Dolphins (README *Connecting the peers*): mirrored to the
 //! third party, lenient, and echoes of the bridge's own deliveries suppressed.
 
 use serde_json::{json, Value};

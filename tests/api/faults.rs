@@ -1,4 +1,4 @@
-//! Fault tests (CONTRACT §5): a peer down for a while, the bridge killed mid-burst, two
+//! Fault tests (README *Rules worth knowing*, deliveries): a peer down for a while, the bridge killed mid-burst, two
 //! bridges on one database. Each asserts that nothing accepted is lost and that every
 //! ticket's deliveries arrive in acceptance order.
 

@@ -1,6 +1,6 @@
 //! Hostile input never hurts: generated bodies and query parameters (proptest strategies,
 //! a fixed seed) thrown at every webhook and list endpoint. Every answer must be a 2xx or a
-//! 4xx in the error shape of CONTRACT §4.5 — never a 5xx — and the bridge must still serve.
+//! 4xx in the error shape of README *HTTP surface*, errors — never a 5xx — and the bridge must still serve.
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -1,4 +1,4 @@
-//! Idempotency (CONTRACT §4.4): a repeated key gets the original reply, a reused key 422,
+//! Idempotency (README *Rules worth knowing*, idempotency): a repeated key gets the original reply, a reused key 422,
 //! a key still being applied 409; without a key, two identical events are two events.
 
 use serde_json::{json, Value};

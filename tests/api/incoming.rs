@@ -1,4 +1,4 @@
-//! Incoming Events from 3Dolphins (CONTRACT §4.1): lenient — accepted, stored, forwarded
+//! Incoming Events from 3Dolphins (README *Connecting the peers*, 3Dolphins): lenient — accepted, stored, forwarded
 //! and flagged — and refused only when they cannot be attributed.
 
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! The credential matrix (CONTRACT §3, §4.5): every endpoint, called with no credential, a
+//! The credential matrix (README *HTTP surface*, admin and credentials; *HTTP surface*, errors): every endpoint, called with no credential, a
 //! malformed one, a revoked one, a key of the wrong kind and another tenant's key, gets
 //! exactly the documented answer, and no reply ever carries the other tenant's data.
 

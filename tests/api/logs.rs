@@ -1,4 +1,4 @@
-//! Logs never contain secrets (CONTRACT §7): a whole scenario against the real binary at
+//! Logs never contain secrets (README *Rules worth knowing*): a whole scenario against the real binary at
 //! `debug`, then its log is searched for every secret it handled.
 
 use std::process::{Command, Stdio};

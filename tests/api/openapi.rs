@@ -1,4 +1,4 @@
-//! The OpenAPI document (CONTRACT §7): generated from the router's own registrations, it
+//! The OpenAPI document (README *HTTP surface*): generated from the router's own registrations, it
 //! lists every route, and every operation it lists is served. `/docs` loads nothing remote.
 
 use serde_json::Value;

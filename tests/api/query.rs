@@ -1,4 +1,4 @@
-//! The query API (CONTRACT §6): tickets, conversations, audits, exports and CSV — each
+//! The query API (README *HTTP surface*): tickets, conversations, audits, exports and CSV — each
 //! tenant sees only its own rows.
 
 use serde_json::{json, Value};

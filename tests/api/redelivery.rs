@@ -1,4 +1,4 @@
-//! The redelivery API (CONTRACT §6): list, inspect, retry, cancel, replay — per tenant.
+//! The redelivery API (README *HTTP surface*): list, inspect, retry, cancel, replay — per tenant.
 
 use serde_json::{json, Value};
 

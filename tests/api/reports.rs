@@ -1,4 +1,4 @@
-//! Reports (CONTRACT §6): the summary and the timeseries agree with each other and with a
+//! Reports (README *HTTP surface*): the summary and the timeseries agree with each other and with a
 //! count of the raw rows; percentiles follow the documented definitions.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Peer secrets sealed at rest with BRIDGE_SECRET_KEY (CONTRACT §2, §3).
+//! Peer secrets sealed at rest with BRIDGE_SECRET_KEY (README *Configuration*; *HTTP surface*, admin and credentials).
 
 use std::process::{Command, Stdio};
 

@@ -1,4 +1,4 @@
-//! Outgoing and Command Events from the third party (CONTRACT §4.2): strict.
+//! Outgoing and Command Events from the third party (README *Connecting the peers*, the third party): strict.
 
 use serde_json::{json, Value};
 
