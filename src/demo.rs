@@ -110,10 +110,7 @@ async fn demo_tenant(
                 draft.dolphins_password.as_deref(),
             )
             .await?;
-            sqlx::query("UPDATE tenants SET deleted_at = NULL WHERE owner = $1")
-                .bind(DEMO_OWNER)
-                .execute(&mut *tx)
-                .await?;
+            tenants::undelete(&mut *tx, DEMO_OWNER).await?;
             keys::revoke_all(&mut *tx, DEMO_OWNER).await?;
             tx.commit().await?;
             let (_, inbound) = tenancy::add_key(pool, DEMO_OWNER, KeyKind::Inbound).await?;

@@ -71,7 +71,7 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         }
     }
     let pool = db.pool;
-    let version: Result<String, _> = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await;
+    let version = store::schema::server_version(&pool).await;
     match version {
         Err(e) => {
             checks.push(Check {
@@ -83,9 +83,8 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         }
         Ok(v) => checks.push(ok("database", format!("PostgreSQL {v} at {}", redact_url(&config.database_url)))),
     }
-    let expected = store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&pool).await.unwrap_or(0);
+    let expected = store::schema::migrations_expected();
+    let applied = store::schema::migrations_applied(&pool).await.unwrap_or(0);
     checks.push(Check {
         ok: applied >= expected,
         what: "migrations".into(),

@@ -54,12 +54,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                           "workers": if state.workers.is_alive() { "ok" } else { "stalled" }});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
-    let expected = crate::store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
-    let applied = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&state.pool),
-    )
-    .await;
+    let expected = crate::store::schema::migrations_expected();
+    let applied =
+        tokio::time::timeout(Duration::from_secs(2), crate::store::schema::migrations_applied(&state.pool)).await;
     let (database, migrations) = match applied {
         Ok(Ok(n)) => ("ok", if n >= expected { "ok" } else { "pending" }),
         Ok(Err(e)) if crate::store::is_unavailable(&e) => ("unreachable", "unknown"),

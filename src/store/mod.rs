@@ -14,6 +14,7 @@ pub mod messages;
 pub mod redelivery;
 pub mod reports;
 pub mod retention;
+pub mod schema;
 pub mod tenants;
 pub mod tickets;
 pub mod topology;

@@ -90,6 +90,12 @@ pub async fn update(
     Ok(())
 }
 
+/// Brings a deleted tenant back (the demo reuses its tenant across runs).
+pub async fn undelete(db: impl PgExecutor<'_>, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE tenants SET deleted_at = NULL WHERE owner = $1").bind(owner).execute(db).await?;
+    Ok(())
+}
+
 /// Marks a tenant deleted; `false` if it was not live.
 pub async fn mark_deleted(db: impl PgExecutor<'_>, owner: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
