@@ -17,6 +17,7 @@
 //! A single host with `target_session_attrs=any` (the default) is used as before, with no
 //! probe and no monitor.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,8 +62,11 @@ struct Shared {
     checks: bool,
     /// The host in use; `None` while no host fits.
     current: RwLock<Option<usize>>,
-    /// When the host last changed: connections older than this are not handed out.
-    changed_at: Mutex<Instant>,
+    /// When this topology was made; [`Shared::changed_at`] counts from it.
+    epoch: Instant,
+    /// When the host last changed, in nanoseconds after `epoch`: connections older than
+    /// this are not handed out. An atomic, as every acquire of every pool reads it.
+    changed_at: AtomicU64,
     /// The last host ever used, to count failovers (a change to another host).
     last: Mutex<Option<usize>>,
 }
@@ -87,7 +91,8 @@ impl Topology {
             attrs: url.attrs,
             checks,
             current: RwLock::new((!checks).then_some(0)),
-            changed_at: Mutex::new(Instant::now()),
+            epoch: Instant::now(),
+            changed_at: AtomicU64::new(0),
             last: Mutex::new(None),
         });
         Ok(Arc::new(Topology { variable, url, options, shared, pools: Mutex::new(Vec::new()), writes }))
@@ -135,7 +140,7 @@ impl Topology {
                 let shared = for_acquire.clone();
                 Box::pin(async move {
                     // Opened before the host changed: to the old host, which may still answer.
-                    if meta.age > shared.changed_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed() {
+                    if meta.age > shared.since_change() {
                         return Ok(false);
                     }
                     if meta.idle_for < ping_after {
@@ -301,7 +306,8 @@ impl Topology {
             for (pool, settings) in pools.iter() {
                 pool.set_connect_options(self.options_for(i, settings));
             }
-            *self.shared.changed_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            let nanos = u64::try_from(self.shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.shared.changed_at.store(nanos, Ordering::Release);
             *current = Some(i);
         }
         let previous = self.shared.last.lock().unwrap_or_else(|e| e.into_inner()).replace(i);
@@ -364,6 +370,12 @@ impl Topology {
 }
 
 impl Shared {
+    /// How long ago the host last changed (since the topology was made, if never).
+    fn since_change(&self) -> Duration {
+        let changed = self.epoch + Duration::from_nanos(self.changed_at.load(Ordering::Acquire));
+        changed.elapsed()
+    }
+
     /// The pools' check of every new connection: refused while no host fits, or when the
     /// server it reached does not fit the attribute (a demoted primary answering again).
     async fn check_new_connection(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
