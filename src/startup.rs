@@ -39,7 +39,7 @@ pub async fn prepare_database(config: &Config, migrate: bool, patience: Patience
     let db =
         Database::lazy(&config.database_url, pool_size(config)).map_err(anyhow::Error::msg).context("DATABASE_URL")?;
     let topology = &db.topology;
-    if topology.hosts().len() > 1 && !topology.attrs().writes() {
+    if topology.hosts().len() > 1 && topology.attrs() == store::database_url::SessionAttrs::Any {
         tracing::warn!("DATABASE_URL lists several hosts with target_session_attrs=any: add target_session_attrs=read-write, or the bridge may write to a standby after a failover");
     }
     let wait = match patience {
