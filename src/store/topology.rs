@@ -154,11 +154,6 @@ impl Topology {
         pool
     }
 
-    /// The single-host URL of the host in use (for `CREATE DATABASE`, which needs a URL).
-    pub fn current_url(&self) -> Option<&str> {
-        self.current().map(|h| h.url.as_str())
-    }
-
     /// Probes every host at once.
     pub async fn survey(&self) -> Vec<Probe> {
         let probes = (0..self.options.len())
