@@ -380,6 +380,10 @@ impl Shared {
         if self.current.read().unwrap_or_else(|e| e.into_inner()).is_none() {
             return Err(not_fitting(format!("no database host is {} now", self.attrs.as_str())));
         }
+        // `any` and `prefer-standby` take whatever server answers: no round trip to ask.
+        if matches!(self.attrs, SessionAttrs::Any | SessionAttrs::PreferStandby) {
+            return Ok(());
+        }
         let (role, _) = ask_role(conn).await?;
         if self.attrs.accepts(role) {
             Ok(())

@@ -124,15 +124,23 @@ impl Formation {
     /// Kills node `n` as a machine loss would: its keeper, its postmaster and every
     /// PostgreSQL process under it, all with SIGKILL at once.
     pub fn kill_node(&mut self, n: usize) {
-        let keeper = &self.keepers[n + 1];
-        let pidfile =
-            std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid"))
-                .expect("the node's postmaster.pid");
-        let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
-        let mut targets = vec![format!("-{}", keeper.id()), postmaster.clone()];
-        targets.extend(children_of(&postmaster));
+        let mut targets = vec![format!("-{}", self.keepers[n + 1].id())];
+        targets.extend(self.postgres_processes(&format!("node{}", n + 1)));
+        assert!(targets.len() > 1, "node {} has a running postmaster", n + 1);
         let status = Command::new("kill").arg("-KILL").arg("--").args(&targets).status().expect("kill");
         assert!(status.success(), "kill -KILL {targets:?}");
+    }
+
+    /// The postmaster of the data directory `name` and every process under it (none when
+    /// it is not running).
+    fn postgres_processes(&self, name: &str) -> Vec<String> {
+        let Ok(pidfile) = std::fs::read_to_string(Path::new(&self.pgdata(name)).join("postmaster.pid")) else {
+            return Vec::new();
+        };
+        let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
+        let mut pids = children_of(&postmaster);
+        pids.push(postmaster);
+        pids
     }
 
     fn pgdata(&self, name: &str) -> String {
@@ -237,21 +245,12 @@ impl Formation {
 
 impl Drop for Formation {
     fn drop(&mut self) {
-        for n in 0..self.ports.len() {
-            if let Ok(pidfile) =
-                std::fs::read_to_string(Path::new(&self.pgdata(&format!("node{}", n + 1))).join("postmaster.pid"))
-            {
-                let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
-                let mut targets = vec![postmaster.clone()];
-                targets.extend(children_of(&postmaster));
+        let names: Vec<String> = (1..=self.ports.len()).map(|n| format!("node{n}")).chain(["monitor".into()]).collect();
+        for name in names {
+            let targets = self.postgres_processes(&name);
+            if !targets.is_empty() {
                 let _ = Command::new("kill").arg("-KILL").arg("--").args(&targets).stderr(Stdio::null()).status();
             }
-        }
-        if let Ok(pidfile) = std::fs::read_to_string(Path::new(&self.pgdata("monitor")).join("postmaster.pid")) {
-            let postmaster = pidfile.lines().next().unwrap_or("").trim().to_string();
-            let mut targets = vec![postmaster.clone()];
-            targets.extend(children_of(&postmaster));
-            let _ = Command::new("kill").arg("-KILL").arg("--").args(&targets).stderr(Stdio::null()).status();
         }
         for keeper in &mut self.keepers {
             let _ = Command::new("kill")
