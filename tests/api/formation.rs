@@ -124,11 +124,15 @@ impl Formation {
     /// Kills node `n` as a machine loss would: its keeper, its postmaster and every
     /// PostgreSQL process under it, all with SIGKILL at once.
     pub fn kill_node(&mut self, n: usize) {
+        let name = format!("node{}", n + 1);
         let mut targets = vec![format!("-{}", self.keepers[n + 1].id())];
-        targets.extend(self.postgres_processes(&format!("node{}", n + 1)));
-        assert!(targets.len() > 1, "node {} has a running postmaster", n + 1);
-        let status = Command::new("kill").arg("-KILL").arg("--").args(&targets).status().expect("kill");
-        assert!(status.success(), "kill -KILL {targets:?}");
+        targets.extend(self.postgres_processes(&name));
+        assert!(targets.len() > 1, "{name} has a running postmaster");
+        // A backend may end between the listing and the kill, so `kill` exits non-zero for
+        // "no such process"; what matters is that nothing of the node survives.
+        let _ = Command::new("kill").arg("-KILL").arg("--").args(&targets).stderr(Stdio::null()).status();
+        let survivors: Vec<String> = targets.iter().filter(|pid| process_exists(pid)).cloned().collect();
+        assert!(survivors.is_empty(), "{name}: processes {survivors:?} survived kill -KILL");
     }
 
     /// The postmaster of the data directory `name` and every process under it (none when
@@ -301,6 +305,25 @@ fn free_port() -> u16 {
 }
 
 /// The pids whose parent is `parent` (PostgreSQL's backends and auxiliary processes).
+/// Whether `pid` (a process group `-pgid` counts as gone) is still alive: a killed process
+/// waiting to be reaped (state `Z`) is not.
+fn process_exists(pid: &str) -> bool {
+    if pid.starts_with('-') {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .is_some_and(|zombie| !zombie);
+        if !alive || Instant::now() > deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn children_of(parent: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
