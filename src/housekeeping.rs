@@ -47,7 +47,7 @@ pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<Pass, sqlx::E
         }
     }
     pass.idempotency_keys_expired =
-        retention::expire_idempotency_keys(pool, now - crate::relay::IDEMPOTENCY_TTL).await?;
+        retention::expire_idempotency_keys(pool, now - crate::intake::IDEMPOTENCY_TTL).await?;
     Ok(pass)
 }
 

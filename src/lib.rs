@@ -16,7 +16,7 @@
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
 //! - [`relay`]: applies one accepted event atomically (ticket, message, audit, outbox): a
-//!   message on an open ticket as one statement (`store::intake`), anything else in one
+//!   message on an open ticket as one statement (`store::message_writes`), anything else in one
 //!   transaction.
 //! - [`group_commit`]: writes the messages of concurrent requests in one statement and one
 //!   commit, answering each after it.
@@ -48,12 +48,11 @@ pub mod demo;
 pub mod doctor;
 pub mod dolphins;
 pub mod domain;
-pub mod group_commit;
 pub mod heartbeat;
 pub mod history;
 pub mod housekeeping;
 pub mod http;
-pub mod relay;
+pub mod intake;
 pub mod secrets;
 pub mod server;
 pub mod signature;

@@ -17,9 +17,9 @@ use crate::config::{redact_url, Config};
 use crate::delivery::Dispatcher;
 use crate::dolphins::client::DolphinsClient;
 use crate::dolphins::token::TokenCache;
-use crate::group_commit::GroupCommit;
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, AppState};
+use crate::intake::group_commit::GroupCommit;
 use crate::secrets::Sealer;
 use crate::store;
 use crate::tenancy;
@@ -217,12 +217,12 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
     let openapi = Arc::new(crate::http::spec());
-    let intake = GroupCommit::new(store::intake_pool(&topology, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
+    let group_commit = GroupCommit::new(store::intake_pool(&topology, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
     let state = AppState {
         pool: pool.clone(),
         read_pool,
         database: topology.clone(),
-        intake,
+        group_commit,
         config: config.clone(),
         clock,
         workers: heartbeat,

@@ -29,8 +29,9 @@ use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::heartbeat::Heartbeat;
 use crate::secrets::Sealer;
-use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, Place, Success, NOTIFY_CHANNEL};
+use crate::store::deliveries::{self, AttemptRecord, ClaimScope, Claimed, Place, Success};
 use crate::store::endpoints;
+use crate::store::outbox_rules::NOTIFY_CHANNEL;
 use crate::telemetry::names;
 
 /// How often the dispatcher looks for due work when nothing woke it.
@@ -68,7 +69,7 @@ pub struct Dispatcher {
 const SUCCESS_BATCH: usize = 64;
 
 /// Hands deliveries that the message intake wrote already claimed
-/// ([`crate::store::intake::DirectLease`]) straight to this process's running dispatcher:
+/// ([`crate::store::message_writes::DirectLease`]) straight to this process's running dispatcher:
 /// no claim statement, and a send that starts as soon as the commit is done.
 ///
 /// A handed-over delivery waits for a free worker like a claimed one; if its lease would run

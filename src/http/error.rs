@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::domain::payload::Problem;
 use crate::domain::ticket::TicketError;
-use crate::relay::RelayError;
+use crate::intake::IntakeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -161,14 +161,14 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<RelayError> for ApiError {
-    fn from(err: RelayError) -> Self {
+impl From<IntakeError> for ApiError {
+    fn from(err: IntakeError) -> Self {
         match err {
-            RelayError::Ticket(TicketError::NotFound) => ApiError::TicketNotFound,
-            RelayError::Ticket(TicketError::Closed) => ApiError::TicketClosed,
-            RelayError::InProgress => ApiError::InProgress,
-            RelayError::KeyReused => ApiError::KeyReused,
-            RelayError::Database(e) => e.into(),
+            IntakeError::Ticket(TicketError::NotFound) => ApiError::TicketNotFound,
+            IntakeError::Ticket(TicketError::Closed) => ApiError::TicketClosed,
+            IntakeError::InProgress => ApiError::InProgress,
+            IntakeError::KeyReused => ApiError::KeyReused,
+            IntakeError::Database(e) => e.into(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct AppState {
     pub dolphins: crate::dolphins::client::DolphinsClient,
     /// Writes the messages of concurrent webhook requests together, and hands what they
     /// enqueue to this process's dispatcher.
-    pub intake: crate::group_commit::GroupCommit,
+    pub group_commit: crate::intake::group_commit::GroupCommit,
 }
 
 impl AppState {

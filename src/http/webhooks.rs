@@ -18,7 +18,7 @@ use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
 use crate::domain::KeyKind;
-use crate::relay::{self, Event, Idempotency};
+use crate::intake::{self, Event, Idempotency};
 
 pub fn routes() -> Routes {
     let accepted = "MessageAccepted";
@@ -140,7 +140,7 @@ async fn accept(
     }
     let event = read_event(value, endpoint, &caller)?;
     let idem = idempotency(headers, uri, &bytes, caller.via_signature)?;
-    let ctx = relay::Context {
+    let ctx = intake::Context {
         owner: &caller.owner,
         timezone: caller.timezone,
         settings: &caller.settings,
@@ -148,7 +148,7 @@ async fn accept(
         echo_window: state.config.echo_window,
         dedupe_window: state.config.dedupe_window,
     };
-    let reply = relay::apply(&state.pool, &state.intake, &ctx, idem.as_ref(), &event).await?;
+    let reply = intake::apply(&state.pool, &state.group_commit, &ctx, idem.as_ref(), &event).await?;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(reply.body)).into_response())
 }
@@ -165,7 +165,7 @@ fn read_event(value: Value, endpoint: Endpoint, caller: &Caller) -> Result<Event
             read_command(value, Lenient).map(Event::DolphinsCommand)
         }
         Endpoint::DolphinsOutgoing if !value.is_object() => Err(Refusal::NotAnObject),
-        Endpoint::DolphinsOutgoing => Err(Refusal::Invalid(relay::neither_message_nor_command())),
+        Endpoint::DolphinsOutgoing => Err(Refusal::Invalid(intake::neither_message_nor_command())),
         Endpoint::DolphinsCommands => read_command(value, Lenient).map(Event::DolphinsCommand),
         Endpoint::ThirdPartyMessages => {
             read_message(value, MessageShape::Outgoing, Strict, tz).map(Event::ThirdPartyReply)

@@ -5,13 +5,12 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use super::outbox_rules::{
+    claimed_columns, due_now, endpoint_open, no_earlier_waiting, reset_breakers, BREAKER_COOLDOWN, BREAKER_THRESHOLD,
+};
 use crate::domain::{DeliveryStatus, EventKind, Target};
 
-/// The channel `pg_notify` wakes every process's dispatcher on (operator actions: retry,
-/// replay, resume).
-pub const NOTIFY_CHANNEL: &str = "dolphin_bridge_deliveries";
-
-/// A delivery of a command (messages' deliveries are written by [`super::intake`]).
+/// A delivery of a command (messages' deliveries are written by [`super::message_writes`]).
 pub struct NewDelivery<'a> {
     pub owner: &'a str,
     pub id: Uuid,
@@ -23,7 +22,7 @@ pub struct NewDelivery<'a> {
 }
 
 /// Writes a delivery into the outbox, due at once. The caller wakes its own process's
-/// dispatcher after the commit ([`crate::delivery::Dispatcher::waker`]).
+/// dispatcher after the commit ([`crate::delivery::DirectDispatch::wake`]).
 pub async fn enqueue(db: impl PgExecutor<'_>, d: NewDelivery<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO deliveries (owner, id, ticket_number, target, peer, sequence, body, status, next_attempt_at,
@@ -72,12 +71,6 @@ pub struct Claimed {
     pub dolphins_password: Option<String>,
 }
 
-/// The columns of [`Claimed`], as a claim returns them from the updated delivery `d` and its
-/// tenant `t`.
-const CLAIMED: &str = "d.owner, d.id, d.ticket_number, d.target, d.sequence, d.body, d.attempts, d.schedule_base,
-    d.lease_token, d.lease_until, d.ctid::text AS row_id, t.settings, t.signing_secret, t.previous_signing_secret,
-    t.dolphins_password";
-
 /// What to claim: due work across tenants, or the one probe of a half-open endpoint.
 #[derive(Debug, Clone, Copy)]
 pub enum ClaimScope<'a> {
@@ -87,18 +80,38 @@ pub enum ClaimScope<'a> {
     Probe { owner: &'a str, target: &'a str },
 }
 
+/// The claim: the first `$3` due deliveries (by `$rule`) leased until `$2` with token `$4`.
+/// The update finds each row by its `ctid`, which the row lock keeps stable for the
+/// statement: no index choice to get wrong.
+macro_rules! claim_statement {
+    ($($rule:tt)+) => {
+        concat!(
+            "WITH due AS (
+                 SELECT d.ctid AS row_id, d.owner FROM deliveries d
+                 WHERE ", due_now!("d", "$1"), " AND ", $($rule)+, "
+                   AND ", no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "d.sequence"), "
+                 ORDER BY d.next_attempt_at
+                 LIMIT $3
+                 FOR UPDATE OF d SKIP LOCKED)
+             UPDATE deliveries d SET lease_until = $2, lease_token = $4
+             FROM due JOIN tenants t ON t.owner = due.owner
+             WHERE d.ctid = due.row_id
+             RETURNING ", claimed_columns!("d.ctid::text")
+        )
+    };
+}
+
+const CLAIM_DUE: &str = claim_statement!(endpoint_open!("d.owner", "d.target"));
+const CLAIM_PROBE: &str = claim_statement!("d.owner = $5 AND d.target = $6");
+
 /// Claims up to `limit` due deliveries for `lease`.
 ///
 /// Correct under concurrency because: rows are locked with `SKIP LOCKED`, so two
 /// dispatchers never claim the same row in one instant; a claim is a committed lease
 /// (not a held lock), so a crashed holder's rows come back once `lease_until` passes;
 /// and a delivery is due only when no earlier delivery of its ticket to the same peer
-/// is still `pending`/`failed` — a claimed row stays `pending` while in flight, so it
-/// holds back its successors until its outcome is recorded (per-ticket FIFO).
-/// Deliveries of a paused endpoint or one with an open breaker are not claimed at all,
-/// so waiting there uses up none of their retry schedule. The update finds each row by
-/// its `ctid`, which the row lock keeps stable for the statement: no index choice to get
-/// wrong.
+/// is still waiting ([`no_earlier_waiting!`]) and its endpoint is open ([`endpoint_open!`];
+/// a probe takes one delivery of a half-open endpoint instead).
 pub async fn claim(
     db: impl PgExecutor<'_>,
     scope: ClaimScope<'_>,
@@ -108,41 +121,15 @@ pub async fn claim(
     token: Uuid,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-    let (endpoint_rule, owner, target) = match scope {
-        ClaimScope::Due => (
-            "NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner AND ep.target = d.target
-                         AND (ep.paused OR ep.state <> 'closed'))",
-            None,
-            None,
-        ),
-        ClaimScope::Probe { owner, target } => ("d.owner = $4 AND d.target = $5", Some(owner), Some(target)),
+    let statement = match scope {
+        ClaimScope::Due => CLAIM_DUE,
+        ClaimScope::Probe { .. } => CLAIM_PROBE,
     };
-    sqlx::query_as(&format!(
-        "WITH due AS (
-             SELECT d.ctid AS row_id, d.owner FROM deliveries d
-             WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1
-               AND (d.lease_until IS NULL OR d.lease_until <= $1)
-               AND {endpoint_rule}
-               AND NOT EXISTS (
-                   SELECT 1 FROM deliveries e
-                   WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
-                     AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))
-             ORDER BY d.next_attempt_at
-             LIMIT $3
-             FOR UPDATE OF d SKIP LOCKED)
-         UPDATE deliveries d SET lease_until = $2, lease_token = $6
-         FROM due JOIN tenants t ON t.owner = due.owner
-         WHERE d.ctid = due.row_id
-         RETURNING {CLAIMED}"
-    ))
-    .bind(now)
-    .bind(lease_until)
-    .bind(limit)
-    .bind(owner)
-    .bind(target)
-    .bind(token)
-    .fetch_all(db)
-    .await
+    let statement = sqlx::query_as(statement).bind(now).bind(lease_until).bind(limit).bind(token);
+    match scope {
+        ClaimScope::Due => statement.fetch_all(db).await,
+        ClaimScope::Probe { owner, target } => statement.bind(owner).bind(target).fetch_all(db).await,
+    }
 }
 
 /// Gives back deliveries claimed with `tokens` whose claim reply never arrived (the
@@ -183,7 +170,7 @@ pub async fn record_attempt(
     claim: &Claimed,
     a: &AttemptRecord<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let recorded: Option<i32> = sqlx::query_scalar(
+    let recorded: Option<i32> = sqlx::query_scalar(concat!(
         "WITH upd AS (
              UPDATE deliveries SET status = $4, attempts = attempts + 1,
                  next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6,
@@ -211,20 +198,17 @@ pub async fn record_attempt(
                                  THEN $8 + $15 ELSE endpoints.retry_at END,
                  probe_until = NULL
              RETURNING 1),
-         succeeded AS (
-             UPDATE endpoints ep SET consecutive_failures = 0, state = 'closed', opened_at = NULL, retry_at = NULL,
-                                     probe_until = NULL
-             FROM upd WHERE NOT $13 AND ep.owner = upd.owner AND ep.target = upd.target
-               AND (ep.consecutive_failures > 0 OR ep.state <> 'closed')
-             RETURNING 1)
+         succeeded AS (",
+        reset_breakers!("upd u", "NOT $13"),
+        ")
          INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
          SELECT upd.owner, upd.ticket_number, $12, $8, 'bridge',
                 jsonb_strip_nulls(jsonb_build_object('deliveryId', upd.id, 'target', upd.target,
                     'attempt', upd.attempts, 'httpStatus', $10::int, 'error', $6::text,
                     'nextAttemptAt', $5::timestamptz))
          FROM upd
-         RETURNING 1",
-    )
+         RETURNING 1"
+    ))
     .bind(&claim.owner)
     .bind(claim.id)
     .bind(claim.lease_token)
@@ -238,8 +222,8 @@ pub async fn record_attempt(
     .bind(a.response_head)
     .bind(a.event.as_str())
     .bind(a.endpoint_failed)
-    .bind(super::endpoints::BREAKER_THRESHOLD)
-    .bind(chrono::Duration::from_std(super::endpoints::BREAKER_COOLDOWN).unwrap_or(chrono::Duration::seconds(30)))
+    .bind(BREAKER_THRESHOLD)
+    .bind(chrono::Duration::from_std(BREAKER_COOLDOWN).unwrap_or(chrono::Duration::seconds(30)))
     .bind(&claim.row_id)
     .fetch_optional(db)
     .await?;
@@ -280,7 +264,7 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
     let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
-    let done = sqlx::query_as(
+    let done = sqlx::query_as(concat!(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
                                   $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
@@ -297,13 +281,9 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
              SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
              RETURNING 1),
-         reset AS (
-             UPDATE endpoints ep SET consecutive_failures = 0, state = 'closed', opened_at = NULL, retry_at = NULL,
-                                     probe_until = NULL
-             FROM (SELECT DISTINCT owner, target FROM upd) u
-             WHERE ep.owner = u.owner AND ep.target = u.target
-               AND (ep.consecutive_failures > 0 OR ep.state <> 'closed')
-             RETURNING 1),
+         reset AS (",
+        reset_breakers!("(SELECT DISTINCT owner, target FROM upd) u", "TRUE"),
+        "),
          ev AS (
              INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
              SELECT owner, ticket_number, 'delivered', finished_at, 'bridge',
@@ -315,8 +295,8 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
                 COALESCE((SELECT CASE WHEN upd.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END
                           FROM tickets t WHERE t.owner = upd.owner AND t.ticket_number = upd.ticket_number), 0)
                     > sequence AS followed
-         FROM upd",
-    )
+         FROM upd"
+    ))
     .bind(owners)
     .bind(ids)
     .bind(tokens)
@@ -360,7 +340,7 @@ pub async fn claim_successors(
     token: Uuid,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-    sqlx::query_as(&format!(
+    sqlx::query_as(concat!(
         "WITH next AS (
              SELECT (SELECT s.ctid FROM deliveries s
                      WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
@@ -369,14 +349,17 @@ pub async fn claim_successors(
          UPDATE deliveries d SET lease_until = $6, lease_token = $7
          FROM tenants t
          WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND t.owner = d.owner
-           AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= $5
-           AND (d.lease_until IS NULL OR d.lease_until <= $5)
-           AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner AND ep.target = d.target
-                           AND (ep.paused OR ep.state <> 'closed'))
-           AND NOT EXISTS (SELECT 1 FROM deliveries e
-                           WHERE e.owner = d.owner AND e.ticket_number = d.ticket_number AND e.peer = d.peer
-                             AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))
-         RETURNING {CLAIMED}"
+           AND ",
+        due_now!("d", "$5"),
+        "
+           AND ",
+        endpoint_open!("d.owner", "d.target"),
+        "
+           AND ",
+        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "d.sequence"),
+        "
+         RETURNING ",
+        claimed_columns!("d.ctid::text")
     ))
     .bind(recorded.iter().map(|p| p.owner.as_str()).collect::<Vec<_>>())
     .bind(recorded.iter().map(|p| p.ticket_number.as_str()).collect::<Vec<_>>())

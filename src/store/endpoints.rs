@@ -6,11 +6,6 @@ use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::Target;
 
-/// Consecutive retryable failures that open an endpoint's breaker.
-pub const BREAKER_THRESHOLD: i32 = 5;
-/// How long an open breaker waits before letting one probe through.
-pub const BREAKER_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn interval(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(30))
 }
@@ -74,7 +69,7 @@ pub async fn set_paused(
         return Ok(changed.is_some());
     }
     // Resuming wakes the dispatchers: the target's deliveries are due now.
-    sqlx::query("SELECT pg_notify($1, '')").bind(super::deliveries::NOTIFY_CHANNEL).execute(db).await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(super::outbox_rules::NOTIFY_CHANNEL).execute(db).await?;
     Ok(changed.is_some())
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::{Direction, Source};
 
-/// A message to store ([`super::intake::record_messages`]); its direction is the ticket
+/// A message to store ([`super::message_writes::write_messages`]); its direction is the ticket
 /// change's `message`.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -7,10 +7,11 @@ pub mod deliveries;
 pub mod endpoints;
 pub mod events;
 pub mod idempotency;
-pub mod intake;
 pub mod integrity;
 pub mod keys;
+pub mod message_writes;
 pub mod messages;
+pub mod outbox_rules;
 pub mod redelivery;
 pub mod reports;
 pub mod retention;
@@ -105,7 +106,7 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
-/// The message intake's own pool ([`crate::group_commit`]): same database and settings,
+/// The message intake's own pool ([`crate::intake::group_commit`]): same database and settings,
 /// separate connections, so that batches never queue behind other requests' transactions.
 ///
 /// Its sessions join only by nested loops over indexes: a batch names its tickets, and the

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
-use super::deliveries::NOTIFY_CHANNEL;
+use super::outbox_rules::NOTIFY_CHANNEL;
 use crate::domain::DeliveryStatus;
 
 /// A delivery as the API shows it.

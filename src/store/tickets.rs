@@ -68,7 +68,7 @@ pub struct Sequences {
 }
 
 /// The `SET` list of a [`TicketChange`], shared by [`apply`] and the message intake
-/// ([`super::intake`]) so both change a ticket the same way. It reads the change from a
+/// ([`super::message_writes`]) so both change a ticket the same way. It reads the change from a
 /// relation `c` joined in by `FROM` (one row per ticket changed), whose columns are named
 /// so that none shadows a column of `tickets`: `new_status`, `closes`, `reopens`,
 /// `new_channel`, `new_account_id`, `new_contact_id`, `new_customer_name`, `new_group_id`,

@@ -1,4 +1,4 @@
-//! Group commit of message intakes (`dolphin_bridge::group_commit`): intakes queued together
+//! Group commit of message intakes (`dolphin_bridge::intake::group_commit`): intakes queued together
 //! are written by one statement, yet each is applied or refused on its own, and a ticket's
 //! messages keep their order; an outbox row is written claimed (for direct dispatch), and a
 //! recorded delivery's successor is claimed, only when the claim's rules allow it. Driven directly against a real database: requests queued
@@ -6,10 +6,10 @@
 
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
-use dolphin_bridge::group_commit::GroupCommit;
+use dolphin_bridge::intake::group_commit::GroupCommit;
 use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Place, Success};
 use dolphin_bridge::store::events::NewEvent;
-use dolphin_bridge::store::intake::{record_messages, DirectLease, MessageIntake, NewOutboxRow, Recorded};
+use dolphin_bridge::store::message_writes::{write_messages, DirectLease, MessageWrite, NewOutboxRow, Recorded};
 use dolphin_bridge::store::messages::NewMessage;
 use dolphin_bridge::store::tickets::TicketChange;
 use serde_json::json;
@@ -18,9 +18,9 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 /// An Incoming Event's intake on an open ticket, forwarded to the third party.
-fn incoming(ticket: &str, text: &str) -> MessageIntake {
+fn incoming(ticket: &str, text: &str) -> MessageWrite {
     let id = Uuid::now_v7();
-    MessageIntake {
+    MessageWrite {
         message: NewMessage {
             owner: OWNER.into(),
             id,
@@ -81,9 +81,9 @@ async fn one_unstorable_message_is_refused_alone_and_its_batch_mates_are_written
     let group = GroupCommit::new(app.pool.clone(), 1, None);
 
     let (a, b, c) = tokio::join!(
-        group.record(incoming("A", "first of the batch")),
-        group.record(incoming("B", "a NUL \u{0} PostgreSQL cannot store")),
-        group.record(incoming("C", "last of the batch")),
+        group.write(incoming("A", "first of the batch")),
+        group.write(incoming("B", "a NUL \u{0} PostgreSQL cannot store")),
+        group.write(incoming("C", "last of the batch")),
     );
 
     assert_eq!(a.expect("A is written"), Recorded::Applied);
@@ -112,7 +112,7 @@ async fn messages_of_one_ticket_queued_together_are_all_written_in_their_order()
     let outcomes = futures::future::join_all(
         ["one", "two", "three", "four"]
             .iter()
-            .flat_map(|text| [group.record(incoming("T", text)), group.record(incoming("U", text))]),
+            .flat_map(|text| [group.write(incoming("T", text)), group.write(incoming("U", text))]),
     )
     .await;
 
@@ -138,7 +138,7 @@ async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
     let group = GroupCommit::new(app.pool.clone(), 1, None);
 
     let (missing, open) =
-        tokio::join!(group.record(incoming("never-seen", "hello")), group.record(incoming("open-one", "again")));
+        tokio::join!(group.write(incoming("never-seen", "hello")), group.write(incoming("open-one", "again")));
 
     assert_eq!(missing.expect("answered"), Recorded::TicketNotAsExpected);
     assert_eq!(open.expect("answered"), Recorded::Applied);
@@ -156,7 +156,7 @@ async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
 }
 
 /// `intake` offered a lease, as the group commit offers it when a dispatcher runs here.
-fn offered(mut intake: MessageIntake) -> (MessageIntake, DirectLease) {
+fn offered(mut intake: MessageWrite) -> (MessageWrite, DirectLease) {
     let lease = DirectLease { token: Uuid::new_v4(), until: Utc::now() + chrono::Duration::seconds(30) };
     intake.lease = Some(lease);
     (intake, lease)
@@ -184,7 +184,7 @@ async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now(
 
     let (free, free_lease) = offered(incoming("free", "goes at once"));
     let (waiting, _) = offered(incoming("waiting", "waits its turn"));
-    let written = record_messages(&app.pool, &[&free, &waiting]).await.expect("written");
+    let written = write_messages(&app.pool, &[&free, &waiting]).await.expect("written");
 
     let claimed = written[0].1.as_ref().expect("the free ticket's row is written claimed");
     assert_eq!((claimed.id, claimed.sequence, claimed.lease_token), (free_delivery(&free), 2, free_lease.token));
@@ -202,14 +202,14 @@ async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now(
         .await
         .expect("deliver everything");
     let (paused, _) = offered(incoming("free", "while paused"));
-    let written = record_messages(&app.pool, &[&paused]).await.expect("written");
+    let written = write_messages(&app.pool, &[&paused]).await.expect("written");
     assert_eq!(written[0].0, Recorded::Applied);
     assert!(written[0].1.is_none(), "the endpoint is paused");
     assert_eq!(lease_of(&app, free_delivery(&paused)).await, (None, 0));
     app.finish().await;
 }
 
-fn free_delivery(intake: &MessageIntake) -> Uuid {
+fn free_delivery(intake: &MessageWrite) -> Uuid {
     intake.delivery.as_ref().map(|d| d.id).unwrap_or_default()
 }
 

@@ -1,13 +1,15 @@
-//! Group commit of message intakes: the messages of concurrent webhook requests are written
-//! by one statement ([`intake::record_messages`]) and one commit, and each request is
-//! answered once that commit is done, never before.
+//! Group commit of message writes: the messages of concurrent webhook requests are written
+//! by one statement ([`message_writes::write_messages`]) and one commit, and each request is
+//! answered once that commit is done, never before. The transaction path writes its message
+//! through here too ([`GroupCommit::write_in_transaction`]), so that every message is written
+//! by the same statement and its delivery handed to the dispatcher the same way.
 //!
 //! Why: on the bridge's hot path PostgreSQL spends most of a message's cost on what every
 //! statement costs however few rows it writes (setting up four tables and their indexes,
 //! the round trip, waking the backend, the commit's WAL flush). Batching spreads that cost.
 //!
-//! How: a request queues its intake and waits. A writer task writes what is queued, taking
-//! at most [`MAX_BATCH`] intakes of distinct tickets that no other writer holds, in arrival
+//! How: a request queues its message and waits. A writer task writes what is queued, taking
+//! at most [`MAX_BATCH`] writes of distinct tickets that no other writer holds, in arrival
 //! order; more writers (up to [`GroupCommit::new`]'s `writers`) start only while more than a
 //! batch is waiting, since one big batch costs PostgreSQL hardly more than a small one. An
 //! idle bridge therefore writes each message at once (a batch of one); a busy one writes
@@ -34,12 +36,12 @@ use uuid::Uuid;
 
 use crate::delivery::DirectDispatch;
 use crate::store::deliveries::Claimed;
-use crate::store::intake::{self, DirectLease, MessageIntake, Recorded};
+use crate::store::message_writes::{self, DirectLease, MessageWrite, Recorded};
 
-/// Most intakes written by one statement.
+/// Most writes written by one statement.
 pub const MAX_BATCH: usize = 64;
 
-/// The queue of intakes waiting to be written. Cheap to clone.
+/// The queue of writes waiting to be written. Cheap to clone.
 #[derive(Clone)]
 pub struct GroupCommit {
     inner: Arc<Inner>,
@@ -64,7 +66,7 @@ struct State {
 }
 
 struct Job {
-    intake: MessageIntake,
+    write: MessageWrite,
     ticket: u64,
     reply: oneshot::Sender<Result<Recorded, sqlx::Error>>,
 }
@@ -80,14 +82,14 @@ impl GroupCommit {
         GroupCommit { inner: Arc::new(inner) }
     }
 
-    /// Writes `intake` (with whatever else is queued) and answers what happened to it,
+    /// Writes `write` (with whatever else is queued) and answers what happened to it,
     /// after the commit.
-    pub async fn record(&self, intake: MessageIntake) -> Result<Recorded, sqlx::Error> {
-        let ticket = self.inner.hasher.hash_one((&intake.message.owner, &intake.message.ticket_number));
+    pub async fn write(&self, write: MessageWrite) -> Result<Recorded, sqlx::Error> {
+        let ticket = self.inner.hasher.hash_one((&write.message.owner, &write.message.ticket_number));
         let (reply, answer) = oneshot::channel();
         let start_writer = {
             let mut state = self.inner.lock();
-            state.waiting.push_back(Job { intake, ticket, reply });
+            state.waiting.push_back(Job { write, ticket, reply });
             // One writer unless it cannot keep up: every statement costs about the same
             // whatever it carries, so one big batch beats two halves.
             let start = state.running == 0 || (state.running < self.inner.writers && state.waiting.len() > MAX_BATCH);
@@ -97,19 +99,30 @@ impl GroupCommit {
             start
         };
         if start_writer {
-            tokio::spawn(write(self.inner.clone()));
+            tokio::spawn(run_writer(self.inner.clone()));
         }
         // The writer always answers; a dropped sender means it was cancelled by a runtime
         // shutdown.
         answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 
-    /// Offers `intake`'s outbox row a lease when this process runs a dispatcher; after the
-    /// commit, pass what was written to [`GroupCommit::after_commit`].
-    pub fn offer_lease(&self, intake: &mut MessageIntake) {
-        if let Some(dispatch) = self.inner.dispatch.as_ref().filter(|_| intake.delivery.is_some()) {
+    /// Writes `write` alone in the caller's transaction `tx` (which holds its ticket's row
+    /// lock); after the commit, pass the delivery written claimed to
+    /// [`GroupCommit::after_commit`].
+    pub async fn write_in_transaction(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        mut write: MessageWrite,
+    ) -> Result<(Recorded, Option<Claimed>), sqlx::Error> {
+        self.offer_lease(&mut write);
+        message_writes::write_messages(tx, &[&write]).await?.pop().ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Offers `write`'s outbox row a lease when this process runs a dispatcher.
+    fn offer_lease(&self, write: &mut MessageWrite) {
+        if let Some(dispatch) = self.inner.dispatch.as_ref().filter(|_| write.delivery.is_some()) {
             let lease = chrono::Duration::from_std(dispatch.lease()).unwrap_or(chrono::Duration::seconds(30));
-            intake.lease = Some(DirectLease { token: Uuid::new_v4(), until: intake.message.at + lease });
+            write.lease = Some(DirectLease { token: Uuid::new_v4(), until: write.message.at + lease });
         }
     }
 
@@ -131,7 +144,7 @@ impl Inner {
     }
 
     /// Takes the next batch (marking its tickets busy), or ends this writer when nothing
-    /// can be taken: every waiting intake's ticket is then held by a running writer, which
+    /// can be taken: every waiting message's ticket is then held by a running writer, which
     /// takes it when done.
     fn next_batch(&self) -> Option<Vec<Job>> {
         let mut state = self.lock();
@@ -161,11 +174,11 @@ impl Inner {
 }
 
 /// One writer: batches until nothing is left to take.
-async fn write(inner: Arc<Inner>) {
+async fn run_writer(inner: Arc<Inner>) {
     let group = GroupCommit { inner };
     while let Some(mut batch) = group.inner.next_batch() {
         for job in &mut batch {
-            group.offer_lease(&mut job.intake);
+            group.offer_lease(&mut job.write);
         }
         let outcomes = match AssertUnwindSafe(write_batch(&group.inner.pool, &batch)).catch_unwind().await {
             Ok(outcomes) => outcomes,
@@ -177,7 +190,7 @@ async fn write(inner: Arc<Inner>) {
         group.inner.release(&batch);
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             let answer = outcome.map(|(recorded, claimed)| {
-                if recorded == Recorded::Applied && job.intake.delivery.is_some() {
+                if recorded == Recorded::Applied && job.write.delivery.is_some() {
                     group.after_commit(claimed);
                 }
                 recorded
@@ -191,16 +204,16 @@ async fn write(inner: Arc<Inner>) {
 /// store, a deadlock with another process), each message is written alone so that each
 /// request gets its own answer; if the database is away, all get that answer at once.
 async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Outcome> {
-    let intakes: Vec<&MessageIntake> = batch.iter().map(|j| &j.intake).collect();
-    match intake::record_messages(pool, &intakes).await {
+    let writes: Vec<&MessageWrite> = batch.iter().map(|j| &j.write).collect();
+    match message_writes::write_messages(pool, &writes).await {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
-        Err(e) if intakes.len() == 1 => vec![Err(e)],
-        Err(e) if crate::store::is_unavailable(&e) => intakes.iter().map(|_| Err(unavailable(&e))).collect(),
+        Err(e) if writes.len() == 1 => vec![Err(e)],
+        Err(e) if crate::store::is_unavailable(&e) => writes.iter().map(|_| Err(unavailable(&e))).collect(),
         Err(e) => {
-            tracing::debug!(error = %e, count = intakes.len(), "a batch of messages was refused; writing them one by one");
-            let mut outcomes = Vec::with_capacity(intakes.len());
-            for one in intakes {
-                let written = intake::record_messages(pool, &[one]).await;
+            tracing::debug!(error = %e, count = writes.len(), "a batch of messages was refused; writing them one by one");
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for one in writes {
+                let written = message_writes::write_messages(pool, &[one]).await;
                 outcomes.push(written.and_then(|mut w| w.pop().ok_or(sqlx::Error::RowNotFound)));
             }
             outcomes

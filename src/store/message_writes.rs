@@ -7,18 +7,19 @@
 //! transaction of its own, one round trip and one commit for every message in it. The relay
 //! tries it first, guessing the ticket's status, and only opens a transaction when the
 //! guess was wrong (new, reopened or closed ticket) or idempotency needs one;
-//! [`crate::group_commit`] gathers the messages of concurrent requests into one statement.
+//! [`crate::intake::group_commit`] gathers the messages of concurrent requests into one statement.
 //! Every message of a batch is applied or not on its own (its ticket's status, its own
 //! duplicate check); the statement as a whole commits or fails.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgExecutor, Row};
 use uuid::Uuid;
 
 use super::deliveries::Claimed;
 use super::events::NewEvent;
 use super::messages::NewMessage;
+use super::outbox_rules::{claimed_columns, endpoint_open, no_earlier_waiting};
 use super::tickets::{ticket_change_set, TicketChange};
 use crate::domain::{Direction, Target, TicketStatus};
 
@@ -40,7 +41,7 @@ pub struct DuplicateCheck {
 
 /// Everything one message writes.
 #[derive(Debug, Clone)]
-pub struct MessageIntake {
+pub struct MessageWrite {
     pub message: NewMessage,
     pub change: TicketChange,
     /// Apply only if the ticket has this status now; `None`: whatever it is (the caller
@@ -51,7 +52,7 @@ pub struct MessageIntake {
     pub duplicates: Option<DuplicateCheck>,
     /// Offer to claim the outbox row as it is written, for this process's dispatcher to send
     /// at once ([`crate::delivery::DirectDispatch`]). Taken only when the row is due at once
-    /// by the claim's own rules (see [`RECORD_MESSAGES`]).
+    /// by the claim's own rules (see [`WRITE_MESSAGES`]).
     pub lease: Option<DirectLease>,
 }
 
@@ -62,7 +63,7 @@ pub struct DirectLease {
     pub until: DateTime<Utc>,
 }
 
-/// What [`record_messages`] did with one message.
+/// What [`write_messages`] did with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// Everything was written.
@@ -88,8 +89,8 @@ pub enum Recorded {
 /// Two messages of one ticket in a batch would update the ticket once (PostgreSQL updates a
 /// row at most once per statement): one of them then reads as [`Recorded::TicketNotAsExpected`]
 /// and is written by the caller's fallback, so nothing is lost even then. Callers keep
-/// tickets distinct ([`crate::group_commit`]).
-const RECORD_MESSAGES: &str = concat!(
+/// tickets distinct ([`crate::intake::group_commit`]).
+const WRITE_MESSAGES: &str = concat!(
     "WITH c AS (
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::text[],
                               $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
@@ -111,7 +112,7 @@ const RECORD_MESSAGES: &str = concat!(
                AND m.raw ->> 'createdDate' IS NOT DISTINCT FROM c.dup_created_raw AND m.at >= c.dup_since
              ORDER BY m.at LIMIT 1) AS first
          WHERE c.dup_since IS NOT NULL),
-     t AS (
+     tu AS (
          UPDATE tickets SET ",
     ticket_change_set!(),
     "    FROM c
@@ -124,28 +125,28 @@ const RECORD_MESSAGES: &str = concat!(
                                warnings, raw)
          SELECT c.owner, c.message_id, c.ticket_number, c.direction, c.message_type, c.message, c.media_link,
                 c.source, c.at, c.warnings, c.raw
-         FROM c JOIN t ON t.n = c.n
+         FROM c JOIN tu ON tu.n = c.n
          RETURNING 1),
      ev AS (
          INSERT INTO ticket_events (owner, ticket_number, kind, at, actor, detail)
          SELECT c.owner, c.ticket_number, e.kind, c.at, e.actor, e.detail
          FROM UNNEST($31::int[], $32::text[], $33::text[], $34::jsonb[]) WITH ORDINALITY AS e(n, kind, actor, detail, k)
-         JOIN t ON t.n = e.n JOIN c ON c.n = e.n
+         JOIN tu ON tu.n = e.n JOIN c ON c.n = e.n
          ORDER BY e.k
          RETURNING 1),
      seq AS MATERIALIZED (
-         SELECT c.n, CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END AS sequence,
+         SELECT c.n, tu.sequence,
                 c.lease_token IS NOT NULL
                 AND (SELECT CASE WHEN c.peer = 'third_party' THEN b.seq_third_party ELSE b.seq_dolphins END
-                     FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number)
-                    = CASE WHEN c.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END - 1
-                AND NOT EXISTS (SELECT 1 FROM deliveries e
-                                WHERE e.owner = c.owner AND e.ticket_number = c.ticket_number AND e.peer = c.peer
-                                  AND e.status IN ('pending', 'failed'))
-                AND NOT EXISTS (SELECT 1 FROM endpoints ep
-                                WHERE ep.owner = c.owner AND ep.target = c.target
-                                  AND (ep.paused OR ep.state <> 'closed')) AS direct
-         FROM c JOIN t ON t.n = c.n
+                     FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number) = tu.sequence - 1
+                AND ",
+    no_earlier_waiting!("c.owner", "c.ticket_number", "c.peer", "tu.sequence"),
+    "
+                AND ",
+    endpoint_open!("c.owner", "c.target"),
+    " AS direct
+         FROM c JOIN (SELECT tu.n, CASE WHEN c.peer = 'third_party' THEN tu.seq_third_party ELSE tu.seq_dolphins END
+                      FROM tu JOIN c ON c.n = tu.n) AS tu(n, sequence) ON tu.n = c.n
          WHERE c.delivery_id IS NOT NULL),
      dl AS (
          INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
@@ -154,58 +155,56 @@ const RECORD_MESSAGES: &str = concat!(
                 c.body, 'pending', c.at, c.at, CASE WHEN seq.direct THEN c.lease_until END,
                 CASE WHEN seq.direct THEN c.lease_token END
          FROM c JOIN seq ON seq.n = c.n
-         RETURNING id, sequence, ctid::text AS row_id, lease_token IS NOT NULL AS direct)
-     SELECT dup.id, t.n IS NOT NULL, dl.sequence, CASE WHEN dl.direct THEN dl.row_id END, tn.settings,
-            tn.signing_secret, tn.previous_signing_secret, tn.dolphins_password
-     FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN t ON t.n = c.n LEFT JOIN dl ON dl.id = c.delivery_id
-          LEFT JOIN tenants tn ON dl.direct AND tn.owner = c.owner
+         RETURNING owner, id, ticket_number, target, sequence, body, attempts, schedule_base, lease_token,
+                   lease_until, ctid::text AS row_id)
+     SELECT dup.id AS duplicate, tu.n IS NOT NULL AS applied, ",
+    claimed_columns!("d.row_id"),
+    "
+     FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN tu ON tu.n = c.n
+          LEFT JOIN dl d ON d.id = c.delivery_id AND d.lease_token IS NOT NULL
+          LEFT JOIN tenants t ON d.id IS NOT NULL AND t.owner = c.owner
      ORDER BY c.n"
 );
 
-/// One row of [`RECORD_MESSAGES`]'s answer.
-type Answer =
-    (Option<Uuid>, bool, Option<i32>, Option<String>, Option<Value>, Option<String>, Option<String>, Option<String>);
-
 /// Writes each message with its ticket's change, audit and outbox row, or nothing of it,
 /// in one statement; answers what happened to each, in order, with its outbox row when it
-/// was written claimed (see [`MessageIntake::lease`]).
-pub async fn record_messages(
+/// was written claimed (see [`MessageWrite::lease`]).
+pub async fn write_messages(
     db: impl PgExecutor<'_>,
-    intakes: &[&MessageIntake],
+    writes: &[&MessageWrite],
 ) -> Result<Vec<(Recorded, Option<Claimed>)>, sqlx::Error> {
-    let column =
-        |f: fn(&MessageIntake) -> Option<&str>| -> Vec<Option<&str>> { intakes.iter().map(|i| f(i)).collect() };
-    let events: Vec<(i32, &NewEvent)> = intakes
+    let column = |f: fn(&MessageWrite) -> Option<&str>| -> Vec<Option<&str>> { writes.iter().map(|i| f(i)).collect() };
+    let events: Vec<(i32, &NewEvent)> = writes
         .iter()
         .enumerate()
         .flat_map(|(n, i)| i.events.iter().map(move |e| (i32::try_from(n + 1).unwrap_or(i32::MAX), e)))
         .collect();
-    let rows: Vec<Answer> = sqlx::query_as(RECORD_MESSAGES)
+    let rows = sqlx::query(WRITE_MESSAGES)
         .bind(column(|i| Some(i.message.owner.as_str())))
         .bind(column(|i| Some(i.message.ticket_number.as_str())))
         .bind(column(|i| i.change.status.map(TicketStatus::as_str)))
-        .bind(intakes.iter().map(|i| i.change.closed).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.change.reopened).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.change.closed).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.change.reopened).collect::<Vec<_>>())
         .bind(column(|i| i.change.channel.as_deref()))
         .bind(column(|i| i.change.account_id.as_deref()))
         .bind(column(|i| i.change.contact_id.as_deref()))
         .bind(column(|i| i.change.customer_name.as_deref()))
         .bind(column(|i| i.change.group_id.as_deref()))
         .bind(column(|i| i.change.language.as_deref()))
-        .bind(intakes.iter().map(|i| i.change.created_date).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.change.created_date).collect::<Vec<_>>())
         .bind(column(|i| i.change.message.map(Direction::as_str)))
-        .bind(intakes.iter().map(|i| i32::from(i.change.next_third_party_sequence)).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i32::from(i.change.next_dolphins_sequence)).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.message.at).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.message.id).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i32::from(i.change.next_third_party_sequence)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i32::from(i.change.next_dolphins_sequence)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.message.at).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.message.id).collect::<Vec<_>>())
         .bind(column(|i| i.message.message_type.as_deref()))
         .bind(column(|i| i.message.message.as_deref()))
         .bind(column(|i| i.message.media_link.as_deref()))
         .bind(column(|i| Some(i.message.source.as_str())))
-        .bind(intakes.iter().map(|i| &i.message.warnings).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| &i.message.raw).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.delivery.as_ref().map(|d| d.id)).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.duplicates.as_ref().map(|d| d.since)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| &i.message.warnings).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| &i.message.raw).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.delivery.as_ref().map(|d| d.id)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.duplicates.as_ref().map(|d| d.since)).collect::<Vec<_>>())
         .bind(column(|i| i.duplicates.as_ref().and_then(|d| d.created_date_raw.as_deref())))
         .bind(column(|i| i.expected_status.map(TicketStatus::as_str)))
         .bind(column(|i| i.delivery.as_ref().map(|d| d.target.as_str())))
@@ -215,45 +214,27 @@ pub async fn record_messages(
         .bind(events.iter().map(|(_, e)| e.kind.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, e)| e.actor.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, e)| &e.detail).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.lease.map(|l| l.token)).collect::<Vec<_>>())
-        .bind(intakes.iter().map(|i| i.lease.map(|l| l.until)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.lease.map(|l| l.token)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|i| i.lease.map(|l| l.until)).collect::<Vec<_>>())
         .fetch_all(db)
         .await?;
-    if rows.len() != intakes.len() {
-        return Err(sqlx::Error::Protocol(format!("{} intakes answered {} rows", intakes.len(), rows.len())));
+    if rows.len() != writes.len() {
+        return Err(sqlx::Error::Protocol(format!("{} writes answered {} rows", writes.len(), rows.len())));
     }
-    Ok(rows.into_iter().zip(intakes).map(|(row, intake)| answer(row, intake)).collect())
+    rows.iter().map(answer).collect()
 }
 
-fn answer(row: Answer, intake: &MessageIntake) -> (Recorded, Option<Claimed>) {
-    let (duplicate, applied, sequence, row_id, settings, signing_secret, previous_signing_secret, dolphins_password) =
-        row;
-    let recorded = match (duplicate, applied) {
+/// What one row of [`WRITE_MESSAGES`]'s answer says: the claimed columns are there only
+/// for an outbox row written claimed.
+fn answer(row: &PgRow) -> Result<(Recorded, Option<Claimed>), sqlx::Error> {
+    let recorded = match (row.try_get::<Option<Uuid>, _>("duplicate")?, row.try_get::<bool, _>("applied")?) {
         (Some(first), _) => Recorded::Duplicate(first),
         (None, true) => Recorded::Applied,
         (None, false) => Recorded::TicketNotAsExpected,
     };
-    let claimed = match (recorded, &intake.delivery, intake.lease, sequence, row_id, signing_secret) {
-        (Recorded::Applied, Some(delivery), Some(lease), Some(sequence), Some(row_id), Some(signing_secret)) => {
-            Some(Claimed {
-                owner: intake.message.owner.clone(),
-                id: delivery.id,
-                ticket_number: intake.message.ticket_number.clone(),
-                target: delivery.target.as_str().to_string(),
-                sequence,
-                body: delivery.body.clone(),
-                attempts: 0,
-                schedule_base: 0,
-                lease_token: lease.token,
-                lease_until: lease.until,
-                row_id,
-                settings: settings.unwrap_or(Value::Null),
-                signing_secret,
-                previous_signing_secret,
-                dolphins_password,
-            })
-        }
-        _ => None,
-    };
-    (recorded, claimed)
+    let written_claimed = recorded == Recorded::Applied
+        && row.try_get::<Option<Uuid>, _>("lease_token")?.is_some()
+        && row.try_get::<Option<String>, _>("signing_secret")?.is_some();
+    let claimed = if written_claimed { Some(Claimed::from_row(row)?) } else { None };
+    Ok((recorded, claimed))
 }
