@@ -42,6 +42,9 @@ pub struct Config {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub lease: Duration,
+    /// How often the dispatcher looks for due work nobody woke it for (other processes'
+    /// deliveries, retries coming due).
+    pub poll_interval: Duration,
     pub echo_window: Duration,
     pub dedupe_window: Duration,
     pub contact_ttl: Duration,
@@ -70,6 +73,7 @@ impl fmt::Debug for Config {
             .field("retry_schedule", &self.retry_schedule)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("lease", &self.lease)
+            .field("poll_interval", &self.poll_interval)
             .field("echo_window", &self.echo_window)
             .field("dedupe_window", &self.dedupe_window)
             .field("contact_ttl", &self.contact_ttl)
@@ -175,6 +179,7 @@ impl Config {
         };
         let delivery_timeout = parse_with("BRIDGE_DELIVERY_TIMEOUT", "15s", &positive)?;
         let lease = parse_with("BRIDGE_LEASE", "30s", &positive)?;
+        let poll_interval = parse_with("BRIDGE_POLL_INTERVAL", "1s", &positive)?;
         let echo_window = parse_with("BRIDGE_ECHO_WINDOW", "5m", &parse_duration)?;
         let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
         let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
@@ -203,6 +208,7 @@ impl Config {
             retry_schedule,
             delivery_timeout,
             lease,
+            poll_interval,
             echo_window,
             dedupe_window,
             contact_ttl,
