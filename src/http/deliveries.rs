@@ -21,6 +21,7 @@ use super::csv;
 use super::error::ApiError;
 use super::openapi::{doc, Auth, Routes};
 use super::params::{parse_instant, Cursor, Params};
+use super::shapes::page;
 use super::AppState;
 use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
@@ -131,15 +132,6 @@ pub async fn with_logs(pool: &PgPool, owner: &str, rows: &[DeliveryRow]) -> Resu
     Ok(rows.iter().map(|d| delivery_json(d, Some(by_delivery.get(&d.id).map_or(&[][..], Vec::as_slice)))).collect())
 }
 
-/// One page of a delivery list, with the cursor of the next.
-fn page(rows: Vec<Value>, last: Option<&DeliveryRow>, limit: i64, filters: &str) -> Json<Value> {
-    let next = match last {
-        Some(d) if rows.len() as i64 == limit => Some(Cursor::new(filters, d.created_at, d.id).encode()),
-        _ => None,
-    };
-    Json(json!({"data": rows, "nextCursor": next}))
-}
-
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -189,7 +181,7 @@ async fn list_deliveries(
     };
     let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
     let data = rows.iter().map(|d| delivery_json(d, None)).collect();
-    Ok(page(data, rows.last(), limit, &filters).into_response())
+    Ok(page(data, rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id)), limit).into_response())
 }
 
 const DELIVERY_COLUMNS: &[&str] = &[
@@ -230,7 +222,7 @@ async fn ticket_deliveries(
     };
     let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
     let data = with_logs(&state.read_pool, &caller.owner, &rows).await?;
-    Ok(page(data, rows.last(), limit, &filters))
+    Ok(page(data, rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id)), limit))
 }
 
 fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
@@ -374,7 +366,7 @@ async fn get_message(
     let id = parse_id(&id, "message")?;
     let m = messages::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("message"))?;
     let delivery = redelivery::for_message(&state.pool, &caller.owner, id).await?;
-    let mut body = super::query::message_json(&m);
+    let mut body = super::shapes::message_json(&m);
     body["delivery"] = delivery.as_ref().map_or(Value::Null, |d| delivery_json(d, None));
     Ok(Json(body))
 }

@@ -19,6 +19,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod reports;
 pub mod schemas;
+pub mod shapes;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -14,11 +14,12 @@ use super::csv;
 use super::error::ApiError;
 use super::openapi::{doc, Auth, Routes};
 use super::params::{Cursor, Params};
+use super::shapes::{event_json, message_json, page, TicketOut, EVENT_COLUMNS, MESSAGE_COLUMNS};
 use super::AppState;
 use crate::domain::TicketStatus;
 use crate::history;
-use crate::store::events::{self, EventRow};
-use crate::store::messages::{self, MessageRow};
+use crate::store::events;
+use crate::store::messages;
 use crate::store::redelivery::{self, DeliveryFilter};
 use crate::store::tenants;
 use crate::store::tickets::{self, TicketFilter, TicketRow};
@@ -69,56 +70,6 @@ pub fn routes() -> Routes {
         )
 }
 
-pub const TICKET_COLUMNS: &[&str] = &[
-    "ticketNumber",
-    "status",
-    "channel",
-    "accountId",
-    "contactId",
-    "customerName",
-    "groupId",
-    "language",
-    "createdDate",
-    "openedAt",
-    "firstMessageAt",
-    "firstResponseAt",
-    "closedAt",
-    "lastMessageAt",
-    "messagesIn",
-    "messagesOut",
-    "reopenCount",
-];
-pub const MESSAGE_COLUMNS: &[&str] =
-    &["id", "ticketNumber", "direction", "messageType", "message", "mediaLink", "source", "at", "warnings"];
-pub const EVENT_COLUMNS: &[&str] = &["id", "kind", "at", "actor", "detail"];
-
-pub fn ticket_json(t: &TicketRow) -> Value {
-    json!({
-        "ticketNumber": t.ticket_number, "status": t.status, "channel": t.channel, "accountId": t.account_id,
-        "contactId": t.contact_id, "customerName": t.customer_name, "groupId": t.group_id, "language": t.language,
-        "createdDate": t.created_date, "openedAt": t.opened_at, "firstMessageAt": t.first_message_at,
-        "firstResponseAt": t.first_response_at, "closedAt": t.closed_at, "lastMessageAt": t.last_message_at,
-        "messagesIn": t.messages_in, "messagesOut": t.messages_out, "reopenCount": t.reopen_count,
-    })
-}
-
-pub fn message_json(m: &MessageRow) -> Value {
-    json!({
-        "id": m.id, "ticketNumber": m.ticket_number, "direction": m.direction, "messageType": m.message_type,
-        "message": m.message, "mediaLink": m.media_link, "source": m.source, "at": m.at, "warnings": m.warnings,
-    })
-}
-
-pub fn event_json(e: &EventRow) -> Value {
-    json!({"id": e.id.to_string(), "kind": e.kind, "at": e.at, "actor": e.actor, "detail": e.detail})
-}
-
-/// `{"data","nextCursor"}`: a next cursor only when the page is full.
-fn page(data: Vec<Value>, next: Option<Cursor>, limit: i64) -> Json<Value> {
-    let next = next.filter(|_| data.len() as i64 == limit).map(|c| c.encode());
-    Json(json!({"data": data, "nextCursor": next}))
-}
-
 async fn list_tickets(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -132,7 +83,7 @@ async fn list_tickets(
         return Ok(query.csv(&state, &caller));
     }
     let (rows, next) = query.page(&state, &caller).await?;
-    Ok(Json(json!({"data": rows.iter().map(ticket_json).collect::<Vec<_>>(), "nextCursor": next})).into_response())
+    Ok(Json(json!({"data": rows.iter().map(TicketOut::json).collect::<Vec<_>>(), "nextCursor": next})).into_response())
 }
 
 /// The filters of a ticket list, read and checked once: the API and the console list the
@@ -205,13 +156,13 @@ impl TicketQuery {
     /// Every matching ticket as a streamed CSV download.
     pub fn csv(self, state: &AppState, caller: &ApiCaller) -> Response {
         let (pool, owner, query) = (state.read_pool.clone(), caller.owner.clone(), std::sync::Arc::new(self));
-        csv::export(TICKET_COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
+        csv::export(TicketOut::COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
             let (pool, owner, query) = (pool.clone(), owner.clone(), query.clone());
             async move {
                 let filter = query.filter(after.as_ref().map(|(at, n)| (*at, n.as_str())), csv::PAGE);
                 let rows = tickets::list(&pool, &owner, &filter).await?;
                 Ok((
-                    rows.iter().map(ticket_json).collect(),
+                    rows.iter().map(TicketOut::json).collect(),
                     rows.last().map(|t| (t.opened_at, t.ticket_number.clone())),
                 ))
             }
@@ -226,7 +177,7 @@ async fn get_ticket(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    Ok(Json(ticket_json(&row)))
+    Ok(Json(TicketOut::json(&row)))
 }
 
 async fn ticket_messages(
@@ -325,7 +276,7 @@ async fn export_ticket(
     let deliveries = redelivery::list(pool, &caller.owner, &filter).await?;
     let deliveries = super::deliveries::with_logs(pool, &caller.owner, &deliveries).await?;
     Ok(Json(json!({
-        "ticket": ticket_json(&row),
+        "ticket": TicketOut::json(&row),
         "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
         "deliveries": deliveries,

@@ -3,21 +3,8 @@
 
 use serde_json::{json, Value};
 
-fn string() -> Value {
-    json!({"type": "string"})
-}
-fn nullable_string() -> Value {
-    json!({"type": ["string", "null"]})
-}
-fn time() -> Value {
-    json!({"type": ["string", "null"], "format": "date-time"})
-}
-fn int() -> Value {
-    json!({"type": "integer"})
-}
-fn object(properties: Value, required: &[&str]) -> Value {
-    json!({"type": "object", "properties": properties, "required": required})
-}
+use super::shapes::{int, nullable_string, object, string, time};
+
 fn page(item: &str) -> Value {
     object(
         json!({"data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
@@ -38,16 +25,6 @@ pub fn all() -> Value {
         "message": string(), "mediaLink": string(), "customerName": string(), "createdDate": string(),
         "owner": string(), "groupId": string(), "language": string(),
     });
-    let ticket = object(
-        json!({
-            "ticketNumber": string(), "status": {"type": "string", "enum": ["open", "closed"]}, "channel": nullable_string(),
-            "accountId": nullable_string(), "contactId": nullable_string(), "customerName": nullable_string(),
-            "groupId": nullable_string(), "language": nullable_string(), "createdDate": time(), "openedAt": time(),
-            "firstMessageAt": time(), "firstResponseAt": time(), "closedAt": time(), "lastMessageAt": time(),
-            "messagesIn": int(), "messagesOut": int(), "reopenCount": int(),
-        }),
-        &["ticketNumber", "status", "openedAt"],
-    );
     let message = object(
         json!({
             "id": string(), "ticketNumber": string(), "direction": {"type": "string", "enum": ["in", "out"]},
@@ -110,7 +87,7 @@ pub fn all() -> Value {
         "SigningSecret": object(json!({"signingSecret": string()}), &["signingSecret"]),
     });
     let part2 = json!({
-        "Ticket": ticket,
+        "Ticket": super::shapes::TicketOut::schema(),
         "TicketPage": page("Ticket"),
         "Message": message,
         "MessagePage": {"allOf": [page("Message"), {"type": "object", "properties": {"history": object(json!({
