@@ -15,11 +15,11 @@
 //!   graceful shutdown.
 //! - [`domain`]: pure rules: event validation and normalisation, ticket states, retry
 //!   policy, tenant settings.
-//! - [`relay`]: applies one accepted event atomically (ticket, message, audit, outbox): a
-//!   message on an open ticket as one statement (`store::message_writes`), anything else in one
-//!   transaction.
-//! - [`group_commit`]: writes the messages of concurrent requests in one statement and one
-//!   commit, answering each after it.
+//! - [`intake`]: accepting an event, everything between a webhook's validated payload and its
+//!   2xx: the route of each kind of event, messages, commands, the ticket's state machine
+//!   applied under its row lock, and the group commit (concurrent requests' messages in one
+//!   statement and one commit). Answers after the commit; hands the outbox rows it wrote to
+//!   this process's dispatcher.
 //! - [`housekeeping`]: retention purges and expiry of idempotency replies, in the background.
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
@@ -27,15 +27,20 @@
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing and verification.
 //! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
-//!   dispatcher side, `redelivery` the API and operator side of the same table), and the
+//!   dispatcher side, `redelivery` the API and operator side of the same table,
+//!   `message_writes` the intake's grouped statement, `outbox_rules` the rules every outbox
+//!   statement shares: when a delivery may be sent, what a claim returns), and the
 //!   database's servers: `database_url` parses libpq's host lists, `topology` chooses the
 //!   host every pool uses and follows it through a failover.
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
-//!   the operator console (`http::console`, HTML pages over the same functions), auth, rate limits, the OpenAPI document and the one HTTP error type.
+//!   the operator console (`http::console`, HTML pages over the same functions), auth, rate
+//!   limits, the reply shapes (`http::shapes`), the OpenAPI document and the one HTTP error
+//!   type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (token, conversation history, contacts).
-//! - [`delivery`]: the dispatcher: claim with lease (or take what the intake wrote claimed),
-//!   send, classify, record, reschedule.
+//! - [`delivery`]: the dispatcher, as stages: the hand-off from the intake and the wake
+//!   protocol (`delivery::handoff`), the claim loop, one attempt (prepare → send → classify →
+//!   record), the batched success recorder, the HTTP send.
 //! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 

@@ -139,10 +139,9 @@ pub fn pool_size(config: &Config) -> u32 {
 const DELIVERY_CONNECTIONS: u32 = 4;
 
 /// Connections of the message intake's own pool: the most group-commit writers at once.
-/// One writes while less than a batch waits (measured on 2 cores, 32 senders: one writer
-/// 4 300–4 900 events/s, two 3 750–4 490, four 3 785–4 295: fewer writers make bigger
-/// batches, and each statement costs about the same); the others start when the queue
-/// outgrows a batch, or a slow statement holds the first one up.
+/// One writes while less than a batch waits (fewer writers make bigger batches, and each
+/// statement costs about the same; `docs/benchmarks.md` has the measurements); the others
+/// start when the queue outgrows a batch, or a slow statement holds the first one up.
 const INTAKE_WRITERS: u32 = 4;
 
 /// A running bridge.

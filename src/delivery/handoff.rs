@@ -4,22 +4,22 @@
 //! ([`crate::store::message_writes::DirectLease`]) and hands them over after the commit
 //! ([`DirectDispatch::hand_over`]), and the success recorder claims a ticket's next delivery
 //! itself. The claim loop sleeps until one of the events below wakes it (or its poll
-//! interval passes). Every decision to wake it is made in [`Wake`], so that a reader sees
+//! interval passes). Every decision to wake it is made in `Wake`, so that a reader sees
 //! the whole protocol in one place:
 //!
 //! | event | wakes the claim loop when |
 //! |---|---|
-//! | the intake wrote a delivery unclaimed | always ([`Wake::unclaimed_written`]) |
-//! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go ([`Wake::attempt_finished`]) |
-//! | a worker handed a success to the recorder | only if the last claim filled every free worker ([`Wake::attempt_finished`]) |
-//! | the recorder wrote a batch of successes | only if the last claim filled every free worker ([`Wake::successes_recorded`]) |
-//! | the recorder could not claim successors | always: the claim finds them ([`Wake::successor_claim_failed`]) |
+//! | the intake wrote a delivery unclaimed | always (`Wake::unclaimed_written`) |
+//! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::attempt_finished`) |
+//! | a worker handed a success to the recorder | only if the last claim filled every free worker (`Wake::attempt_finished`) |
+//! | the recorder wrote a batch of successes | only if the last claim filled every free worker (`Wake::successes_recorded`) |
+//! | the recorder could not claim successors | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
-//! "The last claim filled every free worker" ([`Wake::claimed`]) means due work may be
+//! "The last claim filled every free worker" (`Wake::claimed`) means due work may be
 //! waiting for a worker; otherwise a freed worker changes nothing, and waking would cost an
 //! empty claim each time. The recorder claims the successors of every recorded delivery
 //! only when an unclaimed delivery was written since its last batch
-//! ([`Wake::take_unclaimed_written`]); otherwise only those of tickets that had handed out
+//! (`Wake::take_unclaimed_written`); otherwise only those of tickets that had handed out
 //! a later sequence. An unclaimed delivery written after the recorder read that flag wakes
 //! the claim loop after the record's commit, so the claim finds it.
 //!

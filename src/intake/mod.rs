@@ -5,15 +5,15 @@
 //! returns, i.e. after the commit. Two ways in:
 //!
 //! - a message on a ticket already open (nearly all traffic) is written by one statement
-//!   shared with concurrent requests' messages ([`group_commit`], [`message::write_grouped`]);
+//!   shared with concurrent requests' messages ([`group_commit`], `message::write_grouped`);
 //! - anything else (a new, closed or reopened ticket, commands, echo checks, idempotency
-//!   keys) takes one explicit transaction ([`message::write_in_transaction`],
-//!   [`command::apply_command`]).
+//!   keys) takes one explicit transaction (`message::write_in_transaction`,
+//!   `command::apply_command`).
 //!
 //! The outbox rows written are handed to this process's dispatcher after the commit,
 //! claimed or with a wake-up ([`GroupCommit::after_commit`]).
 //!
-//! Files: [`route`] (how each kind of event moves), [`message`], [`command`], [`ticket`]
+//! Files: `route` (how each kind of event moves), `message`, `command`, `ticket`
 //! (lock or create, lifecycle events, the outbox row), [`group_commit`] (the batching). The
 //! SQL is in [`crate::store`] (`message_writes` is the grouped statement).
 

@@ -110,7 +110,7 @@ const CLAIM_PROBE: &str = claim_statement!("d.owner = $5 AND d.target = $6");
 /// dispatchers never claim the same row in one instant; a claim is a committed lease
 /// (not a held lock), so a crashed holder's rows come back once `lease_until` passes;
 /// and a delivery is due only when no earlier delivery of its ticket to the same peer
-/// is still waiting ([`no_earlier_waiting!`]) and its endpoint is open ([`endpoint_open!`];
+/// is still waiting (`no_earlier_waiting!`) and its endpoint is open (`endpoint_open!`;
 /// a probe takes one delivery of a half-open endpoint instead).
 pub async fn claim(
     db: impl PgExecutor<'_>,
@@ -252,8 +252,8 @@ pub struct Success {
 ///
 /// The rows are found by a TID scan of the array of their `ctid`s: PostgreSQL 15 cannot look
 /// up a row by a `ctid` that comes from a join, and planned on stale statistics it
-/// hash-joined the batch against a sequential scan of the whole outbox instead (measured:
-/// 1 300 pages read per batch at 10 000 deliveries, growing with the table).
+/// hash-joined the batch against a sequential scan of the whole outbox instead (a cost that
+/// grows with the table).
 pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<Vec<Place>, sqlx::Error> {
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();

@@ -52,7 +52,7 @@ pub struct MessageWrite {
     pub duplicates: Option<DuplicateCheck>,
     /// Offer to claim the outbox row as it is written, for this process's dispatcher to send
     /// at once ([`crate::delivery::DirectDispatch`]). Taken only when the row is due at once
-    /// by the claim's own rules (see [`WRITE_MESSAGES`]).
+    /// by the claim's own rules (see `WRITE_MESSAGES`).
     pub lease: Option<DirectLease>,
 }
 

@@ -79,19 +79,18 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// The delivery engine's own pool: same database and settings, separate connections.
 ///
 /// Separate, because a burst of webhook requests queueing for the main pool's connections
-/// must not hold back claims and outcome records (measured: deliveries fell ever further
-/// behind acceptance while each claim waited behind 32 requests).
+/// must not hold back claims and outcome records (deliveries fell ever further behind
+/// acceptance while each claim waited behind the requests; see `docs/benchmarks.md`).
 ///
 /// Its sessions never bitmap-scan or sort, and its statements find the rows they change by
 /// `ctid` (the claim returns each claimed row's): every delivery query is meant to walk one
 /// index in order and stop early, and then no plan is left to choose. On a fresh or
 /// fast-growing database (or one without autovacuum) the planner's statistics still
-/// describe nearly empty tables; measured, it then chose to read and sort the whole backlog
-/// to claim 16 rows (58 ms per claim with 4 800 waiting, instead of 0.6 ms), and kept a
-/// generic plan that found each claimed row through `(owner, created_at, id)` by reading
-/// every delivery of the tenant: delivery collapsed to ~150/s in one run out of three.
-/// Planning every statement afresh also cured it, but cost 0.4 ms of planning per claim
-/// for 0.1 ms of execution.
+/// describe nearly empty tables; it then chose to read and sort the whole backlog to claim a
+/// few rows, and kept a generic plan that found each claimed row through
+/// `(owner, created_at, id)` by reading every delivery of the tenant, and delivery
+/// collapsed. Planning every statement afresh also cured it, but planning then cost more
+/// than the execution (the measurements are in `docs/benchmarks.md`).
 ///
 /// Its commits do not wait for the WAL flush (`synchronous_commit = off`; visibility to
 /// other sessions is immediate, only durability trails by at most a few hundred
@@ -133,8 +132,8 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
 /// The connect options of one single-host URL, with the bridge's session rules.
 ///
 /// JIT compilation is turned off for the bridge's sessions: its queries are short or
-/// index-driven, and PostgreSQL's JIT, which kicks in on cost estimates, was measured to
-/// add 0.5–1 s of compile time to report queries that run in 0.2 s without it.
+/// index-driven, and PostgreSQL's JIT, which kicks in on cost estimates, added several
+/// times the queries' own run time in compilation to the reports.
 ///
 /// A server on the same machine (loopback or a Unix socket) is reached without TLS unless
 /// the URL asks for an `sslmode`: encrypting loopback traffic protects nothing and was a

@@ -1,10 +1,10 @@
 //! The outbox's rules, each written once and spliced into every statement that applies it
 //! (`concat!` needs macros, not constants, to build statements at compile time):
 //!
-//! - when a delivery may be sent now ([`due_now!`], [`endpoint_open!`], [`no_earlier_waiting!`]),
+//! - when a delivery may be sent now (`due_now!`, `endpoint_open!`, `no_earlier_waiting!`),
 //!   used by the claim, the claim of successors and the intake's claimed write;
-//! - what a claim answers ([`claimed_columns!`], the columns of [`super::deliveries::Claimed`]);
-//! - how a success resets an endpoint's breaker ([`reset_breakers!`]);
+//! - what a claim answers (`claimed_columns!`, the columns of [`super::deliveries::Claimed`]);
+//! - how a success resets an endpoint's breaker (`reset_breakers!`);
 //! - the breaker's parameters and the channel that wakes every process's dispatcher.
 //!
 //! The macros take the SQL expressions of the delivery's columns, since each statement names

@@ -102,7 +102,7 @@ macro_rules! ticket_change_set {
 }
 pub(crate) use ticket_change_set;
 
-/// Applies a change to a locked ticket (see [`ticket_change_set!`]).
+/// Applies a change to a locked ticket (see `ticket_change_set!`).
 pub async fn apply(
     db: impl PgExecutor<'_>,
     owner: &str,

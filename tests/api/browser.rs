@@ -28,6 +28,11 @@ impl Browser {
     }
 }
 
+/// Whether the tests run in CI, as CI services announce it (`CI=true`, or `1`).
+fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 impl Drop for Browser {
     /// Chromium outlives a killed chromedriver, so after a failed test its processes are
     /// found by the profile folder only they use.
@@ -40,10 +45,13 @@ impl Drop for Browser {
 }
 
 /// Starts chromedriver and a headless Chromium at laptop width, or `None` when the
-/// packages are not installed.
+/// packages are not installed. In CI (`CI=true`) a missing browser fails the test instead:
+/// a skipped browser test there would pass without having looked at the console.
 async fn browser() -> Option<Browser> {
     if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: browser tests need `apt-get install chromium chromium-driver`");
+        let needed = "browser tests need `apt-get install chromium chromium-driver`";
+        assert!(!running_in_ci(), "CI=true and Chromium is missing: {needed}");
+        eprintln!("SKIPPED: {needed}");
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();

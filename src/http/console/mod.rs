@@ -5,7 +5,7 @@
 //!
 //! Pages: [`sign_in`] (sign-in, sign-out, tenant picker), [`overview`], [`tickets`] (list,
 //! CSV, one ticket, its history and contact), [`deliveries`] (failed and dead deliveries,
-//! retry, cancel, replay). [`session`] holds the cookie and CSRF rules, [`html`] the frame.
+//! retry, cancel, replay). [`session`] holds the cookie and CSRF rules, [`mod@html`] the frame.
 
 pub mod deliveries;
 pub mod html;
