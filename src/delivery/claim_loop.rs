@@ -45,7 +45,11 @@ impl Dispatcher {
             while in_flight.try_join_next().is_some() {}
             self.release_unanswered(&mut unanswered).await;
             let free = self.workers.available_permits();
-            if free > 0 {
+            if free == 0 {
+                // Every worker is busy: whatever woke the loop may be due work left for the
+                // next worker to finish.
+                self.wake.claimed(0, 0);
+            } else {
                 let probe = last_probe.elapsed() >= PROBE_INTERVAL;
                 if probe {
                     last_probe = tokio::time::Instant::now();

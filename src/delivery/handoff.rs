@@ -11,13 +11,14 @@
 //! |---|---|
 //! | the intake wrote a delivery unclaimed | always (`Wake::unclaimed_written`) |
 //! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::attempt_finished`) |
-//! | a worker handed a success to the recorder | only if the last claim filled every free worker (`Wake::attempt_finished`) |
-//! | the recorder wrote a batch of successes | only if the last claim filled every free worker (`Wake::successes_recorded`) |
+//! | a worker handed a success to the recorder | only if the last claim filled every free worker, or found none free (`Wake::attempt_finished`) |
 //! | the recorder could not claim successors | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
-//! "The last claim filled every free worker" (`Wake::claimed`) means due work may be
-//! waiting for a worker; otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time. The recorder claims the successors of every recorded delivery
+//! "The last claim filled every free worker, or found none free" (`Wake::claimed`) means
+//! due work may be waiting for a worker; otherwise a freed worker changes nothing, and
+//! waking would cost an empty claim each time. (The recorder does not wake the loop after a
+//! batch: the worker's own wake came first, and a ticket's next delivery is the recorder's
+//! to claim.) The recorder claims the successors of every recorded delivery
 //! only when an unclaimed delivery was written since its last batch
 //! (`Wake::take_unclaimed_written`); otherwise only those of tickets that had handed out
 //! a later sequence. An unclaimed delivery written after the recorder read that flag wakes
@@ -38,7 +39,7 @@ use crate::store::deliveries::Claimed;
 #[derive(Default)]
 pub(super) struct Wake {
     notify: Notify,
-    /// Whether the last claim filled every free worker.
+    /// Whether the last claim filled every free worker (or there was none free to claim for).
     room_limited: AtomicBool,
     /// Whether this process's intake wrote a delivery unclaimed since the recorder last looked.
     unclaimed: AtomicBool,
@@ -54,13 +55,6 @@ impl Wake {
     /// (a success handed to the recorder is followed up there).
     pub(super) fn attempt_finished(&self, recorded_here: bool) {
         if recorded_here || self.room_limited.load(Ordering::Relaxed) {
-            self.notify.notify_one();
-        }
-    }
-
-    /// The recorder wrote a batch of successes: workers were freed.
-    pub(super) fn successes_recorded(&self) {
-        if self.room_limited.load(Ordering::Relaxed) {
             self.notify.notify_one();
         }
     }

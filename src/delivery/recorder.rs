@@ -34,7 +34,6 @@ pub(super) async fn record_successes(
             }
         }
         let recorded = write_batch(&dispatcher, &batch).await;
-        dispatcher.wake.successes_recorded();
         let anything_unclaimed = dispatcher.wake.take_unclaimed_written();
         let recorded: Vec<Place> = recorded.into_iter().filter(|p| anything_unclaimed || p.followed).collect();
         if recorded.is_empty() || next.is_closed() {

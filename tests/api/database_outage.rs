@@ -69,7 +69,7 @@ pub fn postgres_address() -> String {
 #[tokio::test]
 async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     let proxy = Proxy::start(postgres_address()).await;
-    let app = TestApp::spawn_with(Options { via: Some(proxy.address), workers: true, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options { via: Some(proxy.address), ..Options::default() }).await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
 

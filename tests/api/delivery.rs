@@ -16,7 +16,7 @@ async fn delivery_state(app: &TestApp) -> Vec<(String, i32, Option<String>)> {
 
 #[tokio::test]
 async fn with_workers_running_an_event_arrives_without_being_driven() {
-    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options::default()).await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     let got = app.third_party.wait_for("/incoming", 1).await;
@@ -187,7 +187,7 @@ async fn use_api_token_puts_the_3dolphins_token_on_deliveries_and_refreshes_it_o
 
 #[tokio::test]
 async fn a_graceful_stop_finishes_and_records_the_attempt_in_flight() {
-    let mut app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let mut app = TestApp::spawn_with(Options::default()).await;
     let tenant = app.create_tenant(OWNER).await;
     app.third_party.set_delay(Duration::from_millis(700));
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);

@@ -182,7 +182,7 @@ async fn contacts_are_cached_served_stale_when_3dolphins_is_down_and_never_enume
 
 #[tokio::test]
 async fn erasing_a_contact_keeps_counts_and_audit_but_not_the_texts() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-image")).await.status(), 200);

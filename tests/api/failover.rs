@@ -45,7 +45,6 @@ async fn killing_the_primary_mid_burst_loses_nothing_the_bridge_acknowledged() {
         return;
     };
     let app = TestApp::spawn_with(Options {
-        workers: true,
         database_url: Some(formation.uri("dolphin_bridge_ha", "read-write")),
         env: vec![
             ("BRIDGE_READ_DATABASE_URL", formation.uri("dolphin_bridge_ha", "prefer-standby")),

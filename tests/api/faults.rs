@@ -63,7 +63,6 @@ async fn wait_for_unique(receiver: &Receiver, path: &str, n: usize, deadline: Du
 #[tokio::test]
 async fn a_peer_down_for_a_while_gets_everything_in_order_once_it_is_back() {
     let app = TestApp::spawn_with(Options {
-        workers: true,
         env: vec![("BRIDGE_RETRY_SCHEDULE", "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s".into()), ("BRIDGE_WORKERS", "16".into())],
         ..Options::default()
     })
@@ -250,7 +249,7 @@ async fn two_bridges_on_one_database_send_each_delivery_once() {
 async fn a_database_cut_during_a_burst_loses_nothing_that_was_accepted() {
     use crate::database_outage::{postgres_address, Proxy};
     let proxy = Proxy::start(postgres_address()).await;
-    let app = TestApp::spawn_with(Options { via: Some(proxy.address), workers: true, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options { via: Some(proxy.address), ..Options::default() }).await;
     let tenant = app.create_tenant(OWNER).await;
     let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let (mut refused, mut answered) = (0, 0);

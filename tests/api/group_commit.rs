@@ -231,7 +231,7 @@ async fn record_success(app: &TestApp, claimed: &Claimed) -> Vec<Place> {
 
 #[tokio::test]
 async fn a_recorded_delivery_claims_its_tickets_next_one_when_the_claim_would() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["chain"]).await;
     for text in ["second", "third"] {

@@ -176,12 +176,18 @@ pub struct TestApp {
     /// Stands in for 3Dolphins.
     pub dolphins: Receiver,
     app: Option<App>,
+    /// Whether the app's own workers deliver (else [`TestApp::dispatch`] steps a dispatcher).
+    workers: bool,
     dispatcher: std::sync::OnceLock<Dispatcher>,
+    /// Attempts recorded when [`TestApp::dispatch`] last returned.
+    attempts_seen: std::sync::atomic::AtomicI64,
 }
 
 /// How to start a test app.
 pub struct Options {
-    /// Run delivery workers in the app; otherwise the test drives [`TestApp::dispatch`].
+    /// Run delivery workers in the app, as `serve` does (the default: direct dispatch, the
+    /// batch recorder and successor claims are what every delivery test exercises). Off, the
+    /// test steps deliveries itself with [`TestApp::dispatch`], one claim at a time.
     pub workers: bool,
     pub admin_token: Option<&'static str>,
     /// Extra environment-style settings.
@@ -195,14 +201,20 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { workers: false, admin_token: Some(ADMIN_TOKEN), env: Vec::new(), via: None, database_url: None }
+        Options { workers: true, admin_token: Some(ADMIN_TOKEN), env: Vec::new(), via: None, database_url: None }
     }
 }
 
 impl TestApp {
-    /// The app with its workers off: tests drive deliveries with [`TestApp::dispatch`].
+    /// The app as `serve` runs it, workers on.
     pub async fn spawn() -> TestApp {
         Self::spawn_with(Options::default()).await
+    }
+
+    /// The app with its workers off, for tests that look between single delivery steps
+    /// ([`TestApp::dispatch`] runs `Dispatcher::run_once` until nothing is due).
+    pub async fn spawn_stepped() -> TestApp {
+        Self::spawn_with(Options { workers: false, ..Options::default() }).await
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
@@ -261,7 +273,9 @@ impl TestApp {
             third_party: Receiver::start().await,
             dolphins: Receiver::start().await,
             app: Some(app),
+            workers: options.workers,
             dispatcher: std::sync::OnceLock::new(),
+            attempts_seen: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -335,8 +349,58 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Runs the dispatcher until nothing is due now, as the workers would.
+    /// Lets deliveries run until nothing is due now or in flight, and answers how many
+    /// attempts were made since the last call. With the app's workers on it wakes them (the
+    /// test's clock may have moved) and waits; with them off it steps a dispatcher of its
+    /// own until a step finds nothing due.
     pub async fn dispatch(&self) -> usize {
+        if self.workers {
+            self.settle().await;
+        } else {
+            self.step_until_idle().await;
+        }
+        let total = self.count("SELECT count(*) FROM delivery_attempts").await;
+        let before = self.attempts_seen.swap(total, std::sync::atomic::Ordering::SeqCst);
+        usize::try_from(total - before).unwrap_or(0)
+    }
+
+    /// Waits until the running workers have nothing due now and nothing in flight (a
+    /// leased delivery, claimed, being sent, or waiting for its success to be recorded).
+    async fn settle(&self) {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(dolphin_bridge::store::outbox_rules::NOTIFY_CHANNEL)
+            .execute(&self.pool)
+            .await
+            .expect("wake the dispatcher");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let busy: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM deliveries d
+                 WHERE d.status IN ('pending', 'failed')
+                   AND (d.lease_until > $1
+                        OR (d.next_attempt_at <= $1
+                            AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner
+                                            AND ep.target = d.target
+                                            AND (ep.paused OR (ep.state <> 'closed'
+                                                 AND NOT (ep.state = 'open' AND ep.retry_at <= $1))))
+                            AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.owner = d.owner
+                                            AND e.ticket_number = d.ticket_number AND e.peer = d.peer
+                                            AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))))",
+            )
+            .bind(self.clock_now())
+            .fetch_one(&self.pool)
+            .await
+            .expect("count the deliveries in flight");
+            if busy == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{busy} deliveries still due or in flight after 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs a dispatcher of the test's own until a step finds nothing due.
+    async fn step_until_idle(&self) {
         // One dispatcher per app, as in a process: its token cache lives across calls.
         let dispatcher = self.dispatcher.get_or_init(|| {
             Dispatcher::new(
@@ -347,14 +411,7 @@ impl TestApp {
             )
             .expect("dispatcher")
         });
-        let mut total = 0;
-        loop {
-            let n = dispatcher.run_once().await.expect("dispatch");
-            if n == 0 {
-                return total;
-            }
-            total += n;
-        }
+        while dispatcher.run_once().await.expect("dispatch") > 0 {}
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -115,8 +115,12 @@ async fn the_dedupe_window_folds_identical_incoming_events_when_enabled() {
 
 #[tokio::test]
 async fn a_duplicate_arriving_after_a_close_neither_reopens_nor_adds_anything() {
-    let app =
-        TestApp::spawn_with(Options { env: vec![("BRIDGE_DEDUPE_WINDOW", "1m".into())], ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BRIDGE_DEDUPE_WINDOW", "1m".into())],
+        workers: false,
+        ..Options::default()
+    })
+    .await;
     let tenant = app.create_tenant(OWNER).await;
     let body = fixture("incoming-text");
     let ticket = body["ticketNumber"].as_str().expect("ticket").to_string();

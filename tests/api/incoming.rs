@@ -189,7 +189,7 @@ async fn created_date_is_read_with_optional_seconds_and_fraction_in_the_tenant_t
 
 #[tokio::test]
 async fn a_new_message_reopens_a_closed_ticket() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     let ticket = fixture("incoming-text")["ticketNumber"].as_str().expect("ticket").to_string();
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);

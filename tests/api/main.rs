@@ -33,3 +33,4 @@ mod secrets;
 mod simulators;
 mod third_party;
 mod topology;
+mod wake;

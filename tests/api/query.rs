@@ -127,7 +127,7 @@ async fn ticket_pages_are_stable_while_new_tickets_arrive() {
 
 #[tokio::test]
 async fn a_tickets_conversation_audit_and_export_tell_its_whole_life() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     let ticket = fixture("incoming-text")["ticketNumber"].as_str().expect("ticket").to_string();
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);

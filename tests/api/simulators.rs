@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn both_simulators_and_the_database_agree_on_every_message_and_ticket() {
-    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options::default()).await;
     let dolphins = DolphinsSim::start(4).await.expect("3Dolphins simulator");
     let agent = ThirdPartySim::start(AgentPlan { think: Duration::from_millis(20), reply_chance: 1.0, close_after: 2 })
         .await
@@ -101,7 +101,7 @@ async fn both_simulators_and_the_database_agree_on_every_message_and_ticket() {
 
 #[tokio::test]
 async fn a_3dolphins_that_echoes_deliveries_back_is_not_looped_to_the_third_party() {
-    let app = TestApp::spawn_with(Options { workers: true, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options::default()).await;
     let dolphins = DolphinsSim::start(1).await.expect("3Dolphins simulator");
     let tenant = app
         .create_tenant_with(json!({

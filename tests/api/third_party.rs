@@ -167,7 +167,7 @@ async fn an_unsupported_command_lists_the_supported_ones() {
 
 #[tokio::test]
 async fn a_close_sent_right_after_a_reply_reaches_3dolphins_after_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     open_ticket(&app, &tenant).await;
     assert_eq!(app.post_as_third_party("messages", &tenant, &fixture("outgoing-text")).await.status(), 200);
