@@ -119,7 +119,8 @@ const WRITE_MESSAGES: &str = concat!(
          WHERE tickets.owner = c.owner AND tickets.ticket_number = c.ticket_number
            AND (c.expected_status IS NULL OR tickets.status = c.expected_status)
            AND NOT EXISTS (SELECT 1 FROM dup WHERE dup.n = c.n)
-         RETURNING c.n, tickets.seq_third_party, tickets.seq_dolphins),
+         RETURNING c.n, CASE WHEN c.peer = 'third_party' THEN tickets.seq_third_party ELSE tickets.seq_dolphins END
+                   AS sequence),
      msg AS (
          INSERT INTO messages (owner, id, ticket_number, direction, message_type, message, media_link, source, at,
                                warnings, raw)
@@ -145,8 +146,7 @@ const WRITE_MESSAGES: &str = concat!(
                 AND ",
     endpoint_open!("c.owner", "c.target"),
     " AS direct
-         FROM c JOIN (SELECT tu.n, CASE WHEN c.peer = 'third_party' THEN tu.seq_third_party ELSE tu.seq_dolphins END
-                      FROM tu JOIN c ON c.n = tu.n) AS tu(n, sequence) ON tu.n = c.n
+         FROM c JOIN tu ON tu.n = c.n
          WHERE c.delivery_id IS NOT NULL),
      dl AS (
          INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,

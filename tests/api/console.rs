@@ -185,7 +185,7 @@ async fn a_session_ends_when_tampered_with_expired_revoked_or_signed_out() {
 
 #[tokio::test]
 async fn actions_need_the_sessions_csrf_token_a_same_site_origin_and_a_key_that_may_act() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let (tenant, _, id) = ticket_with_dead_delivery(&app, "console-csrf").await;
     let retry = format!("/console/deliveries/{id}/retry");
 
@@ -368,7 +368,7 @@ async fn the_ticket_list_filters_pages_and_downloads_the_same_rows_as_the_api() 
 
 #[tokio::test]
 async fn a_replay_shows_its_count_first_and_changes_nothing_until_confirmed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let (tenant, _, id) = ticket_with_dead_delivery(&app, "console-replay").await;
     let (_, session) = sign_in(&app, &tenant.third_party).await;
     let session = session.expect("session");

@@ -173,7 +173,7 @@ async fn lease_of(app: &TestApp, id: Uuid) -> (Option<Uuid>, i32) {
 
 #[tokio::test]
 async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["free", "waiting"]).await;
     // "free": its opening delivery went out; "waiting" still has its opening one pending.

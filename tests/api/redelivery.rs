@@ -224,7 +224,7 @@ async fn another_tenants_deliveries_and_messages_are_not_found() {
 
 #[tokio::test]
 async fn a_message_shows_whether_its_reply_reached_3dolphins() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     let reply: Value =
