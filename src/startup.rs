@@ -153,6 +153,9 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
+    /// Claims of this process's dispatcher that ran out before their outcome was recorded
+    /// (0 without workers).
+    pub lost_leases: Arc<std::sync::atomic::AtomicU64>,
     housekeeping: Option<JoinHandle<()>>,
     followers: Vec<JoinHandle<()>>,
 }
@@ -197,10 +200,12 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let housekeeping = options
         .workers
         .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
+    let mut lost_leases = Arc::default();
     let (dispatcher, direct) = if options.workers {
         let delivery_pool = store::delivery_pool(&topology, DELIVERY_CONNECTIONS);
         let dispatcher = Dispatcher::new(delivery_pool, config.clone(), clock.clone(), heartbeat.clone())
             .context("building the HTTP client")?;
+        lost_leases = dispatcher.lost_leases();
         let (direct, handoffs) = dispatcher.direct_dispatch();
         (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone(), Some(handoffs)))), Some(direct))
     } else {
@@ -241,7 +246,7 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
     let server = tokio::spawn(crate::server::serve(listener, router, max_connections, header_timeout, shutdown_rx));
     tracing::info!(%address, "dolphin-bridge listening");
-    Ok(App { address, pool, topologies, shutdown, server, dispatcher, housekeeping, followers })
+    Ok(App { address, pool, topologies, shutdown, server, dispatcher, lost_leases, housekeeping, followers })
 }
 
 impl App {

@@ -51,6 +51,9 @@ pub mod names {
     pub const DELIVERY_ATTEMPTS: &str = "bridge_delivery_attempts_total";
     /// Histogram: delivery attempt duration by `target`.
     pub const ATTEMPT_DURATION: &str = "bridge_delivery_attempt_duration_seconds";
+    /// Counter: claims that ran out before their outcome was recorded, by `reason`
+    /// (`waited_for_worker`, `expired_before_record`); 0 in a healthy bridge.
+    pub const LEASES_LOST: &str = "bridge_delivery_leases_lost_total";
     /// Gauge: deliveries waiting (pending or failed) by `target`.
     pub const QUEUE_DEPTH: &str = "bridge_delivery_queue_depth";
     /// Gauge: age of the oldest waiting delivery by `target`.

@@ -96,6 +96,7 @@ impl Dispatcher {
         let started_at = self.clock.now();
         let ends_by = chrono::Duration::from_std(timeout).ok().and_then(|t| started_at.checked_add_signed(t));
         if ends_by.is_none_or(|end| end > claim.lease_until) {
+            self.count_lost_leases(1, "waited_for_worker");
             tracing::warn!("claim ran out while waiting for a worker; the delivery is sent after its lease");
             return None;
         }
@@ -166,7 +167,10 @@ impl Dispatcher {
                 DeliveryStatus::Dead => tracing::warn!(attempt, error = ?outcome.error, "delivery dead"),
                 _ => tracing::info!(attempt, error = ?outcome.error, "delivery failed; will retry"),
             },
-            Ok(false) => tracing::warn!("lease lost before the outcome was recorded; another dispatcher owns it now"),
+            Ok(false) => {
+                self.count_lost_leases(1, "expired_before_record");
+                tracing::warn!("lease lost before the outcome was recorded; another dispatcher owns it now")
+            }
             Err(e) => tracing::error!(error = %e, "could not record the attempt; it will be retried after the lease"),
         }
         true

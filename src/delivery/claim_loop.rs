@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use super::handoff::Handoff;
 use super::Dispatcher;
 use crate::store::deliveries::{self, ClaimScope, Claimed};
 use crate::store::endpoints;
@@ -25,7 +26,7 @@ impl Dispatcher {
     pub(super) async fn run_loop(
         self,
         mut shutdown: watch::Receiver<bool>,
-        handoffs: mpsc::UnboundedReceiver<Claimed>,
+        handoffs: mpsc::UnboundedReceiver<Handoff>,
     ) {
         let mut handoffs = Some(handoffs);
         let mut listener = None;
@@ -44,8 +45,8 @@ impl Dispatcher {
             }
             while in_flight.try_join_next().is_some() {}
             self.release_unanswered(&mut unanswered).await;
-            let free = self.workers.available_permits();
-            if free == 0 {
+            let slots = self.workers.reserve_up_to(self.config.workers);
+            if slots.is_empty() {
                 // Every worker is busy: whatever woke the loop may be due work left for the
                 // next worker to finish.
                 self.wake.claimed(0, 0);
@@ -55,15 +56,18 @@ impl Dispatcher {
                     last_probe = tokio::time::Instant::now();
                 }
                 let token = Uuid::new_v4();
-                match self.claim_batch(free, probe, token).await {
+                let reserved = slots.len();
+                match self.claim_batch(reserved, probe, token).await {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
-                        self.wake.claimed(claimed, free);
-                        for claim in batch {
-                            self.start_attempt(&mut in_flight, claim);
+                        // Set before the unused reservations drop, so that they do not wake
+                        // the loop for nothing.
+                        self.wake.claimed(claimed, reserved);
+                        for (claim, slot) in batch.into_iter().zip(slots) {
+                            self.start_attempt(&mut in_flight, Handoff { claim, slot });
                         }
-                        if claimed >= free {
+                        if claimed >= reserved {
                             continue; // there may be more due right now
                         }
                     }
@@ -87,7 +91,7 @@ impl Dispatcher {
                 tokio::select! {
                     handed = recv_handoff(&mut handoffs) => {
                         match handed {
-                            Some(claim) => self.start_attempt(&mut in_flight, claim),
+                            Some(handoff) => self.start_attempt(&mut in_flight, handoff),
                             None => handoffs = None,
                         }
                         while in_flight.try_join_next().is_some() {}
@@ -104,8 +108,8 @@ impl Dispatcher {
         // Deliveries handed over before the intake saw the shutdown are sent too.
         if let Some(mut handoffs) = handoffs {
             handoffs.close();
-            while let Ok(claim) = handoffs.try_recv() {
-                self.start_attempt(&mut in_flight, claim);
+            while let Ok(handoff) = handoffs.try_recv() {
+                self.start_attempt(&mut in_flight, handoff);
             }
         }
         tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
@@ -128,16 +132,16 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one claimed delivery in the background, as soon as a worker is free. (Workers
-    /// counted free for a claim may have been taken by deliveries handed over since: the wait
-    /// is in the attempt's task, never in the loop that hands them out.)
-    fn start_attempt(&self, in_flight: &mut JoinSet<()>, claim: Claimed) {
+    /// Sends one claimed delivery in the background, on the worker reserved for it.
+    fn start_attempt(&self, in_flight: &mut JoinSet<()>, handoff: Handoff) {
         let this = self.clone();
         in_flight.spawn(async move {
-            let Ok(permit) = this.workers.clone().acquire_owned().await else { return };
+            let Handoff { claim, slot } = handoff;
             let recorded_here = this.deliver(claim).await;
-            drop(permit);
-            this.wake.attempt_finished(recorded_here);
+            drop(slot);
+            if recorded_here {
+                this.wake.outcome_recorded();
+            }
         });
     }
 
@@ -182,7 +186,7 @@ impl Dispatcher {
 }
 
 /// The next delivery handed over by the intake; `None` once the intake is gone.
-async fn recv_handoff(handoffs: &mut Option<mpsc::UnboundedReceiver<Claimed>>) -> Option<Claimed> {
+async fn recv_handoff(handoffs: &mut Option<mpsc::UnboundedReceiver<Handoff>>) -> Option<Handoff> {
     match handoffs {
         Some(h) => h.recv().await,
         None => std::future::pending().await,

@@ -10,13 +10,22 @@
 //! | event | wakes the claim loop when |
 //! |---|---|
 //! | the intake wrote a delivery unclaimed | always (`Wake::unclaimed_written`) |
-//! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::attempt_finished`) |
-//! | a worker handed a success to the recorder | only if the last claim filled every free worker, or found none free (`Wake::attempt_finished`) |
+//! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::outcome_recorded`) |
+//! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
+//! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
 //! | the recorder could not claim successors | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
-//! "The last claim filled every free worker, or found none free" (`Wake::claimed`) means
-//! due work may be waiting for a worker; otherwise a freed worker changes nothing, and
-//! waking would cost an empty claim each time. (The recorder does not wake the loop after a
+//! "Work may be waiting for a worker" is true when the last claim filled every worker it
+//! had reserved, or had none to reserve (`Wake::claimed`), or the recorder left a successor
+//! for lack of a worker; otherwise a freed worker changes nothing, and waking would cost an
+//! empty claim each time.
+//!
+//! **Backpressure.** A delivery is claimed only together with the worker that will send it
+//! (a [`WorkerSlot`], taken before the claim: by the intake for a delivery it writes claimed,
+//! by the recorder for a successor, by the claim loop for what it claims). With no worker
+//! free, the intake writes the delivery unclaimed and the claim loop takes it, in order, when
+//! a worker is freed. So a claimed delivery never waits for a local worker, and its lease
+//! cannot run out before its attempt starts, however fast events arrive. (The recorder does not wake the loop after a
 //! batch: the worker's own wake came first, and a ticket's next delivery is the recorder's
 //! to claim.) The recorder claims the successors of every recorded delivery
 //! only when an unclaimed delivery was written since its last batch
@@ -31,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::store::deliveries::Claimed;
 
@@ -46,17 +55,31 @@ pub(super) struct Wake {
 }
 
 impl Wake {
-    /// The claim loop took `claimed` deliveries for `free` workers.
-    pub(super) fn claimed(&self, claimed: usize, free: usize) {
-        self.room_limited.store(claimed >= free, Ordering::Relaxed);
+    /// The claim loop took `claimed` deliveries for the `reserved` workers it had (none
+    /// reserved: every worker was busy, and whatever woke the loop may be waiting for one).
+    pub(super) fn claimed(&self, claimed: usize, reserved: usize) {
+        self.room_limited.store(claimed >= reserved, Ordering::Relaxed);
     }
 
-    /// A worker finished an attempt; `recorded_here` when it recorded the outcome itself
-    /// (a success handed to the recorder is followed up there).
-    pub(super) fn attempt_finished(&self, recorded_here: bool) {
-        if recorded_here || self.room_limited.load(Ordering::Relaxed) {
+    /// Work may be waiting for a worker that is busy now (the recorder had no worker for a
+    /// successor, or the intake none for a new delivery): the next freed worker wakes the loop.
+    pub(super) fn work_may_wait(&self) {
+        self.room_limited.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// A worker was freed (its attempt ended, or its reservation went unused).
+    fn worker_freed(&self) {
+        if self.room_limited.load(Ordering::Relaxed) {
             self.notify.notify_one();
         }
+    }
+
+    /// A worker recorded an attempt's outcome itself (a failure, a dead delivery): the
+    /// ticket's next delivery may go now. (A success handed to the recorder is followed up
+    /// there.)
+    pub(super) fn outcome_recorded(&self) {
+        self.notify.notify_one();
     }
 
     /// The intake committed a delivery unclaimed: it may be due now, or wait behind one the
@@ -71,7 +94,7 @@ impl Wake {
         self.unclaimed.swap(false, Ordering::SeqCst)
     }
 
-    /// The recorder could not claim the recorded tickets' next deliveries.
+    /// The recorder could not claim the recorded tickets' next deliveries: the claim finds them.
     pub(super) fn successor_claim_failed(&self) {
         self.notify.notify_one();
     }
@@ -81,26 +104,65 @@ impl Wake {
     }
 }
 
+/// This process's delivery workers (`BRIDGE_WORKERS`), reserved one at a time.
+#[derive(Clone)]
+pub(super) struct Workers {
+    pub(super) semaphore: Arc<Semaphore>,
+    pub(super) wake: Arc<Wake>,
+}
+
+impl Workers {
+    /// A free worker, if there is one now.
+    pub(super) fn reserve(&self) -> Option<WorkerSlot> {
+        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
+        Some(WorkerSlot { _permit: permit, wake: self.wake.clone() })
+    }
+
+    /// Up to `n` free workers.
+    pub(super) fn reserve_up_to(&self, n: usize) -> Vec<WorkerSlot> {
+        std::iter::from_fn(|| self.reserve()).take(n).collect()
+    }
+}
+
+/// One worker, reserved for one delivery before it is claimed and held through its
+/// attempt. Dropping it frees the worker (and wakes the claim loop if work may be waiting).
+pub struct WorkerSlot {
+    _permit: OwnedSemaphorePermit,
+    wake: Arc<Wake>,
+}
+
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        self.wake.worker_freed();
+    }
+}
+
+/// A claimed delivery with the worker that sends it.
+pub struct Handoff {
+    pub claim: Claimed,
+    pub slot: WorkerSlot,
+}
+
 /// Hands deliveries that the intake wrote already claimed straight to this process's
 /// running dispatcher: no claim statement, and a send that starts as soon as the commit is
 /// done.
 ///
-/// A handed-over delivery waits for a free worker like a claimed one; if its lease would run
-/// out before its attempt could end, it is not sent but claimed again once the lease has
-/// expired. Deliveries handed over after the dispatcher stopped keep their lease and are
-/// claimed again when it expires (by the next process, or this one's successor).
+/// The intake offers a lease only with a worker reserved ([`DirectDispatch::reserve`]), so a
+/// handed-over delivery starts at once. Deliveries handed over after the dispatcher stopped
+/// keep their lease and are claimed again when it expires (by the next process, or this
+/// one's successor).
 #[derive(Clone)]
 pub struct DirectDispatch {
     pub(super) lease: Duration,
-    pub(super) wake: Arc<Wake>,
-    pub(super) handoffs: mpsc::UnboundedSender<Claimed>,
+    pub(super) workers: Workers,
+    pub(super) handoffs: mpsc::UnboundedSender<Handoff>,
 }
 
 /// The dispatcher's end of [`DirectDispatch`], for [`super::Dispatcher::run`] (whose success
 /// recorder hands over the deliveries it claims the same way).
 pub struct Handoffs {
-    pub(super) receiver: mpsc::UnboundedReceiver<Claimed>,
-    pub(super) sender: mpsc::UnboundedSender<Claimed>,
+    pub(super) receiver: mpsc::UnboundedReceiver<Handoff>,
+    pub(super) sender: mpsc::UnboundedSender<Handoff>,
 }
 
 impl DirectDispatch {
@@ -109,15 +171,25 @@ impl DirectDispatch {
         self.lease
     }
 
-    /// Gives the dispatcher a committed delivery claimed as it was written.
-    pub fn hand_over(&self, claim: Claimed) {
-        if self.handoffs.send(claim).is_err() {
+    /// A free worker for a delivery about to be written claimed; `None` when all are busy
+    /// (then the delivery is written unclaimed, and the claim loop takes it in order).
+    pub fn reserve(&self) -> Option<WorkerSlot> {
+        let slot = self.workers.reserve();
+        if slot.is_none() {
+            self.workers.wake.room_limited.store(true, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Gives the dispatcher a committed delivery claimed as it was written, with its worker.
+    pub fn hand_over(&self, handoff: Handoff) {
+        if self.handoffs.send(handoff).is_err() {
             tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
         }
     }
 
     /// Wakes the dispatcher to claim deliveries committed unclaimed.
     pub fn wake(&self) {
-        self.wake.unclaimed_written();
+        self.workers.wake.unclaimed_written();
     }
 }

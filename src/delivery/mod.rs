@@ -18,8 +18,9 @@ mod attempt;
 mod claim_loop;
 mod recorder;
 
-pub use handoff::{DirectDispatch, Handoffs};
+pub use handoff::{DirectDispatch, Handoff, Handoffs, WorkerSlot};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ use crate::config::Config;
 use crate::dolphins::token::TokenCache;
 use crate::heartbeat::Heartbeat;
 use crate::store::deliveries::Success;
-use handoff::Wake;
+use crate::telemetry::names;
+use handoff::{Wake, Workers};
 
 /// Sends deliveries. Cheap to clone; every clone shares the worker limit.
 #[derive(Clone)]
@@ -42,10 +44,14 @@ pub struct Dispatcher {
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     heartbeat: Heartbeat,
-    /// `BRIDGE_WORKERS`: attempts in flight at once in this process.
-    workers: Arc<Semaphore>,
+    /// `BRIDGE_WORKERS`: attempts in flight at once in this process, each reserved before
+    /// its delivery is claimed ([`handoff`]).
+    workers: Workers,
     /// When the claim loop must look again ([`handoff`]).
     wake: Arc<Wake>,
+    /// Claims of this dispatcher that ran out before their outcome was recorded (each costs
+    /// a duplicate send or a wait of a lease): 0 in a healthy process.
+    lost_leases: Arc<AtomicU64>,
     /// 3Dolphins API tokens for tenants with `useApiToken`.
     tokens: TokenCache,
     /// Where a running dispatcher hands successful attempts to be recorded in batches
@@ -65,7 +71,8 @@ impl Dispatcher {
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        let workers = Arc::new(Semaphore::new(config.workers));
+        let wake: Arc<Wake> = Arc::default();
+        let workers = Workers { semaphore: Arc::new(Semaphore::new(config.workers)), wake: wake.clone() };
         Ok(Dispatcher {
             pool,
             client,
@@ -73,7 +80,8 @@ impl Dispatcher {
             clock,
             heartbeat,
             workers,
-            wake: Arc::default(),
+            wake,
+            lost_leases: Arc::default(),
             tokens: TokenCache::default(),
             successes: None,
         })
@@ -86,7 +94,8 @@ impl Dispatcher {
     /// commit. Operator actions (retry, replay, resume) still notify every process.
     pub fn direct_dispatch(&self) -> (DirectDispatch, Handoffs) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let direct = DirectDispatch { lease: self.config.lease, wake: self.wake.clone(), handoffs: sender.clone() };
+        let direct =
+            DirectDispatch { lease: self.config.lease, workers: self.workers.clone(), handoffs: sender.clone() };
         (direct, Handoffs { receiver, sender })
     }
 
@@ -94,12 +103,16 @@ impl Dispatcher {
     /// recording each outcome itself, and returns how many attempts were made: one step, for
     /// the tests that need to look between steps.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let batch = self.claim_batch(self.config.workers, true, uuid::Uuid::new_v4()).await?;
+        let slots = self.workers.reserve_up_to(self.config.workers);
+        let batch = self.claim_batch(slots.len(), true, uuid::Uuid::new_v4()).await?;
         let n = batch.len();
         let mut attempts = JoinSet::new();
-        for claim in batch {
+        for (claim, slot) in batch.into_iter().zip(slots) {
             let this = self.clone();
-            attempts.spawn(async move { this.deliver(claim).await });
+            attempts.spawn(async move {
+                this.deliver(claim).await;
+                drop(slot);
+            });
         }
         while attempts.join_next().await.is_some() {}
         Ok(n)
@@ -119,5 +132,19 @@ impl Dispatcher {
         if recorder.await.is_err() {
             tracing::error!("the success recorder panicked");
         }
+    }
+
+    /// How many claims of this dispatcher ran out before their outcome was recorded, shared
+    /// with every clone (`bridge_delivery_leases_lost_total` counts all processes' alike).
+    pub fn lost_leases(&self) -> Arc<AtomicU64> {
+        self.lost_leases.clone()
+    }
+
+    /// Counts `n` claims that ran out: `reason` is `waited_for_worker` (never sent) or
+    /// `expired_before_record` (sent; its outcome could not be recorded under the lease).
+    fn count_lost_leases(&self, n: usize, reason: &'static str) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.lost_leases.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!(names::LEASES_LOST, "reason" => reason).increment(n);
     }
 }

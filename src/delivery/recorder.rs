@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::handoff::Handoff;
 use super::Dispatcher;
-use crate::store::deliveries::{self, Claimed, Place, Success};
+use crate::store::deliveries::{self, Place, Success};
 
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
@@ -23,7 +24,7 @@ pub(super) const SUCCESS_BATCH: usize = 64;
 pub(super) async fn record_successes(
     dispatcher: Dispatcher,
     mut receiver: mpsc::Receiver<Success>,
-    next: mpsc::UnboundedSender<Claimed>,
+    next: mpsc::UnboundedSender<Handoff>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -39,11 +40,21 @@ pub(super) async fn record_successes(
         if recorded.is_empty() || next.is_closed() {
             continue;
         }
+        // A successor is claimed only with a worker to send it; those left for lack of one
+        // are the claim loop's, in order, when a worker is freed.
+        let slots = dispatcher.workers.reserve_up_to(recorded.len());
+        if slots.len() < recorded.len() {
+            dispatcher.wake.work_may_wait();
+        }
+        let places = &recorded[..slots.len()];
+        if places.is_empty() {
+            continue;
+        }
         let (now, lease) = (dispatcher.clock.now(), dispatcher.config.lease);
-        match deliveries::claim_successors(&dispatcher.pool, &recorded, now, lease, uuid::Uuid::new_v4()).await {
+        match deliveries::claim_successors(&dispatcher.pool, places, now, lease, uuid::Uuid::new_v4()).await {
             Ok(claimed) => {
-                for claim in claimed {
-                    if next.send(claim).is_err() {
+                for (claim, slot) in claimed.into_iter().zip(slots) {
+                    if next.send(Handoff { claim, slot }).is_err() {
                         tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
                     }
                 }
@@ -64,8 +75,10 @@ async fn write_batch(dispatcher: &Dispatcher, batch: &[Success]) -> Vec<Place> {
         match deliveries::record_successes(&dispatcher.pool, batch).await {
             Ok(recorded) => {
                 if recorded.len() < batch.len() {
+                    let lost = batch.len() - recorded.len();
+                    dispatcher.count_lost_leases(lost, "expired_before_record");
                     tracing::warn!(
-                        lost = batch.len() - recorded.len(),
+                        lost,
                         "leases lost before successes were recorded; another dispatcher owns them now"
                     );
                 }

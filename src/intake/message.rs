@@ -12,10 +12,10 @@ use super::group_commit::GroupCommit;
 use super::route::{way, MessageRoute, Way};
 use super::ticket::{lifecycle, lock_or_create, plan_delivery, since};
 use super::{success_with_id, Context, Event, IntakeError, Reply};
+use crate::delivery::Handoff;
 use crate::domain::payload::MessageEvent;
 use crate::domain::ticket::{transition, Action, Transition};
 use crate::domain::{Direction, EventKind, Peer, TicketStatus};
-use crate::store::deliveries::Claimed;
 use crate::store::events::NewEvent;
 use crate::store::message_writes::{DuplicateCheck, MessageWrite, NewOutboxRow, Recorded};
 use crate::store::messages::{self, NewMessage};
@@ -58,7 +58,7 @@ pub(super) async fn write_in_transaction(
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<((Reply, bool), Option<Claimed>), IntakeError> {
+) -> Result<((Reply, bool), Option<Handoff>), IntakeError> {
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         if let Some(reply) = take_echo(tx, ctx, m, route).await? {
             return Ok(((reply, false), None));

@@ -419,6 +419,11 @@ impl TestApp {
     }
 
     /// Stops the bridge gracefully (as on SIGTERM), keeping the database for inspection.
+    /// Claims of the app's dispatcher that ran out before their outcome was recorded.
+    pub fn lost_leases(&self) -> u64 {
+        self.app.as_ref().map_or(0, |app| app.lost_leases.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub async fn stop_bridge(&mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;

@@ -111,3 +111,32 @@ async fn work_that_arrives_while_every_worker_is_busy_goes_to_the_first_one_free
     assert_eq!(got[0].json()["ticketNumber"], "W-5b");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_claimed_delivery_never_waits_out_its_lease_for_a_worker() {
+    // One worker, a 2 s lease, a receiver that takes 0.6 s: six new tickets at once would
+    // queue 3.6 s of sending behind one worker. A delivery is claimed only with its worker
+    // reserved, so the rest wait unclaimed, in order, and no lease runs out.
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BRIDGE_WORKERS", "1".into()),
+            ("BRIDGE_LEASE", "2s".into()),
+            ("BRIDGE_DELIVERY_TIMEOUT", "1s".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let tenant = app.create_tenant(OWNER).await;
+    app.third_party.set_delay(Duration::from_millis(600));
+    let tickets: Vec<String> = (0..6).map(|i| format!("W-6{i}")).collect();
+    let posts = tickets.iter().map(|t| post_incoming(&app, &tenant, t, t));
+    futures::future::join_all(posts).await;
+    let got = app.third_party.wait_for("/incoming", tickets.len()).await;
+    let mut arrived = texts(&got);
+    arrived.sort();
+    assert_eq!(arrived, tickets, "each delivered once");
+    app.dispatch().await;
+    assert_eq!(app.lost_leases(), 0, "no claim ran out waiting for the worker");
+    assert_eq!(app.count("SELECT count(*) FROM delivery_attempts").await, 6);
+    app.finish().await;
+}
