@@ -26,6 +26,10 @@ struct Args {
     /// Tickets the events are spread over.
     #[arg(long, default_value_t = 500)]
     tickets: usize,
+    /// Every event opens a new ticket (`--tickets` is then ignored): the stream of new
+    /// tickets that stalled deliveries before the intake reserved a worker per claim.
+    #[arg(long)]
+    new_tickets: bool,
     /// Send at this many events per second instead of as fast as possible.
     #[arg(long)]
     rate: Option<u64>,
@@ -112,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     for worker in 0..args.concurrency {
         let (client, endpoint, owner, next, accepted) =
             (client.clone(), endpoint.clone(), owner.clone(), next.clone(), accepted.clone());
-        let (events, tickets) = (args.events, args.tickets);
+        let (events, tickets, new_tickets) = (args.events, args.tickets, args.new_tickets);
         senders.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let message = format!("bench-{i}");
-                let body = event(&owner, i % tickets, &message);
+                let body = event(&owner, if new_tickets { i } else { i % tickets }, &message);
                 let sent = Instant::now();
                 let ok = client.post(&endpoint).json(&body).send().await.is_ok_and(|r| r.status() == 200);
                 if ok {
@@ -170,18 +174,29 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "dolphin-bridge bench: {} events, {} tickets, {}",
         args.events,
-        args.tickets,
+        if args.new_tickets { args.events } else { args.tickets },
         match args.rate {
             Some(r) => format!("paced at {r}/s with {} senders", args.concurrency),
             None => format!("closed loop with {} senders", args.concurrency),
         }
     );
     println!("  accepted            {} ({:.0}/s)", accepted.len(), accepted.len() as f64 / send_time.as_secs_f64());
+    let delivered_rate = arrivals.len() as f64 / all_delivered.as_secs_f64();
+    let accepted_rate = accepted.len() as f64 / send_time.as_secs_f64();
     println!(
-        "  delivered           {} ({:.0}/s until the last arrived)",
+        "  delivered           {} ({:.0}/s until the last arrived: {:.2} × accepted/s)",
         arrivals.len(),
-        arrivals.len() as f64 / all_delivered.as_secs_f64()
+        delivered_rate,
+        delivered_rate / accepted_rate.max(f64::MIN_POSITIVE)
     );
+    if !args.backlog {
+        let last = arrivals.values().max().copied().unwrap_or(up_at);
+        println!(
+            "  drain               {:.2} s from the last request's reply to the last arrival",
+            last.saturating_duration_since(up_at).as_secs_f64()
+        );
+    }
+    println!("  lost leases         {}", lost_leases(port).await);
     if args.backlog {
         let first = arrivals.values().min().copied().unwrap_or(up_at);
         let last = arrivals.values().max().copied().unwrap_or(up_at);
@@ -351,6 +366,21 @@ fn event(owner: &str, ticket: usize, message: &str) -> Value {
            "contactId": format!("contact-{ticket}"), "messageType": "text", "message": message, "mediaLink": "",
            "customerName": "Bench Customer", "createdDate": "2026-11-24T09:15:02.345", "owner": owner,
            "groupId": "", "language": "", "padding": "x".repeat(120)})
+}
+
+/// The bridge's `bridge_delivery_leases_lost_total`, summed over its reasons (0 when
+/// absent: nothing was lost).
+async fn lost_leases(port: u16) -> String {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return "unknown (no /metrics)".into();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("bridge_delivery_leases_lost_total"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    format!("{:.0}", total.abs())
 }
 
 fn summary(samples: &mut [f64]) -> String {

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::handoff::Handoff;
+use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
 use crate::store::deliveries::{self, ClaimScope, Claimed};
 use crate::store::endpoints;
@@ -45,8 +45,8 @@ impl Dispatcher {
             }
             while in_flight.try_join_next().is_some() {}
             self.release_unanswered(&mut unanswered).await;
-            let slots = self.workers.reserve_up_to(self.config.workers);
-            if slots.is_empty() {
+            let free = self.workers.semaphore.available_permits();
+            if free == 0 {
                 // Every worker is busy: whatever woke the loop may be due work left for the
                 // next worker to finish.
                 self.wake.claimed(0, 0);
@@ -56,18 +56,15 @@ impl Dispatcher {
                     last_probe = tokio::time::Instant::now();
                 }
                 let token = Uuid::new_v4();
-                let reserved = slots.len();
-                match self.claim_batch(reserved, probe, token).await {
+                match self.claim_batch(free, probe, token).await {
                     Ok(batch) => {
                         failures = 0;
                         let claimed = batch.len();
-                        // Set before the unused reservations drop, so that they do not wake
-                        // the loop for nothing.
-                        self.wake.claimed(claimed, reserved);
-                        for (claim, slot) in batch.into_iter().zip(slots) {
-                            self.start_attempt(&mut in_flight, Handoff { claim, slot });
+                        self.wake.claimed(claimed, free);
+                        for claim in batch {
+                            self.start_attempt(&mut in_flight, Handoff { claim, worker: Worker::Any });
                         }
-                        if claimed >= reserved {
+                        if claimed >= free {
                             continue; // there may be more due right now
                         }
                     }
@@ -132,11 +129,24 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one claimed delivery in the background, on the worker reserved for it.
+    /// Sends a claimed delivery in the background, on its reserved worker or the next one
+    /// freed (see `handoff`, backpressure).
     fn start_attempt(&self, in_flight: &mut JoinSet<()>, handoff: Handoff) {
         let this = self.clone();
         in_flight.spawn(async move {
-            let Handoff { claim, slot } = handoff;
+            let Handoff { claim, worker } = handoff;
+            let slot = match worker {
+                Worker::Now(slot) => slot,
+                // The place in the queue is given up once the worker is had.
+                Worker::Next(_place) => match this.workers.wait_for_worker().await {
+                    Some(slot) => slot,
+                    None => return,
+                },
+                Worker::Any => match this.workers.wait_for_worker().await {
+                    Some(slot) => slot,
+                    None => return,
+                },
+            };
             let recorded_here = this.deliver(claim).await;
             drop(slot);
             if recorded_here {

@@ -20,12 +20,16 @@
 //! for lack of a worker; otherwise a freed worker changes nothing, and waking would cost an
 //! empty claim each time.
 //!
-//! **Backpressure.** A delivery is claimed only together with the worker that will send it
-//! (a [`WorkerSlot`], taken before the claim: by the intake for a delivery it writes claimed,
-//! by the recorder for a successor, by the claim loop for what it claims). With no worker
-//! free, the intake writes the delivery unclaimed and the claim loop takes it, in order, when
-//! a worker is freed. So a claimed delivery never waits for a local worker, and its lease
-//! cannot run out before its attempt starts, however fast events arrive. (The recorder does not wake the loop after a
+//! **Backpressure.** The intake and the recorder claim a delivery only together with the
+//! worker that will send it ([`Worker`]): one free now, or one of
+//! `BRIDGE_WORKERS` places in a queue for the next worker freed. With neither, the intake
+//! writes the delivery unclaimed (the recorder leaves the successor), and the claim loop
+//! takes it, in order, when a worker is freed; the claim loop claims no more than the workers
+//! free at that moment. Claims waiting for a worker wait ahead of any new reservation (the
+//! semaphore is fair), and there are never more of them than a few times the workers: so none
+//! waits much longer than an attempt's timeout, which stays below the lease, however fast
+//! events arrive. (A claim that would still outlive its lease is not sent, and is counted in
+//! `bridge_delivery_leases_lost_total`.) (The recorder does not wake the loop after a
 //! batch: the worker's own wake came first, and a ticket's next delivery is the recorder's
 //! to claim.) The recorder claims the successors of every recorded delivery
 //! only when an unclaimed delivery was written since its last batch
@@ -36,7 +40,7 @@
 //! Operator actions (retry, replay, resume) wake every process through `LISTEN/NOTIFY`;
 //! other processes' work is found by the poll.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,13 +112,43 @@ impl Wake {
 #[derive(Clone)]
 pub(super) struct Workers {
     pub(super) semaphore: Arc<Semaphore>,
+    /// Places for claims waiting for the next worker freed: as many as there are workers,
+    /// so that none waits longer than about one attempt.
+    pub(super) queue: Arc<Semaphore>,
+    /// Deliveries the intake is writing claimed, each promised a worker after its commit.
+    pub(super) promised: Arc<AtomicUsize>,
     pub(super) wake: Arc<Wake>,
 }
 
 impl Workers {
+    pub(super) fn new(workers: usize, wake: Arc<Wake>) -> Workers {
+        Workers {
+            semaphore: Arc::new(Semaphore::new(workers)),
+            queue: Arc::new(Semaphore::new(workers)),
+            promised: Arc::default(),
+            wake,
+        }
+    }
+
+    /// A worker free now, else a place in the queue for the next one freed, else `None`:
+    /// then the delivery is better left unclaimed for the claim loop.
+    pub(super) fn reserve_or_queue(&self) -> Option<Worker> {
+        if let Some(slot) = self.reserve() {
+            return Some(Worker::Now(slot));
+        }
+        let place = self.queue.clone().try_acquire_owned().ok()?;
+        Some(Worker::Next(place))
+    }
+
     /// A free worker, if there is one now.
     pub(super) fn reserve(&self) -> Option<WorkerSlot> {
         let permit = self.semaphore.clone().try_acquire_owned().ok()?;
+        Some(WorkerSlot { _permit: permit, wake: self.wake.clone() })
+    }
+
+    /// The next worker to be freed (`None` only if the workers were closed).
+    pub(super) async fn wait_for_worker(&self) -> Option<WorkerSlot> {
+        let permit = self.semaphore.clone().acquire_owned().await.ok()?;
         Some(WorkerSlot { _permit: permit, wake: self.wake.clone() })
     }
 
@@ -137,10 +171,32 @@ impl Drop for WorkerSlot {
     }
 }
 
+/// The worker a claimed delivery will be sent on.
+pub enum Worker {
+    /// Reserved already.
+    Now(WorkerSlot),
+    /// The next one freed; the place in the queue is held until then.
+    Next(OwnedSemaphorePermit),
+    /// The next one freed (the claim loop's own claims: no more than were free).
+    Any,
+}
+
 /// A claimed delivery with the worker that sends it.
 pub struct Handoff {
     pub claim: Claimed,
-    pub slot: WorkerSlot,
+    pub worker: Worker,
+}
+
+/// Room promised to one write in progress ([`DirectDispatch::promise`]); dropping it gives
+/// the room back.
+pub struct Promise {
+    promised: Arc<AtomicUsize>,
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        self.promised.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Hands deliveries that the intake wrote already claimed straight to this process's
@@ -171,19 +227,32 @@ impl DirectDispatch {
         self.lease
     }
 
-    /// A free worker for a delivery about to be written claimed; `None` when all are busy
-    /// (then the delivery is written unclaimed, and the claim loop takes it in order).
-    pub fn reserve(&self) -> Option<WorkerSlot> {
-        let slot = self.workers.reserve();
-        if slot.is_none() {
-            self.workers.wake.room_limited.store(true, Ordering::Relaxed);
+    /// Room for a delivery about to be written claimed, or `None` (then it is written
+    /// unclaimed, and the claim loop takes it in order). Room is a worker free or a place in
+    /// the queue for the next one, less what other writes in progress were promised. Nothing
+    /// is reserved while the write runs (most writes of a busy ticket end unclaimed, and a
+    /// reservation held through them would keep the worker from the recorder); the worker is
+    /// taken after the commit ([`DirectDispatch::hand_over`]), and the promise then dropped.
+    pub fn promise(&self) -> Option<Promise> {
+        let workers = &self.workers;
+        let room = workers.semaphore.available_permits() + workers.queue.available_permits();
+        let taken = workers
+            .promised
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |promised| (promised < room).then_some(promised + 1));
+        if taken.is_err() {
+            workers.wake.room_limited.store(true, Ordering::Relaxed);
+            return None;
         }
-        slot
+        Some(Promise { promised: workers.promised.clone() })
     }
 
-    /// Gives the dispatcher a committed delivery claimed as it was written, with its worker.
-    pub fn hand_over(&self, handoff: Handoff) {
-        if self.handoffs.send(handoff).is_err() {
+    /// Gives the dispatcher a committed delivery claimed as it was written under `promise`,
+    /// with a worker: free now, or a place in the queue for the next one, or (when the
+    /// recorder took the room meanwhile) simply the next one freed.
+    pub fn hand_over(&self, claim: Claimed, promise: Promise) {
+        let worker = self.workers.reserve_or_queue().unwrap_or(Worker::Any);
+        drop(promise);
+        if self.handoffs.send(Handoff { claim, worker }).is_err() {
             tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
         }
     }

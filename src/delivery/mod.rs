@@ -18,14 +18,14 @@ mod attempt;
 mod claim_loop;
 mod recorder;
 
-pub use handoff::{DirectDispatch, Handoff, Handoffs, WorkerSlot};
+pub use handoff::{DirectDispatch, Handoff, Handoffs, Promise, Worker, WorkerSlot};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
@@ -72,7 +72,7 @@ impl Dispatcher {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let wake: Arc<Wake> = Arc::default();
-        let workers = Workers { semaphore: Arc::new(Semaphore::new(config.workers)), wake: wake.clone() };
+        let workers = Workers::new(config.workers, wake.clone());
         Ok(Dispatcher {
             pool,
             client,

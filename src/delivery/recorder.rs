@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::handoff::Handoff;
+use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
 use crate::store::deliveries::{self, Place, Success};
 
@@ -40,21 +40,20 @@ pub(super) async fn record_successes(
         if recorded.is_empty() || next.is_closed() {
             continue;
         }
-        // A successor is claimed only with a worker to send it; those left for lack of one
-        // are the claim loop's, in order, when a worker is freed.
-        let slots = dispatcher.workers.reserve_up_to(recorded.len());
-        if slots.len() < recorded.len() {
+        // A successor is claimed only with a worker for it (free now, or a place in the
+        // queue for the next one); the rest are the claim loop's, in order (see `handoff`,
+        // backpressure).
+        let workers: Vec<Worker> =
+            std::iter::from_fn(|| dispatcher.workers.reserve_or_queue()).take(recorded.len()).collect();
+        if workers.len() < recorded.len() {
             dispatcher.wake.work_may_wait();
         }
-        let places = &recorded[..slots.len()];
-        if places.is_empty() {
-            continue;
-        }
+        let places = &recorded[..workers.len()];
         let (now, lease) = (dispatcher.clock.now(), dispatcher.config.lease);
         match deliveries::claim_successors(&dispatcher.pool, places, now, lease, uuid::Uuid::new_v4()).await {
             Ok(claimed) => {
-                for (claim, slot) in claimed.into_iter().zip(slots) {
-                    if next.send(Handoff { claim, slot }).is_err() {
+                for (claim, worker) in claimed.into_iter().zip(workers) {
+                    if next.send(Handoff { claim, worker }).is_err() {
                         tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
                     }
                 }

@@ -19,10 +19,10 @@
 //! Writers are spawned when work arrives and end when none is left to take: nothing runs
 //! while the bridge is idle, and nothing outlives the queue.
 //!
-//! With a dispatcher in the process ([`DirectDispatch`]) and a worker of it free, each
-//! outbox row is offered a lease: a row written claimed goes straight to that worker after
-//! the commit; a row written unclaimed (no worker free, its ticket has a delivery waiting,
-//! its endpoint is paused or failing) wakes the dispatcher to claim it.
+//! With a dispatcher in the process ([`DirectDispatch`]) that has room for more work, each
+//! outbox row is offered a lease: a row written claimed goes straight to a worker after the
+//! commit; a row written unclaimed (no room, its ticket has a delivery waiting, its endpoint
+//! is paused or failing) wakes the dispatcher to claim it.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::delivery::{DirectDispatch, Handoff, WorkerSlot};
+use crate::delivery::{DirectDispatch, Promise};
 use crate::store::deliveries::Claimed;
 use crate::store::message_writes::{self, DirectLease, MessageWrite, Recorded};
 
@@ -68,8 +68,8 @@ struct State {
 struct Job {
     write: MessageWrite,
     ticket: u64,
-    /// The worker reserved for the write's delivery when it is offered a lease.
-    slot: Option<WorkerSlot>,
+    /// Room promised to the write's delivery when it is offered a lease.
+    promise: Option<Promise>,
     reply: oneshot::Sender<Result<Recorded, sqlx::Error>>,
 }
 
@@ -91,7 +91,7 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let start_writer = {
             let mut state = self.inner.lock();
-            state.waiting.push_back(Job { write, ticket, slot: None, reply });
+            state.waiting.push_back(Job { write, ticket, promise: None, reply });
             // One writer unless it cannot keep up: every statement costs about the same
             // whatever it carries, so one big batch beats two halves.
             let start = state.running == 0 || (state.running < self.inner.writers && state.waiting.len() > MAX_BATCH);
@@ -109,37 +109,36 @@ impl GroupCommit {
     }
 
     /// Writes `write` alone in the caller's transaction `tx` (which holds its ticket's row
-    /// lock); after the commit, pass the delivery written claimed (with its worker) to
-    /// [`GroupCommit::after_commit`]. If the transaction is rolled back instead, dropping it
-    /// frees the worker.
+    /// lock); after the commit, pass the delivery written claimed to
+    /// [`GroupCommit::after_commit`].
     pub async fn write_in_transaction(
         &self,
         tx: &mut sqlx::PgConnection,
         mut write: MessageWrite,
-    ) -> Result<(Recorded, Option<Handoff>), sqlx::Error> {
-        let slot = self.offer_lease(&mut write);
+    ) -> Result<(Recorded, Option<Committed>), sqlx::Error> {
+        let promise = self.offer_lease(&mut write);
         let (recorded, claimed) =
             message_writes::write_messages(tx, &[&write]).await?.pop().ok_or(sqlx::Error::RowNotFound)?;
-        Ok((recorded, with_worker(claimed, slot)))
+        Ok((recorded, claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise })))
     }
 
-    /// Offers `write`'s outbox row a lease when this process runs a dispatcher with a worker
-    /// free to send it at once, and answers that worker (see `delivery::handoff`,
-    /// backpressure): with none free, the row is written unclaimed for the claim loop.
-    fn offer_lease(&self, write: &mut MessageWrite) -> Option<WorkerSlot> {
+    /// Offers `write`'s outbox row a lease when this process runs a dispatcher with room to
+    /// send it at once (see `delivery::handoff`, backpressure): without, the row is written
+    /// unclaimed for the claim loop.
+    fn offer_lease(&self, write: &mut MessageWrite) -> Option<Promise> {
         let dispatch = self.inner.dispatch.as_ref().filter(|_| write.delivery.is_some())?;
-        let slot = dispatch.reserve()?;
+        let promise = dispatch.promise()?;
         let lease = chrono::Duration::from_std(dispatch.lease()).unwrap_or(chrono::Duration::seconds(30));
         write.lease = Some(DirectLease { token: Uuid::new_v4(), until: write.message.at + lease });
-        Some(slot)
+        Some(promise)
     }
 
     /// After a commit that may have written outbox rows: hands the row to the dispatcher if
     /// it was written claimed, else wakes the dispatcher to claim what was written.
-    pub fn after_commit(&self, claimed: Option<Handoff>) {
+    pub fn after_commit(&self, claimed: Option<Committed>) {
         let Some(dispatch) = &self.inner.dispatch else { return };
         match claimed {
-            Some(handoff) => dispatch.hand_over(handoff),
+            Some(Committed { claim, promise }) => dispatch.hand_over(claim, promise),
             None => dispatch.wake(),
         }
     }
@@ -186,7 +185,7 @@ async fn run_writer(inner: Arc<Inner>) {
     let group = GroupCommit { inner };
     while let Some(mut batch) = group.inner.next_batch() {
         for job in &mut batch {
-            job.slot = group.offer_lease(&mut job.write);
+            job.promise = group.offer_lease(&mut job.write);
         }
         let outcomes = match AssertUnwindSafe(write_batch(&group.inner.pool, &batch)).catch_unwind().await {
             Ok(outcomes) => outcomes,
@@ -197,10 +196,10 @@ async fn run_writer(inner: Arc<Inner>) {
         };
         group.inner.release(&batch);
         for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let Job { write, slot, reply, .. } = job;
+            let Job { write, promise, reply, .. } = job;
             let answer = outcome.map(|(recorded, claimed)| {
                 if recorded == Recorded::Applied && write.delivery.is_some() {
-                    group.after_commit(with_worker(claimed, slot));
+                    group.after_commit(claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise }));
                 }
                 recorded
             });
@@ -209,13 +208,10 @@ async fn run_writer(inner: Arc<Inner>) {
     }
 }
 
-/// A delivery written claimed, with the worker reserved for it; a reservation left unused
-/// (the row was written unclaimed, or not at all) is dropped, which frees the worker.
-fn with_worker(claimed: Option<Claimed>, slot: Option<WorkerSlot>) -> Option<Handoff> {
-    match (claimed, slot) {
-        (Some(claim), Some(slot)) => Some(Handoff { claim, slot }),
-        _ => None,
-    }
+/// A delivery written claimed, committed, with the room promised to it.
+pub struct Committed {
+    claim: Claimed,
+    promise: Promise,
 }
 
 /// Writes a batch in one statement. If PostgreSQL refuses it (one message's text it cannot

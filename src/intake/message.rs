@@ -8,11 +8,10 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{Committed, GroupCommit};
 use super::route::{way, MessageRoute, Way};
 use super::ticket::{lifecycle, lock_or_create, plan_delivery, since};
 use super::{success_with_id, Context, Event, IntakeError, Reply};
-use crate::delivery::Handoff;
 use crate::domain::payload::MessageEvent;
 use crate::domain::ticket::{transition, Action, Transition};
 use crate::domain::{Direction, EventKind, Peer, TicketStatus};
@@ -58,7 +57,7 @@ pub(super) async fn write_in_transaction(
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<((Reply, bool), Option<Handoff>), IntakeError> {
+) -> Result<((Reply, bool), Option<Committed>), IntakeError> {
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         if let Some(reply) = take_echo(tx, ctx, m, route).await? {
             return Ok(((reply, false), None));

@@ -114,13 +114,14 @@ async fn work_that_arrives_while_every_worker_is_busy_goes_to_the_first_one_free
 
 #[tokio::test]
 async fn a_claimed_delivery_never_waits_out_its_lease_for_a_worker() {
-    // One worker, a 2 s lease, a receiver that takes 0.6 s: six new tickets at once would
-    // queue 3.6 s of sending behind one worker. A delivery is claimed only with its worker
-    // reserved, so the rest wait unclaimed, in order, and no lease runs out.
+    // One worker, a 4 s lease, a receiver that takes 0.6 s: eight new tickets at once would
+    // queue 4.8 s of sending behind one worker. A delivery is claimed only with room for it
+    // (the worker, or the one place in the queue for the next), so the rest wait unclaimed,
+    // in order, and no lease runs out.
     let app = TestApp::spawn_with(Options {
         env: vec![
             ("BRIDGE_WORKERS", "1".into()),
-            ("BRIDGE_LEASE", "2s".into()),
+            ("BRIDGE_LEASE", "4s".into()),
             ("BRIDGE_DELIVERY_TIMEOUT", "1s".into()),
         ],
         ..Options::default()
@@ -128,7 +129,7 @@ async fn a_claimed_delivery_never_waits_out_its_lease_for_a_worker() {
     .await;
     let tenant = app.create_tenant(OWNER).await;
     app.third_party.set_delay(Duration::from_millis(600));
-    let tickets: Vec<String> = (0..6).map(|i| format!("W-6{i}")).collect();
+    let tickets: Vec<String> = (0..8).map(|i| format!("W-6{i}")).collect();
     let posts = tickets.iter().map(|t| post_incoming(&app, &tenant, t, t));
     futures::future::join_all(posts).await;
     let got = app.third_party.wait_for("/incoming", tickets.len()).await;
@@ -137,6 +138,6 @@ async fn a_claimed_delivery_never_waits_out_its_lease_for_a_worker() {
     assert_eq!(arrived, tickets, "each delivered once");
     app.dispatch().await;
     assert_eq!(app.lost_leases(), 0, "no claim ran out waiting for the worker");
-    assert_eq!(app.count("SELECT count(*) FROM delivery_attempts").await, 6);
+    assert_eq!(app.count("SELECT count(*) FROM delivery_attempts").await, 8);
     app.finish().await;
 }
