@@ -15,27 +15,27 @@
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
 //! | the recorder could not claim successors | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
-//! "Work may be waiting for a worker" is true when the last claim filled every worker it
-//! had reserved, or had none to reserve (`Wake::claimed`), or the recorder left a successor
-//! for lack of a worker; otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time.
+//! "Work may be waiting for a worker" is true when the last claim filled every worker that
+//! was free, or found none free (`Wake::claimed`), or the intake or the recorder left work
+//! for lack of room; otherwise a freed worker changes nothing, and waking would cost an
+//! empty claim each time. The recorder does not wake the loop after a batch: the worker's
+//! own wake came first, and a ticket's next delivery is the recorder's to claim. It claims
+//! the successors of every recorded delivery only when an unclaimed delivery was written
+//! since its last batch (`Wake::take_unclaimed_written`); otherwise only those of tickets
+//! that had handed out a later sequence. An unclaimed delivery written after the recorder
+//! read that flag wakes the claim loop after the record's commit, so the claim finds it.
 //!
-//! **Backpressure.** The intake and the recorder claim a delivery only together with the
-//! worker that will send it ([`Worker`]): one free now, or one of
-//! `BRIDGE_WORKERS` places in a queue for the next worker freed. With neither, the intake
-//! writes the delivery unclaimed (the recorder leaves the successor), and the claim loop
-//! takes it, in order, when a worker is freed; the claim loop claims no more than the workers
-//! free at that moment. Claims waiting for a worker wait ahead of any new reservation (the
-//! semaphore is fair), and there are never more of them than a few times the workers: so none
-//! waits much longer than an attempt's timeout, which stays below the lease, however fast
-//! events arrive. (A claim that would still outlive its lease is not sent, and is counted in
-//! `bridge_delivery_leases_lost_total`.) (The recorder does not wake the loop after a
-//! batch: the worker's own wake came first, and a ticket's next delivery is the recorder's
-//! to claim.) The recorder claims the successors of every recorded delivery
-//! only when an unclaimed delivery was written since its last batch
-//! (`Wake::take_unclaimed_written`); otherwise only those of tickets that had handed out
-//! a later sequence. An unclaimed delivery written after the recorder read that flag wakes
-//! the claim loop after the record's commit, so the claim finds it.
+//! **Backpressure.** The intake and the recorder claim a delivery only with room to send it
+//! at once ([`Worker`]): a worker free now, or one of `BRIDGE_WORKERS` places in a queue for
+//! the next worker freed (the intake is promised that room for the length of its write,
+//! [`DirectDispatch::promise`], and takes the worker after the commit). With no room the
+//! intake writes the delivery unclaimed (the recorder leaves the successor), and the claim
+//! loop takes it, in order, when a worker is freed; the claim loop claims no more than the
+//! workers free at that moment. Claims waiting for a worker wait ahead of any new
+//! reservation (the semaphore is fair), and there are never more of them than a few times
+//! the workers: so none waits much longer than one attempt, however fast events arrive. (A
+//! claim that would still outlive its lease is not sent, and is counted in
+//! `bridge_delivery_leases_lost_total`.)
 //!
 //! Operator actions (retry, replay, resume) wake every process through `LISTEN/NOTIFY`;
 //! other processes' work is found by the poll.
@@ -203,8 +203,9 @@ impl Drop for Promise {
 /// running dispatcher: no claim statement, and a send that starts as soon as the commit is
 /// done.
 ///
-/// The intake offers a lease only with a worker reserved ([`DirectDispatch::reserve`]), so a
-/// handed-over delivery starts at once. Deliveries handed over after the dispatcher stopped
+/// The intake offers a lease only with room promised ([`DirectDispatch::promise`]), so a
+/// handed-over delivery starts at once or after the attempts already running. Deliveries
+/// handed over after the dispatcher stopped
 /// keep their lease and are claimed again when it expires (by the next process, or this
 /// one's successor).
 #[derive(Clone)]
