@@ -135,18 +135,7 @@ impl Dispatcher {
         let this = self.clone();
         in_flight.spawn(async move {
             let Handoff { claim, worker } = handoff;
-            let slot = match worker {
-                Worker::Now(slot) => slot,
-                // The place in the queue is given up once the worker is had.
-                Worker::Next(_place) => match this.workers.wait_for_worker().await {
-                    Some(slot) => slot,
-                    None => return,
-                },
-                Worker::Any => match this.workers.wait_for_worker().await {
-                    Some(slot) => slot,
-                    None => return,
-                },
-            };
+            let Some(slot) = worker.take(&this.workers).await else { return };
             let recorded_here = this.deliver(claim).await;
             drop(slot);
             if recorded_here {

@@ -181,6 +181,18 @@ pub enum Worker {
     Any,
 }
 
+impl Worker {
+    /// The worker itself: at once if reserved, else the next one freed (a place in the
+    /// queue is given up then); `None` only if the workers were closed.
+    pub(super) async fn take(self, workers: &Workers) -> Option<WorkerSlot> {
+        match self {
+            Worker::Now(slot) => Some(slot),
+            Worker::Next(_place) => workers.wait_for_worker().await,
+            Worker::Any => workers.wait_for_worker().await,
+        }
+    }
+}
+
 /// A claimed delivery with the worker that sends it.
 pub struct Handoff {
     pub claim: Claimed,

@@ -119,7 +119,7 @@ impl GroupCommit {
         let promise = self.offer_lease(&mut write);
         let (recorded, claimed) =
             message_writes::write_messages(tx, &[&write]).await?.pop().ok_or(sqlx::Error::RowNotFound)?;
-        Ok((recorded, claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise })))
+        Ok((recorded, Committed::of(claimed, promise)))
     }
 
     /// Offers `write`'s outbox row a lease when this process runs a dispatcher with room to
@@ -199,7 +199,7 @@ async fn run_writer(inner: Arc<Inner>) {
             let Job { write, promise, reply, .. } = job;
             let answer = outcome.map(|(recorded, claimed)| {
                 if recorded == Recorded::Applied && write.delivery.is_some() {
-                    group.after_commit(claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise }));
+                    group.after_commit(Committed::of(claimed, promise));
                 }
                 recorded
             });
@@ -212,6 +212,14 @@ async fn run_writer(inner: Arc<Inner>) {
 pub struct Committed {
     claim: Claimed,
     promise: Promise,
+}
+
+impl Committed {
+    /// The delivery a write claimed, if it did; an unused promise is dropped (giving its
+    /// room back).
+    fn of(claimed: Option<Claimed>, promise: Option<Promise>) -> Option<Committed> {
+        claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise })
+    }
 }
 
 /// Writes a batch in one statement. If PostgreSQL refuses it (one message's text it cannot
