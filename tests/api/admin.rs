@@ -98,7 +98,7 @@ async fn patch_merges_and_new_settings_apply_to_the_next_event() {
 
 #[tokio::test]
 async fn delete_revokes_the_keys_cancels_waiting_deliveries_and_keeps_the_data() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
     let (status, body) = admin(&app, reqwest::Method::DELETE, &format!("/admin/v1/tenants/{OWNER}"), None).await;
