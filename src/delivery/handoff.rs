@@ -13,24 +13,25 @@
 //! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::outcome_recorded`) |
 //! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
-//! | the recorder could not claim successors | always: the claim finds them (`Wake::successor_claim_failed`) |
+//! | the recorder committed a batch | if an unclaimed delivery was committed while it ran, or a breaker closed (`Wake::unblocked_by_record`) |
 //!
 //! "Work may be waiting for a worker" is true when the last claim filled every worker that
 //! was free, or found none free (`Wake::claimed`), or the intake or the recorder left work
 //! for lack of room; otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time. The recorder does not wake the loop after a batch: the worker's
-//! own wake came first, and a ticket's next delivery is the recorder's to claim. It claims
-//! the successors of every recorded delivery only when an unclaimed delivery was written
-//! since its last batch (`Wake::take_unclaimed_written`); otherwise only those of tickets
-//! that had handed out a later sequence. An unclaimed delivery written after the recorder
-//! read that flag wakes the claim loop after the record's commit, so the claim finds it.
+//! empty claim each time. A ticket's next delivery is the recorder's to claim, in the
+//! statement that records its predecessor; that statement's snapshot misses a successor
+//! committed while it runs, and the claim loop, woken by that successor's intake, may have
+//! looked before the predecessor was recorded. So the recorder clears the "written
+//! unclaimed" flag before its statement and wakes the loop after the commit if the flag is
+//! set again (`Wake::take_unclaimed_written`); an unclaimed delivery whose wake comes later
+//! wakes the loop after the commit itself, so a claim always follows that sees both.
 //!
-//! **Backpressure.** The intake and the recorder claim a delivery only with room to send it
+//! **Backpressure.** The intake and the recorder keep a claim only with room to send it
 //! at once ([`Worker`]): a worker free now, or one of `BRIDGE_WORKERS` places in a queue for
 //! the next worker freed (the intake is promised that room for the length of its write,
 //! [`DirectDispatch::promise`], and takes the worker after the commit). With no room the
-//! intake writes the delivery unclaimed (the recorder leaves the successor), and the claim
-//! loop takes it, in order, when a worker is freed; the claim loop claims no more than the
+//! intake writes the delivery unclaimed (the recorder gives a successor it claimed back at
+//! once), and the claim loop takes it, in order, when a worker is freed; the claim loop claims no more than the
 //! workers free at that moment. Claims waiting for a worker wait ahead of any new
 //! reservation (the semaphore is fair), and there are never more of them than a few times
 //! the workers: so none waits much longer than one attempt, however fast events arrive. (A
@@ -98,8 +99,10 @@ impl Wake {
         self.unclaimed.swap(false, Ordering::SeqCst)
     }
 
-    /// The recorder could not claim the recorded tickets' next deliveries: the claim finds them.
-    pub(super) fn successor_claim_failed(&self) {
+    /// The recorder committed a batch that may have made due what the claim loop could not
+    /// claim before: an unclaimed delivery committed while the batch was written (its
+    /// predecessor may be in the batch), or deliveries behind a breaker the batch closed.
+    pub(super) fn unblocked_by_record(&self) {
         self.notify.notify_one();
     }
 

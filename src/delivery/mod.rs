@@ -7,7 +7,7 @@
 //! - `claim_loop`: claims as much due work as there are free workers, and sleeps until woken,
 //!   notified by another process (`LISTEN/NOTIFY`, operator actions) or the poll interval.
 //! - `attempt`: one attempt, prepare → send → classify → record.
-//! - `recorder`: writes successes in batches and claims the recorded tickets' next
+//! - `recorder`: writes successes in batches, claiming the recorded tickets' next
 //!   deliveries.
 //! - [`send`]: the HTTP request itself, signed, and what came back.
 

@@ -1,7 +1,7 @@
 //! The success recorder: a companion task of the running dispatcher that writes successful
 //! attempts (nearly all of them) in batches, one statement each, so that a worker is free as
 //! soon as its request is answered. A delivery stays claimed (and its ticket's next delivery
-//! waits) until it is recorded here.
+//! waits) until it is recorded here; the same statement claims that next delivery.
 
 use std::time::Duration;
 
@@ -9,18 +9,18 @@ use tokio::sync::mpsc;
 
 use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
-use crate::store::deliveries::{self, Place, Success};
+use crate::store::deliveries::{self, Claimed, Success, SuccessesRecorded, SuccessorLease};
 
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
 
-/// Writes successful attempts in batches until every sender is gone. After each batch it
-/// claims the recorded tickets' next deliveries ([`deliveries::claim_successors`]) and hands
-/// them to the dispatcher through `next`, so a ticket's waiting deliveries follow each other
-/// without a scan of the outbox (unless the dispatcher is stopping). Which successors it
-/// looks for, and when it wakes the claim loop, is the wake protocol
-/// ([`super::handoff`]). A batch that cannot be written after a few tries is dropped; its
-/// deliveries are sent again after the lease (at least once).
+/// Writes successful attempts in batches until every sender is gone. Each batch's
+/// statement also claims the recorded tickets' next deliveries
+/// ([`deliveries::record_successes`]), which go to the dispatcher through `next`, so a
+/// ticket's waiting deliveries follow each other's acknowledgements without another
+/// statement or a scan of the outbox (unless the dispatcher is stopping). When it wakes the
+/// claim loop is the wake protocol ([`super::handoff`]). A batch that cannot be written after
+/// a few tries is dropped; its deliveries are sent again after the lease (at least once).
 pub(super) async fn record_successes(
     dispatcher: Dispatcher,
     mut receiver: mpsc::Receiver<Success>,
@@ -34,47 +34,64 @@ pub(super) async fn record_successes(
                 Err(_) => break,
             }
         }
-        let recorded = write_batch(&dispatcher, &batch).await;
-        let anything_unclaimed = dispatcher.wake.take_unclaimed_written();
-        let recorded: Vec<Place> = recorded.into_iter().filter(|p| anything_unclaimed || p.followed).collect();
-        if recorded.is_empty() || next.is_closed() {
-            continue;
+        // An unclaimed delivery committed from here on may be a successor this statement's
+        // snapshot misses: it is the claim loop's, woken again after the commit.
+        dispatcher.wake.take_unclaimed_written();
+        let successors = (!next.is_closed())
+            .then(|| SuccessorLease { now: dispatcher.clock.now(), lease: dispatcher.config.lease });
+        let recorded = write_batch(&dispatcher, &batch, successors).await;
+        if dispatcher.wake.take_unclaimed_written() || recorded.breaker_reset {
+            dispatcher.wake.unblocked_by_record();
         }
-        // A successor is claimed only with a worker for it (free now, or a place in the
-        // queue for the next one); the rest are the claim loop's, in order (see `handoff`,
-        // backpressure).
-        let workers: Vec<Worker> =
-            std::iter::from_fn(|| dispatcher.workers.reserve_or_queue()).take(recorded.len()).collect();
-        if workers.len() < recorded.len() {
-            dispatcher.wake.work_may_wait();
+        hand_over(&dispatcher, recorded.successors, &next).await;
+    }
+}
+
+/// Hands the claimed successors to the dispatcher, each with a worker free now or a place in
+/// the queue for the next one; those without room are given back to the claim loop, which
+/// takes them in order when a worker is freed (backpressure, see [`super::handoff`]).
+async fn hand_over(dispatcher: &Dispatcher, successors: Vec<Claimed>, next: &mpsc::UnboundedSender<Handoff>) {
+    let mut no_room = Vec::new();
+    for claim in successors {
+        match dispatcher.workers.reserve_or_queue() {
+            Some(worker) => send(next, Handoff { claim, worker }),
+            None => no_room.push(claim),
         }
-        let places = &recorded[..workers.len()];
-        let (now, lease) = (dispatcher.clock.now(), dispatcher.config.lease);
-        match deliveries::claim_successors(&dispatcher.pool, places, now, lease, uuid::Uuid::new_v4()).await {
-            Ok(claimed) => {
-                for (claim, worker) in claimed.into_iter().zip(workers) {
-                    if next.send(Handoff { claim, worker }).is_err() {
-                        tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
-                dispatcher.wake.successor_claim_failed();
+    }
+    if no_room.is_empty() {
+        return;
+    }
+    match deliveries::give_back(&dispatcher.pool, &no_room).await {
+        Ok(_) => dispatcher.wake.work_may_wait(),
+        // Still claimed: sent on the next worker freed, or after the lease if none is in time.
+        Err(e) => {
+            tracing::warn!(error = %e, count = no_room.len(), "could not give back successors with no worker");
+            for claim in no_room {
+                send(next, Handoff { claim, worker: Worker::Any });
             }
         }
     }
 }
 
-/// Writes one batch, retrying briefly while the database is unavailable; answers where the
-/// deliveries that still held their lease stood (none if the batch could not be written).
-async fn write_batch(dispatcher: &Dispatcher, batch: &[Success]) -> Vec<Place> {
+fn send(next: &mpsc::UnboundedSender<Handoff>, handoff: Handoff) {
+    if next.send(handoff).is_err() {
+        tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
+    }
+}
+
+/// Writes one batch, retrying briefly while the database is unavailable; answers what was
+/// recorded (nothing if the batch could not be written).
+async fn write_batch(
+    dispatcher: &Dispatcher,
+    batch: &[Success],
+    successors: Option<SuccessorLease>,
+) -> SuccessesRecorded {
     let mut tries = 0;
     loop {
-        match deliveries::record_successes(&dispatcher.pool, batch).await {
+        match deliveries::record_successes(&dispatcher.pool, batch, successors).await {
             Ok(recorded) => {
-                if recorded.len() < batch.len() {
-                    let lost = batch.len() - recorded.len();
+                if recorded.recorded < batch.len() {
+                    let lost = batch.len() - recorded.recorded;
                     dispatcher.count_lost_leases(lost, "expired_before_record");
                     tracing::warn!(
                         lost,
@@ -89,7 +106,7 @@ async fn write_batch(dispatcher: &Dispatcher, batch: &[Success]) -> Vec<Place> {
             }
             Err(e) => {
                 tracing::error!(error = %e, count = batch.len(), "could not record delivered attempts; they will be sent again after the lease");
-                return Vec::new();
+                return SuccessesRecorded::default();
             }
         }
     }

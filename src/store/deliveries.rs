@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::{FromRow, PgExecutor, Row};
 use uuid::Uuid;
 
 use super::outbox_rules::{
@@ -247,14 +247,28 @@ pub struct Success {
 
 /// Records many successful attempts in one statement: the same rows as
 /// [`record_attempt`] writes for a success (delivery delivered, attempt logged, breaker
-/// reset, `delivered` audited), under the same fencing. Answers where the ones that still
-/// held their lease stood.
+/// reset, `delivered` audited), under the same fencing; and, with `successors`, claims in
+/// the same statement each recorded ticket's next delivery to the same peer when the claim
+/// ([`claim`]) would take it now, so that it follows its predecessor's acknowledgement
+/// without another round trip (and without a scan of the outbox).
 ///
-/// The rows are found by a TID scan of the array of their `ctid`s: PostgreSQL 15 cannot look
-/// up a row by a `ctid` that comes from a join, and planned on stale statistics it
-/// hash-joined the batch against a sequential scan of the whole outbox instead (a cost that
-/// grows with the table).
-pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Result<Vec<Place>, sqlx::Error> {
+/// The successor is read in the statement's snapshot, where its predecessor is still
+/// `pending`: so "no earlier delivery waiting" is asked of the sequences before the
+/// predecessor's, which this statement records as delivered. One committed after the
+/// snapshot is missed: its intake wakes the claim loop, and the recorder wakes it again
+/// after the commit ([`super::super::delivery`]'s wake protocol), so the claim that follows
+/// sees both.
+///
+/// The rows are found by TID scans of arrays of `ctid`s (the recorded rows' from their
+/// claims, the successors' from the unique `(owner, ticket, peer, sequence)` index):
+/// PostgreSQL 15 cannot look up a row by a `ctid` that comes from a join, and planned on
+/// stale statistics it hash-joined the batch against a sequential scan of the whole outbox
+/// instead (a cost that grows with the table).
+pub async fn record_successes(
+    db: impl PgExecutor<'_>,
+    batch: &[Success],
+    successors: Option<SuccessorLease>,
+) -> Result<SuccessesRecorded, sqlx::Error> {
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
@@ -264,11 +278,14 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
     let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
-    let done = sqlx::query_as(concat!(
+    let next_tokens: Vec<Option<Uuid>> = batch.iter().map(|_| successors.map(|_| Uuid::new_v4())).collect();
+    let now = successors.map(|s| s.now);
+    let lease_until = successors.map(|s| s.until());
+    let rows = sqlx::query(concat!(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
-                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id)),
+                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[], $10::uuid[])
+                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id, next_token)),
          upd AS (
              UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, last_error = NULL,
                  delivered_at = i.finished_at, lease_until = NULL, lease_token = NULL
@@ -276,7 +293,7 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
              WHERE d.ctid = ANY($9::text[]::tid[]) AND d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id
                AND d.lease_token = i.token
              RETURNING d.owner, d.id, d.ticket_number, d.target, d.peer, d.sequence, d.attempts, i.started_at,
-                       i.finished_at, i.duration_ms, i.http_status, i.head),
+                       i.finished_at, i.duration_ms, i.http_status, i.head, i.next_token),
          att AS (
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
              SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
@@ -290,12 +307,32 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
                     jsonb_strip_nulls(jsonb_build_object('deliveryId', id, 'target', target, 'attempt', attempts,
                                                          'httpStatus', http_status))
              FROM upd ORDER BY finished_at
-             RETURNING 1)
-         SELECT owner, ticket_number, peer, sequence,
-                COALESCE((SELECT CASE WHEN upd.peer = 'third_party' THEN t.seq_third_party ELSE t.seq_dolphins END
-                          FROM tickets t WHERE t.owner = upd.owner AND t.ticket_number = upd.ticket_number), 0)
-                    > sequence AS followed
-         FROM upd"
+             RETURNING 1),
+         next AS (
+             SELECT upd.next_token, upd.sequence AS after,
+                    (SELECT s.ctid FROM deliveries s
+                     WHERE s.owner = upd.owner AND s.ticket_number = upd.ticket_number AND s.peer = upd.peer
+                       AND s.sequence = upd.sequence + 1) AS row_id
+             FROM upd WHERE upd.next_token IS NOT NULL),
+         successor AS (
+             UPDATE deliveries d SET lease_until = $12, lease_token = n.next_token
+             FROM next n, tenants t
+             WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND d.ctid = n.row_id
+               AND t.owner = d.owner
+               AND ",
+        due_now!("d", "$11"),
+        "
+               AND ",
+        endpoint_open!("d.owner", "d.target"),
+        "
+               AND ",
+        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "n.after"),
+        "
+             RETURNING ",
+        claimed_columns!("d.ctid::text"),
+        ")
+         SELECT EXISTS (SELECT 1 FROM reset) AS breaker_reset, s.*
+         FROM upd LEFT JOIN successor s ON s.lease_token = upd.next_token"
     ))
     .bind(owners)
     .bind(ids)
@@ -306,70 +343,58 @@ pub async fn record_successes(db: impl PgExecutor<'_>, batch: &[Success]) -> Res
     .bind(statuses)
     .bind(heads)
     .bind(row_ids)
-    .fetch_all(db)
-    .await?;
-    Ok(done)
-}
-
-/// Where a delivery recorded by [`record_successes`] stood: its ticket's next delivery to
-/// the same peer has the next sequence.
-#[derive(Debug, Clone, FromRow)]
-pub struct Place {
-    pub owner: String,
-    pub ticket_number: String,
-    pub peer: String,
-    pub sequence: i32,
-    /// Whether the ticket had handed out a later sequence to that peer, as the record's
-    /// snapshot saw it (a later one committed since is not counted).
-    pub followed: bool,
-}
-
-/// Claims, for each delivery just recorded as delivered, its ticket's next delivery to the
-/// same peer when the claim ([`claim`]) would take it now: so a ticket's waiting deliveries
-/// follow each other without a scan of the outbox. Run after the record's commit: the
-/// successors it misses were committed after its snapshot, by intakes that then woke their
-/// dispatcher, whose claim sees the record.
-///
-/// Each successor is found by the unique `(owner, ticket, peer, sequence)` index and
-/// updated by a TID scan of the `ctid`s found: no join for the planner to get wrong.
-pub async fn claim_successors(
-    db: impl PgExecutor<'_>,
-    recorded: &[Place],
-    now: DateTime<Utc>,
-    lease: std::time::Duration,
-    token: Uuid,
-) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
-    sqlx::query_as(concat!(
-        "WITH next AS (
-             SELECT (SELECT s.ctid FROM deliveries s
-                     WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
-                       AND s.sequence = r.sequence + 1) AS row_id
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[]) AS r(owner, ticket_number, peer, sequence))
-         UPDATE deliveries d SET lease_until = $6, lease_token = $7
-         FROM tenants t
-         WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND t.owner = d.owner
-           AND ",
-        due_now!("d", "$5"),
-        "
-           AND ",
-        endpoint_open!("d.owner", "d.target"),
-        "
-           AND ",
-        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "d.sequence"),
-        "
-         RETURNING ",
-        claimed_columns!("d.ctid::text")
-    ))
-    .bind(recorded.iter().map(|p| p.owner.as_str()).collect::<Vec<_>>())
-    .bind(recorded.iter().map(|p| p.ticket_number.as_str()).collect::<Vec<_>>())
-    .bind(recorded.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>())
-    .bind(recorded.iter().map(|p| p.sequence).collect::<Vec<_>>())
+    .bind(next_tokens)
     .bind(now)
     .bind(lease_until)
-    .bind(token)
     .fetch_all(db)
-    .await
+    .await?;
+    let mut recorded = SuccessesRecorded { recorded: rows.len(), ..SuccessesRecorded::default() };
+    for row in &rows {
+        recorded.breaker_reset |= row.try_get::<bool, _>("breaker_reset")?;
+        if row.try_get::<Option<Uuid>, _>("lease_token")?.is_some() {
+            recorded.successors.push(Claimed::from_row(row)?);
+        }
+    }
+    Ok(recorded)
+}
+
+/// The lease [`record_successes`] claims successors with.
+#[derive(Debug, Clone, Copy)]
+pub struct SuccessorLease {
+    pub now: DateTime<Utc>,
+    pub lease: std::time::Duration,
+}
+
+impl SuccessorLease {
+    fn until(self) -> DateTime<Utc> {
+        self.now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
+}
+
+/// What [`record_successes`] did.
+#[derive(Debug, Default)]
+pub struct SuccessesRecorded {
+    /// Successes recorded: those whose delivery still held its lease.
+    pub recorded: usize,
+    /// The recorded tickets' next deliveries, claimed (each with its own lease token).
+    pub successors: Vec<Claimed>,
+    /// Whether an endpoint's breaker was closed by these successes: deliveries it held back
+    /// (other than the successors) may be due now.
+    pub breaker_reset: bool,
+}
+
+/// Gives back claims that will not be sent now (no worker for them): due again at once,
+/// for the claim loop to take in order. Found by `ctid`, fenced by their tokens.
+pub async fn give_back(db: impl PgExecutor<'_>, claims: &[Claimed]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET lease_until = NULL, lease_token = NULL
+         WHERE ctid = ANY($1::text[]::tid[]) AND lease_token = ANY($2) AND status IN ('pending', 'failed')",
+    )
+    .bind(claims.iter().map(|c| c.row_id.as_str()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.lease_token).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Cancels every waiting delivery of a tenant (tenant deletion).

@@ -7,7 +7,7 @@
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
 use dolphin_bridge::intake::group_commit::GroupCommit;
-use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Place, Success};
+use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Success, SuccessesRecorded, SuccessorLease};
 use dolphin_bridge::store::events::NewEvent;
 use dolphin_bridge::store::message_writes::{write_messages, DirectLease, MessageWrite, NewOutboxRow, Recorded};
 use dolphin_bridge::store::messages::NewMessage;
@@ -213,8 +213,9 @@ fn free_delivery(intake: &MessageWrite) -> Uuid {
     intake.delivery.as_ref().map(|d| d.id).unwrap_or_default()
 }
 
-/// Marks `claimed` delivered through the success recorder's statement.
-async fn record_success(app: &TestApp, claimed: &Claimed) -> Vec<Place> {
+/// Marks `claimed` delivered through the success recorder's statement, claiming its
+/// ticket's next delivery with `successors`.
+async fn record_success(app: &TestApp, claimed: &Claimed, successors: Option<SuccessorLease>) -> SuccessesRecorded {
     let success = Success {
         owner: claimed.owner.clone(),
         id: claimed.id,
@@ -226,11 +227,53 @@ async fn record_success(app: &TestApp, claimed: &Claimed) -> Vec<Place> {
         http_status: Some(200),
         response_head: None,
     };
-    deliveries::record_successes(&app.pool, &[success]).await.expect("recorded")
+    deliveries::record_successes(&app.pool, &[success], successors).await.expect("recorded")
 }
 
 #[tokio::test]
-async fn a_recorded_delivery_claims_its_tickets_next_one_when_the_claim_would() {
+async fn recording_a_delivery_claims_its_tickets_next_one_when_the_claim_would() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["chain"]).await;
+    for text in ["second", "third", "fourth"] {
+        let body = with(&fixture("incoming-text"), json!({"ticketNumber": "chain", "message": text}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+    }
+    let lease = std::time::Duration::from_secs(30);
+    let successors = Some(SuccessorLease { now: Utc::now(), lease });
+    let first =
+        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
+    assert_eq!(first.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1], "the later ones wait");
+
+    let recorded = record_success(&app, &first[0], successors).await;
+    assert_eq!(recorded.recorded, 1);
+    let next = &recorded.successors;
+    assert_eq!(next.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![2]);
+    let body: serde_json::Value = serde_json::from_str(&next[0].body).expect("JSON body");
+    assert_eq!(body["message"], "second");
+    assert_eq!(lease_of(&app, next[0].id).await, (Some(next[0].lease_token), 0));
+    // Recording it again finds nothing: its lease is gone, so nothing more is claimed.
+    let again = record_success(&app, &first[0], successors).await;
+    assert_eq!((again.recorded, again.successors.len()), (0, 0), "already recorded");
+
+    // Without a lease offered, the successor stays unclaimed (a stopping dispatcher).
+    let second = record_success(&app, &next[0], None).await;
+    assert_eq!((second.recorded, second.successors.len()), (1, 0));
+    let third =
+        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
+    assert_eq!(third.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![3]);
+
+    // With the endpoint paused, the successor is not claimed.
+    dolphin_bridge::store::endpoints::set_paused(&app.pool, OWNER, Target::ThirdPartyIncoming, true, Utc::now())
+        .await
+        .expect("pause");
+    let paused = record_success(&app, &third[0], successors).await;
+    assert_eq!((paused.recorded, paused.successors.len()), (1, 0), "the endpoint is paused");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_successor_is_not_claimed_while_an_earlier_delivery_of_its_ticket_waits_again() {
     let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["chain"]).await;
@@ -239,27 +282,19 @@ async fn a_recorded_delivery_claims_its_tickets_next_one_when_the_claim_would() 
         assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
     }
     let lease = std::time::Duration::from_secs(30);
-    let first =
-        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
-    assert_eq!(first.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1], "the later ones wait");
-
-    let recorded = record_success(&app, &first[0]).await;
-    assert!(recorded[0].followed, "the ticket has handed out later sequences");
-    let token = Uuid::new_v4();
-    let next = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, token).await.expect("claim");
-
-    assert_eq!(next.iter().map(|c| (c.sequence, c.lease_token)).collect::<Vec<_>>(), vec![(2, token)]);
-    let body: serde_json::Value = serde_json::from_str(&next[0].body).expect("JSON body");
-    assert_eq!(body["message"], "second");
-    assert_eq!(lease_of(&app, next[0].id).await, (Some(token), 0));
-    // Its successor waits while it is pending; with the endpoint paused, nothing is claimed.
-    let again = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, Uuid::new_v4()).await;
-    assert!(again.expect("claim").is_empty(), "already claimed");
-    dolphin_bridge::store::endpoints::set_paused(&app.pool, OWNER, Target::ThirdPartyIncoming, true, Utc::now())
+    let claim = || deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4());
+    let first = claim().await.expect("claim");
+    record_success(&app, &first[0], None).await;
+    let second = claim().await.expect("claim");
+    assert_eq!(second.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![2]);
+    // An operator sends the first one again while the second is in flight: the third must
+    // wait for it, even though the second is recorded now.
+    sqlx::query("UPDATE deliveries SET status = 'pending' WHERE id = $1")
+        .bind(first[0].id)
+        .execute(&app.pool)
         .await
-        .expect("pause");
-    let recorded = record_success(&app, &next[0]).await;
-    let paused = deliveries::claim_successors(&app.pool, &recorded, Utc::now(), lease, Uuid::new_v4()).await;
-    assert!(paused.expect("claim").is_empty(), "the endpoint is paused");
+        .expect("first waiting again");
+    let recorded = record_success(&app, &second[0], Some(SuccessorLease { now: Utc::now(), lease })).await;
+    assert_eq!((recorded.recorded, recorded.successors.len()), (1, 0), "the first one waits again");
     app.finish().await;
 }

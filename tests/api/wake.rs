@@ -113,6 +113,47 @@ async fn work_that_arrives_while_every_worker_is_busy_goes_to_the_first_one_free
 }
 
 #[tokio::test]
+async fn a_probe_that_closes_the_breaker_frees_the_endpoints_other_deliveries_at_once() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BRIDGE_POLL_INTERVAL", "10m".into()),
+            ("BRIDGE_WORKERS", "4".into()),
+            ("BRIDGE_RETRY_SCHEDULE", "1s,1s,1s,1s,1s".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let tenant = app.create_tenant(OWNER).await;
+    let tickets = ["W-7a", "W-7b", "W-7c", "W-7d", "W-7e"];
+    for _ in tickets {
+        app.third_party.reply_next(502, &[], "bad gateway");
+    }
+    for ticket in tickets {
+        post_incoming(&app, &tenant, ticket, ticket).await;
+    }
+    app.third_party.wait_for("/incoming", tickets.len()).await;
+    let open = "SELECT count(*) FROM endpoints WHERE state = 'open'";
+    for _ in 0..100 {
+        if app.count(open).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count(open).await, 1, "five failures open the breaker");
+    // After the cooldown (and the claim loop's probe interval) a new event, written
+    // unclaimed since the endpoint is not closed, wakes the claim loop, which sends one probe. Only the recorder's wake after the probe's
+    // success closed the breaker sends the other retries and the new event before the poll.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.clock.advance(Duration::from_secs(35));
+    post_incoming(&app, &tenant, "W-7f", "W-7f").await;
+    let got = app.third_party.wait_for("/incoming", tickets.len() + 6).await;
+    let mut retried = texts(&got[tickets.len()..]);
+    retried.sort();
+    assert_eq!(retried, ["W-7a", "W-7b", "W-7c", "W-7d", "W-7e", "W-7f"]);
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_claimed_delivery_never_waits_out_its_lease_for_a_worker() {
     // One worker, a 4 s lease, a receiver that takes 0.6 s: eight new tickets at once would
     // queue 4.8 s of sending behind one worker. A delivery is claimed only with room for it
