@@ -136,6 +136,7 @@ impl Dispatcher {
             let success = Success {
                 owner: p.claim.owner.clone(),
                 id: p.claim.id,
+                ticket_number: p.claim.ticket_number.clone(),
                 lease_token: p.claim.lease_token,
                 row_id: p.claim.row_id.clone(),
                 started_at: p.started_at,

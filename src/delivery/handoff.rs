@@ -9,22 +9,23 @@
 //!
 //! | event | wakes the claim loop when |
 //! |---|---|
-//! | the intake wrote a delivery unclaimed | always (`Wake::unclaimed_written`) |
+//! | the intake wrote a delivery unclaimed | unless it was written behind a waiting one (`Wake::unclaimed_written`) |
 //! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::outcome_recorded`) |
 //! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
-//! | the recorder committed a batch | if an unclaimed delivery was committed while it ran, or a breaker closed (`Wake::unblocked_by_record`) |
+//! | the recorder closed a breaker | always: what it held back may be due (`Wake::breaker_closed`) |
+//! | the recorder could not claim successors it knew of | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
 //! "Work may be waiting for a worker" is true when the last claim filled every worker that
 //! was free, or found none free (`Wake::claimed`), or the intake or the recorder left work
 //! for lack of room; otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time. A ticket's next delivery is the recorder's to claim, in the
-//! statement that records its predecessor; that statement's snapshot misses a successor
-//! committed while it runs, and the claim loop, woken by that successor's intake, may have
-//! looked before the predecessor was recorded. So the recorder clears the "written
-//! unclaimed" flag before its statement and wakes the loop after the commit if the flag is
-//! set again (`Wake::take_unclaimed_written`); an unclaimed delivery whose wake comes later
-//! wakes the loop after the commit itself, so a claim always follows that sees both.
+//! empty claim each time. A delivery written behind an earlier one still waiting wakes
+//! nobody: it is claimed by whoever records that earlier one, in the same statement, or, if
+//! it was written while that statement ran, by a second statement right after
+//! (`store::deliveries::record_successes` says why one of the two always sees it); a worker
+//! that records an outcome itself wakes the claim loop after its commit. So a deep ticket's
+//! deliveries follow each other without the claim loop, whose claim would have to pass the
+//! whole backlog of waiting deliveries to find the few that may go.
 //!
 //! **Backpressure.** The intake and the recorder keep a claim only with room to send it
 //! at once ([`Worker`]): a worker free now, or one of `BRIDGE_WORKERS` places in a queue for
@@ -49,14 +50,12 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::store::deliveries::Claimed;
 
-/// The claim loop's wake-up and the two facts its wake decisions rest on.
+/// The claim loop's wake-up and the fact its wake decisions rest on.
 #[derive(Default)]
 pub(super) struct Wake {
     notify: Notify,
     /// Whether the last claim filled every free worker (or there was none free to claim for).
     room_limited: AtomicBool,
-    /// Whether this process's intake wrote a delivery unclaimed since the recorder last looked.
-    unclaimed: AtomicBool,
 }
 
 impl Wake {
@@ -87,22 +86,19 @@ impl Wake {
         self.notify.notify_one();
     }
 
-    /// The intake committed a delivery unclaimed: it may be due now, or wait behind one the
-    /// recorder is about to record.
+    /// The intake committed a delivery unclaimed, not behind a waiting one: it may be due now.
     pub(super) fn unclaimed_written(&self) {
-        self.unclaimed.store(true, Ordering::SeqCst);
         self.notify.notify_one();
     }
 
-    /// For the recorder: whether an unclaimed delivery was written since it last asked.
-    pub(super) fn take_unclaimed_written(&self) -> bool {
-        self.unclaimed.swap(false, Ordering::SeqCst)
+    /// The recorder's successes closed an endpoint's breaker: the deliveries it held back
+    /// may be due now.
+    pub(super) fn breaker_closed(&self) {
+        self.notify.notify_one();
     }
 
-    /// The recorder committed a batch that may have made due what the claim loop could not
-    /// claim before: an unclaimed delivery committed while the batch was written (its
-    /// predecessor may be in the batch), or deliveries behind a breaker the batch closed.
-    pub(super) fn unblocked_by_record(&self) {
+    /// The recorder could not claim successors it knew of: the claim finds them.
+    pub(super) fn successor_claim_failed(&self) {
         self.notify.notify_one();
     }
 

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
-use crate::store::deliveries::{self, Claimed, Success, SuccessesRecorded, SuccessorLease};
+use crate::store::deliveries::{self, Claimed, Place, Success, SuccessesRecorded, SuccessorLease};
 
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
@@ -18,9 +18,10 @@ pub(super) const SUCCESS_BATCH: usize = 64;
 /// statement also claims the recorded tickets' next deliveries
 /// ([`deliveries::record_successes`]), which go to the dispatcher through `next`, so a
 /// ticket's waiting deliveries follow each other's acknowledgements without another
-/// statement or a scan of the outbox (unless the dispatcher is stopping). When it wakes the
-/// claim loop is the wake protocol ([`super::handoff`]). A batch that cannot be written after
-/// a few tries is dropped; its deliveries are sent again after the lease (at least once).
+/// statement or a scan of the outbox (unless the dispatcher is stopping); a successor
+/// written while the statement ran is claimed by a second one. When it wakes the claim loop
+/// is the wake protocol ([`super::handoff`]). A batch that cannot be written after a few
+/// tries is dropped; its deliveries are sent again after the lease (at least once).
 pub(super) async fn record_successes(
     dispatcher: Dispatcher,
     mut receiver: mpsc::Receiver<Success>,
@@ -34,16 +35,30 @@ pub(super) async fn record_successes(
                 Err(_) => break,
             }
         }
-        // An unclaimed delivery committed from here on may be a successor this statement's
-        // snapshot misses: it is the claim loop's, woken again after the commit.
-        dispatcher.wake.take_unclaimed_written();
-        let successors = (!next.is_closed())
-            .then(|| SuccessorLease { now: dispatcher.clock.now(), lease: dispatcher.config.lease });
-        let recorded = write_batch(&dispatcher, &batch, successors).await;
-        if dispatcher.wake.take_unclaimed_written() || recorded.breaker_reset {
-            dispatcher.wake.unblocked_by_record();
+        let lease =
+            (!next.is_closed()).then(|| SuccessorLease { now: dispatcher.clock.now(), lease: dispatcher.config.lease });
+        let recorded = write_batch(&dispatcher, &batch, lease).await;
+        if recorded.breaker_reset {
+            dispatcher.wake.breaker_closed();
         }
-        hand_over(&dispatcher, recorded.successors, &next).await;
+        let mut successors = recorded.successors;
+        if let (Some(lease), false) = (lease, recorded.unseen.is_empty()) {
+            successors.extend(claim_unseen(&dispatcher, &recorded.unseen, lease).await);
+        }
+        hand_over(&dispatcher, successors, &next).await;
+    }
+}
+
+/// Claims the successors the record's snapshot could not show (written while it ran). If
+/// that fails, the claim loop is woken to find them.
+async fn claim_unseen(dispatcher: &Dispatcher, unseen: &[Place], lease: SuccessorLease) -> Vec<Claimed> {
+    match deliveries::claim_successors(&dispatcher.pool, unseen, lease).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
+            dispatcher.wake.successor_claim_failed();
+            Vec::new()
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::delivery::{DirectDispatch, Promise};
 use crate::store::deliveries::Claimed;
-use crate::store::message_writes::{self, DirectLease, MessageWrite, Recorded};
+use crate::store::message_writes::{self, Delivery, DirectLease, MessageWrite, Recorded};
 
 /// Most writes written by one statement.
 pub const MAX_BATCH: usize = 64;
@@ -73,7 +73,7 @@ struct Job {
     reply: oneshot::Sender<Result<Recorded, sqlx::Error>>,
 }
 
-type Outcome = Result<(Recorded, Option<Claimed>), sqlx::Error>;
+type Outcome = Result<(Recorded, Delivery), sqlx::Error>;
 
 impl GroupCommit {
     /// Writes through `pool` with at most `writers` statements in flight, handing the
@@ -109,17 +109,17 @@ impl GroupCommit {
     }
 
     /// Writes `write` alone in the caller's transaction `tx` (which holds its ticket's row
-    /// lock); after the commit, pass the delivery written claimed to
+    /// lock); after the commit, pass what became of its delivery to
     /// [`GroupCommit::after_commit`].
     pub async fn write_in_transaction(
         &self,
         tx: &mut sqlx::PgConnection,
         mut write: MessageWrite,
-    ) -> Result<(Recorded, Option<Committed>), sqlx::Error> {
+    ) -> Result<(Recorded, Committed), sqlx::Error> {
         let promise = self.offer_lease(&mut write);
-        let (recorded, claimed) =
+        let (recorded, delivery) =
             message_writes::write_messages(tx, &[&write]).await?.pop().ok_or(sqlx::Error::RowNotFound)?;
-        Ok((recorded, Committed::of(claimed, promise)))
+        Ok((recorded, Committed::of(delivery, promise)))
     }
 
     /// Offers `write`'s outbox row a lease when this process runs a dispatcher with room to
@@ -134,12 +134,14 @@ impl GroupCommit {
     }
 
     /// After a commit that may have written outbox rows: hands the row to the dispatcher if
-    /// it was written claimed, else wakes the dispatcher to claim what was written.
-    pub fn after_commit(&self, claimed: Option<Committed>) {
+    /// it was written claimed, leaves it to its predecessor's record if it was written behind
+    /// one, else wakes the dispatcher to claim what was written.
+    pub fn after_commit(&self, committed: Committed) {
         let Some(dispatch) = &self.inner.dispatch else { return };
-        match claimed {
-            Some(Committed { claim, promise }) => dispatch.hand_over(claim, promise),
-            None => dispatch.wake(),
+        match committed {
+            Committed::Claimed { claim, promise } => dispatch.hand_over(claim, promise),
+            Committed::Behind => {}
+            Committed::Unclaimed => dispatch.wake(),
         }
     }
 }
@@ -184,6 +186,11 @@ impl Inner {
 async fn run_writer(inner: Arc<Inner>) {
     let group = GroupCommit { inner };
     while let Some(mut batch) = group.inner.next_batch() {
+        // Tickets are locked in key order, as the success recorder takes them.
+        batch.sort_by(|a, b| {
+            let (a, b) = (&a.write.message, &b.write.message);
+            (&a.owner, &a.ticket_number).cmp(&(&b.owner, &b.ticket_number))
+        });
         for job in &mut batch {
             job.promise = group.offer_lease(&mut job.write);
         }
@@ -197,9 +204,9 @@ async fn run_writer(inner: Arc<Inner>) {
         group.inner.release(&batch);
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             let Job { write, promise, reply, .. } = job;
-            let answer = outcome.map(|(recorded, claimed)| {
+            let answer = outcome.map(|(recorded, delivery)| {
                 if recorded == Recorded::Applied && write.delivery.is_some() {
-                    group.after_commit(Committed::of(claimed, promise));
+                    group.after_commit(Committed::of(delivery, promise));
                 }
                 recorded
             });
@@ -208,17 +215,24 @@ async fn run_writer(inner: Arc<Inner>) {
     }
 }
 
-/// A delivery written claimed, committed, with the room promised to it.
-pub struct Committed {
-    claim: Claimed,
-    promise: Promise,
+/// What became of a committed write's delivery, for [`GroupCommit::after_commit`].
+pub enum Committed {
+    /// Written claimed, with the room promised to it.
+    Claimed { claim: Claimed, promise: Promise },
+    /// Written behind an earlier waiting delivery ([`Delivery::Behind`]).
+    Behind,
+    /// Written unclaimed (or nothing written).
+    Unclaimed,
 }
 
 impl Committed {
-    /// The delivery a write claimed, if it did; an unused promise is dropped (giving its
-    /// room back).
-    fn of(claimed: Option<Claimed>, promise: Option<Promise>) -> Option<Committed> {
-        claimed.zip(promise).map(|(claim, promise)| Committed { claim, promise })
+    /// What became of a write's delivery; an unused promise is dropped (giving its room back).
+    pub(super) fn of(delivery: Delivery, promise: Option<Promise>) -> Committed {
+        match (delivery, promise) {
+            (Delivery::Claimed(claim), Some(promise)) => Committed::Claimed { claim, promise },
+            (Delivery::Behind, _) => Committed::Behind,
+            _ => Committed::Unclaimed,
+        }
     }
 }
 

@@ -57,10 +57,10 @@ pub(super) async fn write_in_transaction(
     ctx: &Context<'_>,
     m: &MessageEvent,
     route: &MessageRoute,
-) -> Result<((Reply, bool), Option<Committed>), IntakeError> {
+) -> Result<((Reply, bool), Committed), IntakeError> {
     if route.action == Action::DolphinsReply && !ctx.echo_window.is_zero() {
         if let Some(reply) = take_echo(tx, ctx, m, route).await? {
-            return Ok(((reply, false), None));
+            return Ok(((reply, false), Committed::Unclaimed));
         }
     }
     let opened_at = m.created_date.unwrap_or(ctx.now);
@@ -72,7 +72,7 @@ pub(super) async fn write_in_transaction(
             written.log(ctx, m);
             Ok(((success_with_id(id), true), claimed))
         }
-        (Recorded::Duplicate(first), _) => Ok(((success_with_id(first), false), None)),
+        (Recorded::Duplicate(first), _) => Ok(((success_with_id(first), false), Committed::Unclaimed)),
         // The row is locked (or was just created) by this transaction.
         (Recorded::TicketNotAsExpected, _) => Err(IntakeError::Database(sqlx::Error::RowNotFound)),
     }

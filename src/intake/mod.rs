@@ -33,7 +33,7 @@ use crate::domain::payload::{CommandEvent, MessageEvent, Problem};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::ticket::TicketError;
 use crate::store::idempotency;
-use group_commit::GroupCommit;
+use group_commit::{Committed, GroupCommit};
 use route::Way;
 use sqlx::PgPool;
 
@@ -124,7 +124,7 @@ pub async fn apply(
     }
     let ((reply, applied), claimed) = match route::way(event) {
         Way::Message(m, route) => message::write_in_transaction(&mut tx, group, ctx, m, route).await?,
-        Way::Command(c, from) => (command::apply_command(&mut tx, ctx, c, from).await?, None),
+        Way::Command(c, from) => (command::apply_command(&mut tx, ctx, c, from).await?, Committed::Unclaimed),
     };
     if let Some(idem) = idem {
         idempotency::save(&mut *tx, ctx.owner, &idem.key, &idem.request_hash, reply.status, &reply.body, ctx.now)

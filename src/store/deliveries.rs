@@ -235,6 +235,7 @@ pub async fn record_attempt(
 pub struct Success {
     pub owner: String,
     pub id: Uuid,
+    pub ticket_number: String,
     pub lease_token: Uuid,
     /// [`Claimed::row_id`].
     pub row_id: String,
@@ -254,10 +255,19 @@ pub struct Success {
 ///
 /// The successor is read in the statement's snapshot, where its predecessor is still
 /// `pending`: so "no earlier delivery waiting" is asked of the sequences before the
-/// predecessor's, which this statement records as delivered. One committed after the
-/// snapshot is missed: its intake wakes the claim loop, and the recorder wakes it again
-/// after the commit ([`super::super::delivery`]'s wake protocol), so the claim that follows
-/// sees both.
+/// predecessor's, which this statement records as delivered.
+///
+/// **The race with the intake.** A successor written while this statement runs is not in
+/// its snapshot, and its intake may have seen the predecessor still waiting. Both sides
+/// take the ticket's row first, so one of them sees the other: this statement share-locks
+/// the recorded tickets (in key order, one primary-key lookup each) before it changes any
+/// delivery, and the intake's
+/// write, which updates the ticket, asks "is an earlier delivery waiting" with a locking
+/// read (`WRITE_MESSAGES`). If the intake had the ticket first, the lock here returns the
+/// ticket as the intake left it, whose sequence shows a successor the snapshot lacks: the
+/// place comes back [`Place::unseen`], for [`claim_successors`] after the commit. If this
+/// statement had it first, the intake's locking read waits for this commit and finds the
+/// predecessor delivered, and writes its delivery claimed.
 ///
 /// The rows are found by TID scans of arrays of `ctid`s (the recorded rows' from their
 /// claims, the successors' from the unique `(owner, ticket, peer, sequence)` index):
@@ -269,8 +279,12 @@ pub async fn record_successes(
     batch: &[Success],
     successors: Option<SuccessorLease>,
 ) -> Result<SuccessesRecorded, sqlx::Error> {
+    // Tickets are locked in the batch's order: in key order, as every other batch takes them.
+    let mut batch: Vec<&Success> = batch.iter().collect();
+    batch.sort_by(|a, b| (&a.owner, &a.ticket_number).cmp(&(&b.owner, &b.ticket_number)));
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
+    let tickets: Vec<&str> = batch.iter().map(|s| s.ticket_number.as_str()).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
     let started: Vec<DateTime<Utc>> = batch.iter().map(|s| s.started_at).collect();
     let finished: Vec<DateTime<Utc>> = batch.iter().map(|s| s.finished_at).collect();
@@ -278,22 +292,27 @@ pub async fn record_successes(
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
     let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
-    let next_tokens: Vec<Option<Uuid>> = batch.iter().map(|_| successors.map(|_| Uuid::new_v4())).collect();
+    let successor_token = successors.map(|_| Uuid::new_v4());
     let now = successors.map(|s| s.now);
     let lease_until = successors.map(|s| s.until());
     let rows = sqlx::query(concat!(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[], $10::uuid[])
-                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id, next_token)),
+                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
+                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id)),
+         locked AS (
+             SELECT l.* FROM UNNEST($1::text[], $13::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
+                 SELECT t.owner, t.ticket_number, t.seq_third_party, t.seq_dolphins FROM tickets t
+                 WHERE t.owner = k.owner AND t.ticket_number = k.ticket_number
+                 FOR SHARE OF t) AS l),
          upd AS (
              UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, last_error = NULL,
                  delivered_at = i.finished_at, lease_until = NULL, lease_token = NULL
              FROM input i
              WHERE d.ctid = ANY($9::text[]::tid[]) AND d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id
-               AND d.lease_token = i.token
+               AND d.lease_token = i.token AND (SELECT count(*) FROM locked) >= 0
              RETURNING d.owner, d.id, d.ticket_number, d.target, d.peer, d.sequence, d.attempts, i.started_at,
-                       i.finished_at, i.duration_ms, i.http_status, i.head, i.next_token),
+                       i.finished_at, i.duration_ms, i.http_status, i.head),
          att AS (
              INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
              SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
@@ -309,15 +328,14 @@ pub async fn record_successes(
              FROM upd ORDER BY finished_at
              RETURNING 1),
          next AS (
-             SELECT upd.next_token, upd.sequence AS after,
-                    (SELECT s.ctid FROM deliveries s
+             SELECT upd.id AS after, (SELECT s.ctid FROM deliveries s
                      WHERE s.owner = upd.owner AND s.ticket_number = upd.ticket_number AND s.peer = upd.peer
                        AND s.sequence = upd.sequence + 1) AS row_id
-             FROM upd WHERE upd.next_token IS NOT NULL),
+             FROM upd),
          successor AS (
-             UPDATE deliveries d SET lease_until = $12, lease_token = n.next_token
-             FROM next n, tenants t
-             WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND d.ctid = n.row_id
+             UPDATE deliveries d SET lease_until = $12, lease_token = $10
+             FROM tenants t
+             WHERE $10::uuid IS NOT NULL AND d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL))
                AND t.owner = d.owner
                AND ",
         due_now!("d", "$11"),
@@ -326,13 +344,21 @@ pub async fn record_successes(
         endpoint_open!("d.owner", "d.target"),
         "
                AND ",
-        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "n.after"),
+        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "d.sequence - 1"),
         "
-             RETURNING ",
+             RETURNING d.peer AS successor_peer, ",
         claimed_columns!("d.ctid::text"),
         ")
-         SELECT EXISTS (SELECT 1 FROM reset) AS breaker_reset, s.*
-         FROM upd LEFT JOIN successor s ON s.lease_token = upd.next_token"
+         SELECT upd.owner AS place_owner, upd.ticket_number AS place_ticket, upd.peer AS place_peer,
+                upd.sequence AS place_sequence, EXISTS (SELECT 1 FROM reset) AS breaker_reset,
+                next.row_id IS NULL
+                  AND (SELECT CASE WHEN upd.peer = 'third_party' THEN l.seq_third_party ELSE l.seq_dolphins END
+                       FROM locked l WHERE l.owner = upd.owner AND l.ticket_number = upd.ticket_number)
+                      > upd.sequence AS unseen,
+                s.*
+         FROM upd JOIN next ON next.after = upd.id
+              LEFT JOIN successor s ON s.owner = upd.owner AND s.ticket_number = upd.ticket_number
+                                   AND s.successor_peer = upd.peer AND s.sequence = upd.sequence + 1"
     ))
     .bind(owners)
     .bind(ids)
@@ -343,9 +369,10 @@ pub async fn record_successes(
     .bind(statuses)
     .bind(heads)
     .bind(row_ids)
-    .bind(next_tokens)
+    .bind(successor_token)
     .bind(now)
     .bind(lease_until)
+    .bind(tickets)
     .fetch_all(db)
     .await?;
     let mut recorded = SuccessesRecorded { recorded: rows.len(), ..SuccessesRecorded::default() };
@@ -353,12 +380,19 @@ pub async fn record_successes(
         recorded.breaker_reset |= row.try_get::<bool, _>("breaker_reset")?;
         if row.try_get::<Option<Uuid>, _>("lease_token")?.is_some() {
             recorded.successors.push(Claimed::from_row(row)?);
+        } else if row.try_get::<Option<bool>, _>("unseen")?.unwrap_or(false) {
+            recorded.unseen.push(Place {
+                owner: row.try_get("place_owner")?,
+                ticket_number: row.try_get("place_ticket")?,
+                peer: row.try_get("place_peer")?,
+                sequence: row.try_get("place_sequence")?,
+            });
         }
     }
     Ok(recorded)
 }
 
-/// The lease [`record_successes`] claims successors with.
+/// The lease [`record_successes`] and [`claim_successors`] claim successors with.
 #[derive(Debug, Clone, Copy)]
 pub struct SuccessorLease {
     pub now: DateTime<Utc>,
@@ -376,11 +410,65 @@ impl SuccessorLease {
 pub struct SuccessesRecorded {
     /// Successes recorded: those whose delivery still held its lease.
     pub recorded: usize,
-    /// The recorded tickets' next deliveries, claimed (each with its own lease token).
+    /// The recorded tickets' next deliveries, claimed (with one lease token).
     pub successors: Vec<Claimed>,
+    /// Recorded deliveries whose ticket has a next delivery that the statement's snapshot
+    /// did not show (written meanwhile): for [`claim_successors`], after the commit.
+    pub unseen: Vec<Place>,
     /// Whether an endpoint's breaker was closed by these successes: deliveries it held back
     /// (other than the successors) may be due now.
     pub breaker_reset: bool,
+}
+
+/// A recorded delivery's place: its ticket's next delivery to the same peer has the next
+/// sequence.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub owner: String,
+    pub ticket_number: String,
+    pub peer: String,
+    pub sequence: i32,
+}
+
+/// Claims, for each place, its ticket's next delivery to the same peer when the claim
+/// ([`claim`]) would take it now: the successors [`record_successes`] knew of but could not
+/// see. Each is found by the unique `(owner, ticket, peer, sequence)` index and updated by
+/// a TID scan of the `ctid`s found: no join for the planner to get wrong.
+pub async fn claim_successors(
+    db: impl PgExecutor<'_>,
+    places: &[Place],
+    lease: SuccessorLease,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "WITH next AS (
+             SELECT (SELECT s.ctid FROM deliveries s
+                     WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
+                       AND s.sequence = r.sequence + 1) AS row_id
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[]) AS r(owner, ticket_number, peer, sequence))
+         UPDATE deliveries d SET lease_until = $6, lease_token = $7
+         FROM tenants t
+         WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND t.owner = d.owner
+           AND ",
+        due_now!("d", "$5"),
+        "
+           AND ",
+        endpoint_open!("d.owner", "d.target"),
+        "
+           AND ",
+        no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", "d.sequence"),
+        "
+         RETURNING ",
+        claimed_columns!("d.ctid::text")
+    ))
+    .bind(places.iter().map(|p| p.owner.as_str()).collect::<Vec<_>>())
+    .bind(places.iter().map(|p| p.ticket_number.as_str()).collect::<Vec<_>>())
+    .bind(places.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>())
+    .bind(places.iter().map(|p| p.sequence).collect::<Vec<_>>())
+    .bind(lease.now)
+    .bind(lease.until())
+    .bind(Uuid::new_v4())
+    .fetch_all(db)
+    .await
 }
 
 /// Gives back claims that will not be sent now (no worker for them): due again at once,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::deliveries::Claimed;
 use super::events::NewEvent;
 use super::messages::NewMessage;
-use super::outbox_rules::{claimed_columns, endpoint_open, no_earlier_waiting};
+use super::outbox_rules::{claimed_columns, earlier_waiting, endpoint_open};
 use super::tickets::{ticket_change_set, TicketChange};
 use crate::domain::{Direction, Target, TicketStatus};
 
@@ -74,17 +74,45 @@ pub enum Recorded {
     TicketNotAsExpected,
 }
 
+/// What became of an applied message's outbox row.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Written claimed ([`MessageWrite::lease`]), for this process's dispatcher to send
+    /// after the commit.
+    Claimed(Claimed),
+    /// Written behind an earlier delivery of its ticket to the same peer that was still
+    /// waiting (read with a lock, in a snapshot complete for the ticket): whoever records
+    /// that one claims this one in turn ([`super::deliveries::record_successes`]), so
+    /// nobody needs to be woken.
+    Behind,
+    /// Written unclaimed for a claim loop to find (or no outbox row, or nothing applied).
+    Unclaimed,
+}
+
+impl Delivery {
+    /// The claim, if the row was written claimed.
+    pub fn claimed(&self) -> Option<&Claimed> {
+        match self {
+            Delivery::Claimed(claim) => Some(claim),
+            _ => None,
+        }
+    }
+}
+
 /// The batch statement. `c` holds one row per message (`n` = its position); the events of
 /// all messages come flattened, each with the `n` of its message.
 ///
 /// An outbox row offered a lease (`lease_token`) is written claimed when the claim
 /// ([`super::deliveries::claim`]) would take it right now: its endpoint is neither paused nor
 /// behind a breaker, and no earlier delivery of its ticket to that peer is `pending` or
-/// `failed`. The last rule is read in the statement's snapshot, which is complete for the
-/// ticket only if no other transaction moved the ticket's sequence between that snapshot and
-/// this statement's row lock: so the row is claimed only when the sequence the update handed
-/// out is exactly one more than the snapshot's (else it is written unclaimed and the
-/// dispatcher's claim takes it in order).
+/// `failed`. The last rule is read with a lock (`FOR SHARE`, after the ticket's row lock), so
+/// that a success being recorded is waited for and seen ([`super::deliveries::record_successes`],
+/// the race with the intake); rows another intake inserted are still read in the
+/// statement's snapshot, which is complete for the ticket only if no other transaction moved
+/// the ticket's sequence between that snapshot and this statement's row lock: so the row is
+/// claimed (or reported [`Delivery::Behind`]) only when the sequence the update handed out is
+/// exactly one more than the snapshot's (else it is written unclaimed and the dispatcher's
+/// claim takes it in order).
 ///
 /// Two messages of one ticket in a batch would update the ticket once (PostgreSQL updates a
 /// row at most once per statement): one of them then reads as [`Recorded::TicketNotAsExpected`]
@@ -135,19 +163,23 @@ const WRITE_MESSAGES: &str = concat!(
          JOIN tu ON tu.n = e.n JOIN c ON c.n = e.n
          ORDER BY e.k
          RETURNING 1),
-     seq AS MATERIALIZED (
+     place AS MATERIALIZED (
          SELECT c.n, tu.sequence,
-                c.lease_token IS NOT NULL
-                AND (SELECT CASE WHEN c.peer = 'third_party' THEN b.seq_third_party ELSE b.seq_dolphins END
-                     FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number) = tu.sequence - 1
-                AND ",
-    no_earlier_waiting!("c.owner", "c.ticket_number", "c.peer", "tu.sequence"),
-    "
+                (SELECT CASE WHEN c.peer = 'third_party' THEN b.seq_third_party ELSE b.seq_dolphins END
+                 FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number) = tu.sequence - 1
+                    AS complete,
+                ",
+    earlier_waiting!("c.owner", "c.ticket_number", "c.peer", "tu.sequence", "FOR SHARE OF e"),
+    " AS behind
+         FROM c JOIN tu ON tu.n = c.n
+         WHERE c.delivery_id IS NOT NULL),
+     seq AS MATERIALIZED (
+         SELECT place.n, place.sequence, place.complete AND place.behind AS behind,
+                c.lease_token IS NOT NULL AND place.complete AND NOT place.behind
                 AND ",
     endpoint_open!("c.owner", "c.target"),
     " AS direct
-         FROM c JOIN tu ON tu.n = c.n
-         WHERE c.delivery_id IS NOT NULL),
+         FROM place JOIN c ON c.n = place.n),
      dl AS (
          INSERT INTO deliveries (owner, id, ticket_number, message_id, target, peer, sequence, body, status,
                                  next_attempt_at, created_at, lease_until, lease_token)
@@ -157,22 +189,22 @@ const WRITE_MESSAGES: &str = concat!(
          FROM c JOIN seq ON seq.n = c.n
          RETURNING owner, id, ticket_number, target, sequence, body, attempts, schedule_base, lease_token,
                    lease_until, ctid::text AS row_id)
-     SELECT dup.id AS duplicate, tu.n IS NOT NULL AS applied, ",
+     SELECT dup.id AS duplicate, tu.n IS NOT NULL AS applied, COALESCE(seq.behind, FALSE) AS behind, ",
     claimed_columns!("d.row_id"),
     "
-     FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN tu ON tu.n = c.n
+     FROM c LEFT JOIN dup ON dup.n = c.n LEFT JOIN tu ON tu.n = c.n LEFT JOIN seq ON seq.n = c.n
           LEFT JOIN dl d ON d.id = c.delivery_id AND d.lease_token IS NOT NULL
           LEFT JOIN tenants t ON d.id IS NOT NULL AND t.owner = c.owner
      ORDER BY c.n"
 );
 
 /// Writes each message with its ticket's change, audit and outbox row, or nothing of it,
-/// in one statement; answers what happened to each, in order, with its outbox row when it
-/// was written claimed (see [`MessageWrite::lease`]).
+/// in one statement; answers what happened to each, in order, and what became of its outbox
+/// row.
 pub async fn write_messages(
     db: impl PgExecutor<'_>,
     writes: &[&MessageWrite],
-) -> Result<Vec<(Recorded, Option<Claimed>)>, sqlx::Error> {
+) -> Result<Vec<(Recorded, Delivery)>, sqlx::Error> {
     let column = |f: fn(&MessageWrite) -> Option<&str>| -> Vec<Option<&str>> { writes.iter().map(|i| f(i)).collect() };
     let events: Vec<(i32, &NewEvent)> = writes
         .iter()
@@ -226,7 +258,7 @@ pub async fn write_messages(
 
 /// What one row of [`WRITE_MESSAGES`]'s answer says: the claimed columns are there only
 /// for an outbox row written claimed.
-fn answer(row: &PgRow) -> Result<(Recorded, Option<Claimed>), sqlx::Error> {
+fn answer(row: &PgRow) -> Result<(Recorded, Delivery), sqlx::Error> {
     let recorded = match (row.try_get::<Option<Uuid>, _>("duplicate")?, row.try_get::<bool, _>("applied")?) {
         (Some(first), _) => Recorded::Duplicate(first),
         (None, true) => Recorded::Applied,
@@ -235,6 +267,12 @@ fn answer(row: &PgRow) -> Result<(Recorded, Option<Claimed>), sqlx::Error> {
     let written_claimed = recorded == Recorded::Applied
         && row.try_get::<Option<Uuid>, _>("lease_token")?.is_some()
         && row.try_get::<Option<String>, _>("signing_secret")?.is_some();
-    let claimed = if written_claimed { Some(Claimed::from_row(row)?) } else { None };
-    Ok((recorded, claimed))
+    let delivery = if written_claimed {
+        Delivery::Claimed(Claimed::from_row(row)?)
+    } else if recorded == Recorded::Applied && row.try_get::<bool, _>("behind")? {
+        Delivery::Behind
+    } else {
+        Delivery::Unclaimed
+    };
+    Ok((recorded, delivery))
 }

@@ -82,9 +82,11 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// must not hold back claims and outcome records (deliveries fell ever further behind
 /// acceptance while each claim waited behind the requests; see `docs/benchmarks.md`).
 ///
-/// Its sessions never bitmap-scan or sort, and its statements find the rows they change by
-/// `ctid` (the claim returns each claimed row's): every delivery query is meant to walk one
-/// index in order and stop early, and then no plan is left to choose. On a fresh or
+/// Its sessions never scan a table sequentially, bitmap-scan or sort, its statements find
+/// the rows they change by `ctid` (the claim returns each claimed row's), and the rules they
+/// share are subqueries keyed by the delivery at hand (`outbox_rules`): every delivery
+/// query is meant to walk one index in order and stop early, and then no plan is left to
+/// choose. On a fresh or
 /// fast-growing database (or one without autovacuum) the planner's statistics still
 /// describe nearly empty tables; it then chose to read and sort the whole backlog to claim a
 /// few rows, and kept a generic plan that found each claimed row through
@@ -101,7 +103,12 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// webhooks accept is written through the intake's pool or the main pool, and always waits
 /// for the flush (and for the synchronous standby).
 pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
-    let settings = [("synchronous_commit", "off"), ("enable_bitmapscan", "off"), ("enable_sort", "off")];
+    let settings = [
+        ("synchronous_commit", "off"),
+        ("enable_seqscan", "off"),
+        ("enable_bitmapscan", "off"),
+        ("enable_sort", "off"),
+    ];
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
@@ -109,11 +116,17 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// separate connections, so that batches never queue behind other requests' transactions.
 ///
 /// Its sessions join only by nested loops over indexes: a batch names its tickets, and the
-/// planner, left to its statistics, may prefer to hash-join them against a whole table it
-/// believes small (fresh databases, tables grown since the last `ANALYZE`, servers without
-/// autovacuum). Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
+/// planner, left to its statistics, may prefer to hash-join them against a whole table, or
+/// scan it, when it believes the table small (fresh databases, tables grown since the last
+/// `ANALYZE`, servers without autovacuum), and keeps such a plan while the table grows.
+/// Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
 pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
-    let settings = [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_bitmapscan", "off")];
+    let settings = [
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_seqscan", "off"),
+        ("enable_bitmapscan", "off"),
+    ];
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 

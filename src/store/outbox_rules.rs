@@ -1,7 +1,8 @@
 //! The outbox's rules, each written once and spliced into every statement that applies it
 //! (`concat!` needs macros, not constants, to build statements at compile time):
 //!
-//! - when a delivery may be sent now (`due_now!`, `endpoint_open!`, `no_earlier_waiting!`),
+//! - when a delivery may be sent now (`due_now!`, `endpoint_open!`, `no_earlier_waiting!`,
+//!   `earlier_waiting!`),
 //!   used by the claim, the claim of successors and the intake's claimed write;
 //! - what a claim answers (`claimed_columns!`, the columns of [`super::deliveries::Claimed`]);
 //! - how a success resets an endpoint's breaker (`reset_breakers!`);
@@ -43,6 +44,11 @@ pub(crate) use due_now;
 /// The endpoint of (`$owner`, `$target`) takes deliveries: not paused, breaker closed.
 /// Deliveries of a paused endpoint or one with an open breaker are not claimed at all, so
 /// waiting there uses up none of their retry schedule.
+///
+/// `OFFSET 0` keeps this (and `no_earlier_waiting!`) a subquery run for each delivery, its
+/// lookup keyed by that delivery's columns: the planner cannot turn it into an anti-join,
+/// which it may plan, on tables it believes empty, as a scan of every row for each
+/// delivery, and keep that plan while the table grows (a claim took 8.6 s so).
 macro_rules! endpoint_open {
     ($owner:literal, $target:literal) => {
         concat!(
@@ -50,7 +56,7 @@ macro_rules! endpoint_open {
             $owner,
             " AND ep.target = ",
             $target,
-            " AND (ep.paused OR ep.state <> 'closed'))"
+            " AND (ep.paused OR ep.state <> 'closed') OFFSET 0)"
         )
     };
 }
@@ -58,11 +64,22 @@ pub(crate) use endpoint_open;
 
 /// No earlier delivery of the ticket to the same peer is still waiting: per-ticket FIFO. A
 /// claimed row stays `pending` while in flight, so it holds back its successors until its
-/// outcome is recorded.
+/// outcome is recorded. (`OFFSET 0`: see `endpoint_open!`.)
 macro_rules! no_earlier_waiting {
     ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal) => {
+        concat!("NOT ", $crate::store::outbox_rules::earlier_waiting!($owner, $ticket, $peer, $sequence, "OFFSET 0"))
+    };
+}
+pub(crate) use no_earlier_waiting;
+
+/// An earlier delivery of the ticket to the same peer is still waiting, read with the lock
+/// that `$tail` names (or `OFFSET 0`). The intake asks it with `FOR SHARE`: a locking read
+/// waits for a success being recorded and sees the newest version of the row, not the
+/// statement's snapshot (see `deliveries::record_successes`, the race with the intake).
+macro_rules! earlier_waiting {
+    ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal, $tail:literal) => {
         concat!(
-            "NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.owner = ",
+            "EXISTS (SELECT 1 FROM deliveries e WHERE e.owner = ",
             $owner,
             " AND e.ticket_number = ",
             $ticket,
@@ -70,11 +87,13 @@ macro_rules! no_earlier_waiting {
             $peer,
             " AND e.sequence < ",
             $sequence,
-            " AND e.status IN ('pending', 'failed'))"
+            " AND e.status IN ('pending', 'failed') ",
+            $tail,
+            ")"
         )
     };
 }
-pub(crate) use no_earlier_waiting;
+pub(crate) use earlier_waiting;
 
 /// The columns of [`super::deliveries::Claimed`], from the delivery `d` (whose physical row
 /// is `$row_id`, a text) and its tenant `t`.

@@ -9,7 +9,9 @@ use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus}
 use dolphin_bridge::intake::group_commit::GroupCommit;
 use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Success, SuccessesRecorded, SuccessorLease};
 use dolphin_bridge::store::events::NewEvent;
-use dolphin_bridge::store::message_writes::{write_messages, DirectLease, MessageWrite, NewOutboxRow, Recorded};
+use dolphin_bridge::store::message_writes::{
+    write_messages, Delivery, DirectLease, MessageWrite, NewOutboxRow, Recorded,
+};
 use dolphin_bridge::store::messages::NewMessage;
 use dolphin_bridge::store::tickets::TicketChange;
 use serde_json::json;
@@ -186,11 +188,11 @@ async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now(
     let (waiting, _) = offered(incoming("waiting", "waits its turn"));
     let written = write_messages(&app.pool, &[&free, &waiting]).await.expect("written");
 
-    let claimed = written[0].1.as_ref().expect("the free ticket's row is written claimed");
+    let claimed = written[0].1.claimed().expect("the free ticket's row is written claimed");
     assert_eq!((claimed.id, claimed.sequence, claimed.lease_token), (free_delivery(&free), 2, free_lease.token));
     assert_eq!(claimed.body, free.delivery.as_ref().map(|d| d.body.clone()).unwrap_or_default());
     assert_eq!(lease_of(&app, claimed.id).await, (Some(free_lease.token), 0));
-    assert!(written[1].1.is_none(), "an earlier delivery of the ticket is still pending");
+    assert!(matches!(written[1].1, Delivery::Behind), "an earlier delivery of the ticket is still pending");
     assert_eq!(lease_of(&app, free_delivery(&waiting)).await, (None, 0));
 
     // A paused endpoint takes nothing claimed either.
@@ -204,7 +206,7 @@ async fn an_outbox_row_is_written_claimed_only_when_the_claim_would_take_it_now(
     let (paused, _) = offered(incoming("free", "while paused"));
     let written = write_messages(&app.pool, &[&paused]).await.expect("written");
     assert_eq!(written[0].0, Recorded::Applied);
-    assert!(written[0].1.is_none(), "the endpoint is paused");
+    assert!(matches!(written[0].1, Delivery::Unclaimed), "the endpoint is paused");
     assert_eq!(lease_of(&app, free_delivery(&paused)).await, (None, 0));
     app.finish().await;
 }
@@ -213,12 +215,12 @@ fn free_delivery(intake: &MessageWrite) -> Uuid {
     intake.delivery.as_ref().map(|d| d.id).unwrap_or_default()
 }
 
-/// Marks `claimed` delivered through the success recorder's statement, claiming its
-/// ticket's next delivery with `successors`.
-async fn record_success(app: &TestApp, claimed: &Claimed, successors: Option<SuccessorLease>) -> SuccessesRecorded {
-    let success = Success {
+/// A successful attempt of `claimed`, to record.
+fn success_of(claimed: &Claimed) -> Success {
+    Success {
         owner: claimed.owner.clone(),
         id: claimed.id,
+        ticket_number: claimed.ticket_number.clone(),
         lease_token: claimed.lease_token,
         row_id: claimed.row_id.clone(),
         started_at: Utc::now(),
@@ -226,8 +228,13 @@ async fn record_success(app: &TestApp, claimed: &Claimed, successors: Option<Suc
         duration_ms: 1,
         http_status: Some(200),
         response_head: None,
-    };
-    deliveries::record_successes(&app.pool, &[success], successors).await.expect("recorded")
+    }
+}
+
+/// Marks `claimed` delivered through the success recorder's statement, claiming its
+/// ticket's next delivery with `successors`.
+async fn record_success(app: &TestApp, claimed: &Claimed, successors: Option<SuccessorLease>) -> SuccessesRecorded {
+    deliveries::record_successes(&app.pool, &[success_of(claimed)], successors).await.expect("recorded")
 }
 
 #[tokio::test]
@@ -296,5 +303,87 @@ async fn a_successor_is_not_claimed_while_an_earlier_delivery_of_its_ticket_wait
         .expect("first waiting again");
     let recorded = record_success(&app, &second[0], Some(SuccessorLease { now: Utc::now(), lease })).await;
     assert_eq!((recorded.recorded, recorded.successors.len()), (1, 0), "the first one waits again");
+    app.finish().await;
+}
+
+/// Waits until some session of the test database waits for a row lock.
+async fn until_a_session_waits_for_a_lock(app: &TestApp) {
+    let waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    for _ in 0..200 {
+        if app.count(waiting).await > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no session came to wait for a lock");
+}
+
+/// The ticket "race" opened, its opening delivery claimed (in flight), for the two orders
+/// of its record and the intake of its next message.
+async fn a_delivery_in_flight(app: &TestApp) -> Claimed {
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(app, &tenant, &["race"]).await;
+    let lease = std::time::Duration::from_secs(30);
+    let mut claimed =
+        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    claimed.remove(0)
+}
+
+#[tokio::test]
+async fn a_successor_written_while_its_predecessor_is_recorded_is_reported_unseen_and_claimed_after() {
+    let app = TestApp::spawn_stepped().await;
+    let first = a_delivery_in_flight(&app).await;
+    // The intake holds the ticket's row (as its transaction path does) and writes the next
+    // message: the first delivery is still pending, so it is written behind it.
+    let mut intake = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM tickets WHERE owner = $1 AND ticket_number = 'race' FOR UPDATE")
+        .bind(OWNER)
+        .execute(&mut *intake)
+        .await
+        .expect("lock the ticket");
+    let (next, _) = offered(incoming("race", "second"));
+    let written = write_messages(&mut *intake, &[&next]).await.expect("written");
+    assert!(matches!(written[0].1, Delivery::Behind), "the first one is still in flight");
+    // The record starts now (its snapshot lacks the second delivery) and waits for the ticket.
+    let lease = SuccessorLease { now: Utc::now(), lease: std::time::Duration::from_secs(30) };
+    let record = {
+        let (app_pool, first) = (app.pool.clone(), first.clone());
+        tokio::spawn(async move {
+            let success = success_of(&first);
+            deliveries::record_successes(&app_pool, &[success], Some(lease)).await
+        })
+    };
+    until_a_session_waits_for_a_lock(&app).await;
+    intake.commit().await.expect("commit");
+    let recorded = record.await.expect("joined").expect("recorded");
+    assert_eq!((recorded.recorded, recorded.successors.len()), (1, 0), "the snapshot lacks the second one");
+    assert_eq!(recorded.unseen.len(), 1, "but the ticket, locked, shows it");
+    let claimed = deliveries::claim_successors(&app.pool, &recorded.unseen, lease).await.expect("claim");
+    assert_eq!(claimed.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![2]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_intake_that_waits_for_its_predecessors_record_writes_its_delivery_claimed() {
+    let app = TestApp::spawn_stepped().await;
+    let first = a_delivery_in_flight(&app).await;
+    // The record holds the ticket (its transaction is not committed yet)...
+    let mut record = app.pool.begin().await.expect("begin");
+    let recorded = deliveries::record_successes(&mut *record, &[success_of(&first)], None).await.expect("recorded");
+    assert_eq!(recorded.recorded, 1);
+    // ...when the intake writes the next message: its update of the ticket waits, and then
+    // its locking read finds the first delivery delivered, not pending as its snapshot had it.
+    let (next, lease) = offered(incoming("race", "second"));
+    let intake = {
+        let pool = app.pool.clone();
+        tokio::spawn(async move { write_messages(&pool, &[&next]).await })
+    };
+    until_a_session_waits_for_a_lock(&app).await;
+    record.commit().await.expect("commit");
+    let written = intake.await.expect("joined").expect("written");
+    let claimed = written[0].1.claimed().expect("written claimed");
+    assert_eq!((claimed.sequence, claimed.lease_token), (2, lease.token));
     app.finish().await;
 }
