@@ -17,8 +17,9 @@
 //! | the recorder could not claim successors it knew of | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
 //! "Work may be waiting for a worker" is true when the last claim filled every worker that
-//! was free, or found none free (`Wake::claimed`), or the intake or the recorder left work
-//! for lack of room; otherwise a freed worker changes nothing, and waking would cost an
+//! was free, or found none free (`Wake::claimed`: the intake's wake for a delivery it wrote
+//! unclaimed for lack of room ends so), or the recorder left a successor for lack of room;
+//! otherwise a freed worker changes nothing, and waking would cost an
 //! empty claim each time. A delivery written behind an earlier one still waiting wakes
 //! nobody: it is claimed by whoever records that earlier one, in the same statement, or, if
 //! it was written while that statement ran, by a second statement right after
@@ -251,10 +252,9 @@ impl DirectDispatch {
         let taken = workers
             .promised
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |promised| (promised < room).then_some(promised + 1));
-        if taken.is_err() {
-            workers.wake.room_limited.store(true, Ordering::Relaxed);
-            return None;
-        }
+        // Without room the delivery is written unclaimed: unless it is behind a waiting one,
+        // its wake finds the claim loop without a free worker, which then waits for one.
+        taken.ok()?;
         Some(Promise { promised: workers.promised.clone() })
     }
 

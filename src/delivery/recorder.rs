@@ -3,9 +3,11 @@
 //! soon as its request is answered. A delivery stays claimed (and its ticket's next delivery
 //! waits) until it is recorded here; the same statement claims that next delivery.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 
 use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
@@ -13,6 +15,12 @@ use crate::store::deliveries::{self, Claimed, Place, Success, SuccessesRecorded,
 
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
+
+/// Batches written at once. A ticket's next delivery waits for its predecessor's record,
+/// so a success should not wait for the statement before it: with two, the next batch is
+/// written while the last one is still in PostgreSQL. (Batches hold distinct deliveries;
+/// they share only the tickets' share locks and, rarely, a breaker's row.)
+const RECORDERS: usize = 2;
 
 /// Writes successful attempts in batches until every sender is gone. Each batch's
 /// statement also claims the recorded tickets' next deliveries
@@ -27,7 +35,11 @@ pub(super) async fn record_successes(
     mut receiver: mpsc::Receiver<Success>,
     next: mpsc::UnboundedSender<Handoff>,
 ) {
-    while let Some(first) = receiver.recv().await {
+    let writers = Arc::new(Semaphore::new(RECORDERS));
+    let mut running = JoinSet::new();
+    loop {
+        let Ok(writer) = writers.clone().acquire_owned().await else { break };
+        let Some(first) = receiver.recv().await else { break };
         let mut batch = vec![first];
         while batch.len() < SUCCESS_BATCH {
             match receiver.try_recv() {
@@ -35,18 +47,29 @@ pub(super) async fn record_successes(
                 Err(_) => break,
             }
         }
-        let lease =
-            (!next.is_closed()).then(|| SuccessorLease { now: dispatcher.clock.now(), lease: dispatcher.config.lease });
-        let recorded = write_batch(&dispatcher, &batch, lease).await;
-        if recorded.breaker_reset {
-            dispatcher.wake.breaker_closed();
-        }
-        let mut successors = recorded.successors;
-        if let (Some(lease), false) = (lease, recorded.unseen.is_empty()) {
-            successors.extend(claim_unseen(&dispatcher, &recorded.unseen, lease).await);
-        }
-        hand_over(&dispatcher, successors, &next).await;
+        let (dispatcher, next) = (dispatcher.clone(), next.clone());
+        running.spawn(async move {
+            record_batch(&dispatcher, &batch, &next).await;
+            drop(writer);
+        });
+        while running.try_join_next().is_some() {}
     }
+    while running.join_next().await.is_some() {}
+}
+
+/// Records one batch and hands over the successors it claimed.
+async fn record_batch(dispatcher: &Dispatcher, batch: &[Success], next: &mpsc::UnboundedSender<Handoff>) {
+    let lease =
+        (!next.is_closed()).then(|| SuccessorLease { now: dispatcher.clock.now(), lease: dispatcher.config.lease });
+    let recorded = write_batch(dispatcher, batch, lease).await;
+    if recorded.breaker_reset {
+        dispatcher.wake.breaker_closed();
+    }
+    let mut successors = recorded.successors;
+    if let (Some(lease), false) = (lease, recorded.unseen.is_empty()) {
+        successors.extend(claim_unseen(dispatcher, &recorded.unseen, lease).await);
+    }
+    hand_over(dispatcher, successors, next).await;
 }
 
 /// Claims the successors the record's snapshot could not show (written while it ran). If
@@ -115,7 +138,8 @@ async fn write_batch(
                 }
                 return recorded;
             }
-            Err(e) if crate::store::is_unavailable(&e) && tries < 5 => {
+            // A deadlock (40P01) rolled the whole statement back: it can simply run again.
+            Err(e) if (crate::store::is_unavailable(&e) || is_deadlock(&e)) && tries < 5 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;
             }
@@ -125,4 +149,8 @@ async fn write_batch(
             }
         }
     }
+}
+
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
 }
