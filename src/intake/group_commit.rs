@@ -139,7 +139,7 @@ impl GroupCommit {
     pub fn after_commit(&self, committed: Committed) {
         let Some(dispatch) = &self.inner.dispatch else { return };
         match committed {
-            Committed::Claimed { claim, promise } => dispatch.hand_over(claim, promise),
+            Committed::Claimed { claim, promise } => dispatch.hand_over(*claim, promise),
             Committed::Behind => {}
             Committed::Unclaimed => dispatch.wake(),
         }
@@ -218,7 +218,7 @@ async fn run_writer(inner: Arc<Inner>) {
 /// What became of a committed write's delivery, for [`GroupCommit::after_commit`].
 pub enum Committed {
     /// Written claimed, with the room promised to it.
-    Claimed { claim: Claimed, promise: Promise },
+    Claimed { claim: Box<Claimed>, promise: Promise },
     /// Written behind an earlier waiting delivery ([`Delivery::Behind`]).
     Behind,
     /// Written unclaimed (or nothing written).

@@ -79,7 +79,7 @@ pub enum Recorded {
 pub enum Delivery {
     /// Written claimed ([`MessageWrite::lease`]), for this process's dispatcher to send
     /// after the commit.
-    Claimed(Claimed),
+    Claimed(Box<Claimed>),
     /// Written behind an earlier delivery of its ticket to the same peer that was still
     /// waiting (read with a lock, in a snapshot complete for the ticket): whoever records
     /// that one claims this one in turn ([`super::deliveries::record_successes`]), so
@@ -268,7 +268,7 @@ fn answer(row: &PgRow) -> Result<(Recorded, Delivery), sqlx::Error> {
         && row.try_get::<Option<Uuid>, _>("lease_token")?.is_some()
         && row.try_get::<Option<String>, _>("signing_secret")?.is_some();
     let delivery = if written_claimed {
-        Delivery::Claimed(Claimed::from_row(row)?)
+        Delivery::Claimed(Box::new(Claimed::from_row(row)?))
     } else if recorded == Recorded::Applied && row.try_get::<bool, _>("behind")? {
         Delivery::Behind
     } else {
