@@ -265,7 +265,7 @@ pub struct Success {
 /// write, which updates the ticket, asks "is an earlier delivery waiting" with a locking
 /// read (`WRITE_MESSAGES`). If the intake had the ticket first, the lock here returns the
 /// ticket as the intake left it, whose sequence shows a successor the snapshot lacks: the
-/// place comes back [`Place::unseen`], for [`claim_successors`] after the commit. If this
+/// place comes back in [`SuccessesRecorded::unseen`], for [`claim_successors`] after the commit. If this
 /// statement had it first, the intake's locking read waits for this commit and finds the
 /// predecessor delivered, and writes its delivery claimed.
 ///
