@@ -279,12 +279,12 @@ pub async fn record_successes(
     batch: &[Success],
     successors: Option<SuccessorLease>,
 ) -> Result<SuccessesRecorded, sqlx::Error> {
-    // Tickets are locked in the batch's order: in key order, as every other batch takes them.
-    let mut batch: Vec<&Success> = batch.iter().collect();
-    batch.sort_by(|a, b| (&a.owner, &a.ticket_number).cmp(&(&b.owner, &b.ticket_number)));
+    // Each ticket is locked once (a batch may hold its deliveries to both peers), in key
+    // order, as every other batch takes them.
+    let locks: std::collections::BTreeSet<(&str, &str)> =
+        batch.iter().map(|s| (s.owner.as_str(), s.ticket_number.as_str())).collect();
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
-    let tickets: Vec<&str> = batch.iter().map(|s| s.ticket_number.as_str()).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
     let started: Vec<DateTime<Utc>> = batch.iter().map(|s| s.started_at).collect();
     let finished: Vec<DateTime<Utc>> = batch.iter().map(|s| s.finished_at).collect();
@@ -301,7 +301,7 @@ pub async fn record_successes(
                                   $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
                  AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id)),
          locked AS (
-             SELECT l.* FROM UNNEST($1::text[], $13::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
+             SELECT l.* FROM UNNEST($13::text[], $14::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
                  SELECT t.owner, t.ticket_number, t.seq_third_party, t.seq_dolphins FROM tickets t
                  WHERE t.owner = k.owner AND t.ticket_number = k.ticket_number
                  FOR SHARE OF t) AS l),
@@ -372,7 +372,8 @@ pub async fn record_successes(
     .bind(successor_token)
     .bind(now)
     .bind(lease_until)
-    .bind(tickets)
+    .bind(locks.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
+    .bind(locks.iter().map(|(_, ticket)| *ticket).collect::<Vec<_>>())
     .fetch_all(db)
     .await?;
     let mut recorded = SuccessesRecorded { recorded: rows.len(), ..SuccessesRecorded::default() };

@@ -387,3 +387,22 @@ async fn an_intake_that_waits_for_its_predecessors_record_writes_its_delivery_cl
     assert_eq!((claimed.sequence, claimed.lease_token), (2, lease.token));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn one_batch_records_a_tickets_deliveries_to_both_peers() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["both"]).await;
+    let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": "both"}));
+    assert_eq!(app.post_as_third_party("messages", &tenant, &reply).await.status(), 200);
+    let lease = std::time::Duration::from_secs(30);
+    let claimed =
+        deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
+    assert_eq!(claimed.len(), 2, "one delivery to each peer, each the first of its sequence");
+    let successes: Vec<Success> = claimed.iter().map(success_of).collect();
+    let successors = Some(SuccessorLease { now: Utc::now(), lease });
+    let recorded = deliveries::record_successes(&app.pool, &successes, successors).await.expect("recorded");
+    assert_eq!(recorded.recorded, 2);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE status = 'delivered'").await, 2);
+    app.finish().await;
+}
