@@ -9,7 +9,7 @@
 //!
 //! | event | wakes the claim loop when |
 //! |---|---|
-//! | the intake wrote a delivery unclaimed | unless it was written behind a waiting one (`Wake::unclaimed_written`) |
+//! | the intake wrote a delivery unclaimed | unless it was written behind one in flight (`Wake::unclaimed_written`) |
 //! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::outcome_recorded`) |
 //! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
@@ -20,8 +20,7 @@
 //! was free, or found none free (`Wake::claimed`: the intake's wake for a delivery it wrote
 //! unclaimed for lack of room ends so), or the recorder left a successor for lack of room;
 //! otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time. A delivery written behind an earlier one still waiting wakes
-//! nobody: it is claimed by whoever records that earlier one, in the same statement, or, if
+//! empty claim each time. A delivery written behind an earlier one in flight wakes nobody: it is claimed by whoever records that earlier one, in the same statement, or, if
 //! it was written while that statement ran, by a second statement right after
 //! (`store::deliveries::record_successes` says why one of the two always sees it); a worker
 //! that records an outcome itself wakes the claim loop after its commit. So a deep ticket's
@@ -87,7 +86,7 @@ impl Wake {
         self.notify.notify_one();
     }
 
-    /// The intake committed a delivery unclaimed, not behind a waiting one: it may be due now.
+    /// The intake committed a delivery unclaimed, not behind one in flight: it may be due now.
     pub(super) fn unclaimed_written(&self) {
         self.notify.notify_one();
     }

@@ -80,10 +80,12 @@ pub enum Delivery {
     /// Written claimed ([`MessageWrite::lease`]), for this process's dispatcher to send
     /// after the commit.
     Claimed(Box<Claimed>),
-    /// Written behind an earlier delivery of its ticket to the same peer that was still
-    /// waiting (read with a lock, in a snapshot complete for the ticket): whoever records
-    /// that one claims this one in turn ([`super::deliveries::record_successes`]), so
-    /// nobody needs to be woken.
+    /// Written behind an earlier delivery of its ticket to the same peer that is in flight
+    /// (the first of those still waiting holds an unexpired lease, read with a lock, in a
+    /// snapshot complete for the ticket): whoever records that one claims the next in turn
+    /// ([`super::deliveries::record_successes`]), so nobody needs to be woken. (Behind one
+    /// that is not in flight, the row is [`Delivery::Unclaimed`]: a claim loop must take
+    /// that one first, and may have skipped it while this write held its lock.)
     Behind,
     /// Written unclaimed for a claim loop to find (or no outbox row, or nothing applied).
     Unclaimed,
@@ -169,13 +171,20 @@ const WRITE_MESSAGES: &str = concat!(
                  FROM tickets b WHERE b.owner = c.owner AND b.ticket_number = c.ticket_number) = tu.sequence - 1
                     AS complete,
                 ",
-    earlier_waiting!("c.owner", "c.ticket_number", "c.peer", "tu.sequence", "FOR SHARE OF e"),
-    " AS behind
+    earlier_waiting!(
+        "c.owner",
+        "c.ticket_number",
+        "c.peer",
+        "tu.sequence",
+        "e.lease_until IS NOT NULL AND e.lease_until > c.at",
+        "ORDER BY e.sequence LIMIT 1 FOR SHARE OF e"
+    ),
+    " AS first_waiting_in_flight
          FROM c JOIN tu ON tu.n = c.n
          WHERE c.delivery_id IS NOT NULL),
      seq AS MATERIALIZED (
-         SELECT place.n, place.sequence, place.complete AND place.behind AS behind,
-                c.lease_token IS NOT NULL AND place.complete AND NOT place.behind
+         SELECT place.n, place.sequence, place.complete AND place.first_waiting_in_flight IS TRUE AS behind,
+                c.lease_token IS NOT NULL AND place.complete AND place.first_waiting_in_flight IS NULL
                 AND ",
     endpoint_open!("c.owner", "c.target"),
     " AS direct

@@ -67,19 +67,25 @@ pub(crate) use endpoint_open;
 /// outcome is recorded. (`OFFSET 0`: see `endpoint_open!`.)
 macro_rules! no_earlier_waiting {
     ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal) => {
-        concat!("NOT ", $crate::store::outbox_rules::earlier_waiting!($owner, $ticket, $peer, $sequence, "OFFSET 0"))
+        concat!(
+            "NOT EXISTS ",
+            $crate::store::outbox_rules::earlier_waiting!($owner, $ticket, $peer, $sequence, "1", "OFFSET 0")
+        )
     };
 }
 pub(crate) use no_earlier_waiting;
 
-/// An earlier delivery of the ticket to the same peer is still waiting, read with the lock
-/// that `$tail` names (or `OFFSET 0`). The intake asks it with `FOR SHARE`: a locking read
-/// waits for a success being recorded and sees the newest version of the row, not the
-/// statement's snapshot (see `deliveries::record_successes`, the race with the intake).
+/// `$select` of the earlier deliveries of the ticket to the same peer that are still
+/// waiting, as a subquery ending in `$tail`. The intake reads the first of them with
+/// `FOR SHARE`: a locking read waits for a success being recorded and sees the newest
+/// version of the row, not the statement's snapshot (see `deliveries::record_successes`,
+/// the race with the intake).
 macro_rules! earlier_waiting {
-    ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal, $tail:literal) => {
+    ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal, $select:literal, $tail:literal) => {
         concat!(
-            "EXISTS (SELECT 1 FROM deliveries e WHERE e.owner = ",
+            "(SELECT ",
+            $select,
+            " FROM deliveries e WHERE e.owner = ",
             $owner,
             " AND e.ticket_number = ",
             $ticket,
