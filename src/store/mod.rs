@@ -43,8 +43,10 @@ impl Database {
     /// made until a host fits ([`Topology::find`], or [`Topology::follow`] in a running bridge).
     pub fn lazy(url: &str, max_connections: u32) -> Result<Database, String> {
         let topology = Topology::new("DATABASE_URL", url, true)?;
-        // The main pool pings every connection it hands out: see `pool_options`.
-        let pool = topology.pool(max_connections, Duration::ZERO, &[]);
+        // The main pool pings every connection it hands out: see `pool_options`. Its
+        // statements are planned for their parameters at each run, as every pool's are
+        // (see `delivery_pool`): the transaction path of the intake runs here.
+        let pool = topology.pool(max_connections, Duration::ZERO, &[CUSTOM_PLANS]);
         Ok(Database { topology, pool })
     }
 }
@@ -110,7 +112,7 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [
         ("synchronous_commit", "off"),
-        ("plan_cache_mode", "force_custom_plan"),
+        CUSTOM_PLANS,
         ("enable_seqscan", "off"),
         ("enable_bitmapscan", "off"),
         ("enable_sort", "off"),
@@ -124,10 +126,12 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// Its sessions join only by nested loops over indexes: a batch names its tickets, and the
 /// planner, left to its statistics, may prefer to hash-join them against a whole table, or
 /// scan it, when it believes the table small (fresh databases, tables grown since the last
-/// `ANALYZE`, servers without autovacuum), and keeps such a plan while the table grows.
+/// `ANALYZE`, servers without autovacuum); and each statement is planned when it runs, so
+/// that no plan is kept while the table grows.
 /// Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
 pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [
+        CUSTOM_PLANS,
         ("enable_hashjoin", "off"),
         ("enable_mergejoin", "off"),
         ("enable_seqscan", "off"),
@@ -135,6 +139,10 @@ pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     ];
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
+
+/// Every statement is planned for its own parameters when it runs, never from a plan cached
+/// while the tables were smaller (see `delivery_pool`).
+const CUSTOM_PLANS: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
 
 /// How long a connection of a hot pool may sit idle before it is checked on the way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
