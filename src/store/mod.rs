@@ -43,10 +43,11 @@ impl Database {
     /// made until a host fits ([`Topology::find`], or [`Topology::follow`] in a running bridge).
     pub fn lazy(url: &str, max_connections: u32) -> Result<Database, String> {
         let topology = Topology::new("DATABASE_URL", url, true)?;
-        // The main pool pings every connection it hands out: see `pool_options`. Its
-        // statements are planned for their parameters at each run, as every pool's are
-        // (see `delivery_pool`): the transaction path of the intake runs here.
-        let pool = topology.pool(max_connections, Duration::ZERO, &[CUSTOM_PLANS]);
+        // The main pool pings every connection it hands out: see `pool_options`. It keeps
+        // PostgreSQL's plan cache: planning the intake's transaction path afresh (new,
+        // closed and reopened tickets, commands run here) cost 1.2 ms of PostgreSQL CPU per
+        // new ticket, a third of the new-ticket ingest (`docs/benchmarks.md`).
+        let pool = topology.pool(max_connections, Duration::ZERO, &[]);
         Ok(Database { topology, pool })
     }
 }
@@ -140,8 +141,8 @@ pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
-/// Every statement is planned for its own parameters when it runs, never from a plan cached
-/// while the tables were smaller (see `delivery_pool`).
+/// A session setting of the hot pools: every statement is planned for its own parameters
+/// when it runs, never from a plan cached while the tables were smaller (see `delivery_pool`).
 const CUSTOM_PLANS: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
 
 /// How long a connection of a hot pool may sit idle before it is checked on the way out.
