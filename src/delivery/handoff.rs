@@ -19,21 +19,23 @@
 //! "Work may be waiting for a worker" is true when the last claim filled every worker that
 //! was free, or found none free (`Wake::claimed`: the intake's wake for a delivery it wrote
 //! unclaimed for lack of room ends so), or the recorder left a successor for lack of room;
-//! otherwise a freed worker changes nothing, and waking would cost an
-//! empty claim each time. A delivery written behind an earlier one in flight wakes nobody: it is claimed by whoever records that earlier one, in the same statement, or, if
-//! it was written while that statement ran, by a second statement right after
-//! (`store::deliveries::record_successes` says why one of the two always sees it); a worker
-//! that records an outcome itself wakes the claim loop after its commit. So a deep ticket's
-//! deliveries follow each other without the claim loop, whose claim would have to pass the
-//! whole backlog of waiting deliveries to find the few that may go.
+//! otherwise a freed worker changes nothing, and waking would cost an empty claim each time.
+//!
+//! A delivery written behind an earlier one in flight wakes nobody: it is claimed by
+//! whoever records that earlier one, in the same statement, or, if it was written while that
+//! statement ran, by a second statement right after (`store::deliveries::record_successes`
+//! says why one of the two always sees it); a worker that records an outcome itself wakes
+//! the claim loop after its commit. So a deep ticket's deliveries follow each other without
+//! the claim loop, whose claim would have to pass the whole backlog of waiting deliveries to
+//! find the few that may go.
 //!
 //! **Backpressure.** The intake and the recorder keep a claim only with room to send it
 //! at once ([`Worker`]): a worker free now, or one of `BRIDGE_WORKERS` places in a queue for
 //! the next worker freed (the intake is promised that room for the length of its write,
 //! [`DirectDispatch::promise`], and takes the worker after the commit). With no room the
 //! intake writes the delivery unclaimed (the recorder gives a successor it claimed back at
-//! once), and the claim loop takes it, in order, when a worker is freed; the claim loop claims no more than the
-//! workers free at that moment. Claims waiting for a worker wait ahead of any new
+//! once), and the claim loop takes it, in order, when a worker is freed; the claim loop
+//! claims no more than the workers free at that moment. Claims waiting for a worker wait ahead of any new
 //! reservation (the semaphore is fair), and there are never more of them than a few times
 //! the workers: so none waits much longer than one attempt, however fast events arrive. (A
 //! claim that would still outlive its lease is not sent, and is counted in
@@ -251,7 +253,7 @@ impl DirectDispatch {
         let taken = workers
             .promised
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |promised| (promised < room).then_some(promised + 1));
-        // Without room the delivery is written unclaimed: unless it is behind a waiting one,
+        // Without room the delivery is written unclaimed: unless it is behind one in flight,
         // its wake finds the claim loop without a free worker, which then waits for one.
         taken.ok()?;
         Some(Promise { promised: workers.promised.clone() })

@@ -92,7 +92,7 @@ async fn hand_over(dispatcher: &Dispatcher, successors: Vec<Claimed>, next: &mps
     let mut no_room = Vec::new();
     for claim in successors {
         match dispatcher.workers.reserve_or_queue() {
-            Some(worker) => send(next, Handoff { claim, worker }),
+            Some(worker) => pass_on(next, Handoff { claim, worker }),
             None => no_room.push(claim),
         }
     }
@@ -105,13 +105,14 @@ async fn hand_over(dispatcher: &Dispatcher, successors: Vec<Claimed>, next: &mps
         Err(e) => {
             tracing::warn!(error = %e, count = no_room.len(), "could not give back successors with no worker");
             for claim in no_room {
-                send(next, Handoff { claim, worker: Worker::Any });
+                pass_on(next, Handoff { claim, worker: Worker::Any });
             }
         }
     }
 }
 
-fn send(next: &mpsc::UnboundedSender<Handoff>, handoff: Handoff) {
+/// Gives the dispatcher a claimed successor with its worker.
+fn pass_on(next: &mpsc::UnboundedSender<Handoff>, handoff: Handoff) {
     if next.send(handoff).is_err() {
         tracing::debug!("the dispatcher has stopped; the delivery is sent after its lease");
     }

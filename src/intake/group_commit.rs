@@ -21,8 +21,9 @@
 //!
 //! With a dispatcher in the process ([`DirectDispatch`]) that has room for more work, each
 //! outbox row is offered a lease: a row written claimed goes straight to a worker after the
-//! commit; a row written unclaimed (no room, its ticket has a delivery waiting, its endpoint
-//! is paused or failing) wakes the dispatcher to claim it.
+//! commit; a row written behind a delivery of its ticket in flight is claimed by that one's
+//! record; any other row written unclaimed (no room, its ticket has a delivery waiting
+//! unclaimed, its endpoint is paused or failing) wakes the dispatcher to claim it.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -219,7 +220,7 @@ async fn run_writer(inner: Arc<Inner>) {
 pub enum Committed {
     /// Written claimed, with the room promised to it.
     Claimed { claim: Box<Claimed>, promise: Promise },
-    /// Written behind an earlier waiting delivery ([`Delivery::Behind`]).
+    /// Written behind an earlier delivery of its ticket in flight ([`Delivery::Behind`]).
     Behind,
     /// Written unclaimed (or nothing written).
     Unclaimed,

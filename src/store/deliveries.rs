@@ -258,16 +258,16 @@ pub struct Success {
 /// predecessor's, which this statement records as delivered.
 ///
 /// **The race with the intake.** A successor written while this statement runs is not in
-/// its snapshot, and its intake may have seen the predecessor still waiting. Both sides
-/// take the ticket's row first, so one of them sees the other: this statement share-locks
-/// the recorded tickets (in key order, one primary-key lookup each) before it changes any
-/// delivery, and the intake's
-/// write, which updates the ticket, asks "is an earlier delivery waiting" with a locking
-/// read (`WRITE_MESSAGES`). If the intake had the ticket first, the lock here returns the
-/// ticket as the intake left it, whose sequence shows a successor the snapshot lacks: the
-/// place comes back in [`SuccessesRecorded::unseen`], for [`claim_successors`] after the commit. If this
-/// statement had it first, the intake's locking read waits for this commit and finds the
-/// predecessor delivered, and writes its delivery claimed.
+/// its snapshot, and its intake may have seen the predecessor still in flight (and so left
+/// it to this record: [`super::message_writes::Delivery::Behind`]). Both sides take the
+/// ticket's row first, so one of them sees the other: this statement share-locks the
+/// recorded tickets (in key order, one primary-key lookup each) before it changes any
+/// delivery, and the intake's write, which updates the ticket, reads the earlier deliveries
+/// with a lock (`WRITE_MESSAGES`). If the intake had the ticket first, the lock here returns
+/// the ticket as the intake left it, whose sequence shows a successor the snapshot lacks:
+/// the place comes back in [`SuccessesRecorded::unseen`], for [`claim_successors`] after the
+/// commit. If this statement had it first, the intake's locking read waits for this commit,
+/// finds the predecessor delivered, and writes its delivery claimed (or for the claim loop).
 ///
 /// The rows are found by TID scans of arrays of `ctid`s (the recorded rows' from their
 /// claims, the successors' from the unique `(owner, ticket, peer, sequence)` index):

@@ -107,10 +107,11 @@ impl Delivery {
 /// An outbox row offered a lease (`lease_token`) is written claimed when the claim
 /// ([`super::deliveries::claim`]) would take it right now: its endpoint is neither paused nor
 /// behind a breaker, and no earlier delivery of its ticket to that peer is `pending` or
-/// `failed`. The last rule is read with a lock (`FOR SHARE`, after the ticket's row lock), so
-/// that a success being recorded is waited for and seen ([`super::deliveries::record_successes`],
-/// the race with the intake); rows another intake inserted are still read in the
-/// statement's snapshot, which is complete for the ticket only if no other transaction moved
+/// `failed`. The last rule reads the first such delivery with a lock (`FOR SHARE`, after the
+/// ticket's row lock), so that a success being recorded is waited for and seen
+/// ([`super::deliveries::record_successes`], the race with the intake), and tells whether it
+/// is in flight (an unexpired lease: then the row is [`Delivery::Behind`]). Rows another
+/// intake inserted are still read in the statement's snapshot, which is complete for the ticket only if no other transaction moved
 /// the ticket's sequence between that snapshot and this statement's row lock: so the row is
 /// claimed (or reported [`Delivery::Behind`]) only when the sequence the update handed out is
 /// exactly one more than the snapshot's (else it is written unclaimed and the dispatcher's

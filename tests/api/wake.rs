@@ -141,8 +141,9 @@ async fn a_probe_that_closes_the_breaker_frees_the_endpoints_other_deliveries_at
     }
     assert_eq!(app.count(open).await, 1, "five failures open the breaker");
     // After the cooldown (and the claim loop's probe interval) a new event, written
-    // unclaimed since the endpoint is not closed, wakes the claim loop, which sends one probe. Only the recorder's wake after the probe's
-    // success closed the breaker sends the other retries and the new event before the poll.
+    // unclaimed since the endpoint is not closed, wakes the claim loop, which sends one
+    // probe. Only the recorder's wake after the probe's success closed the breaker sends the
+    // other retries and the new event before the poll.
     tokio::time::sleep(Duration::from_millis(600)).await;
     app.clock.advance(Duration::from_secs(35));
     post_incoming(&app, &tenant, "W-7f", "W-7f").await;
