@@ -88,19 +88,16 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// Its sessions never scan a table sequentially, bitmap-scan or sort, its statements find
 /// the rows they change by `ctid` (the claim returns each claimed row's), and the rules they
 /// share are subqueries keyed by the delivery at hand (`outbox_rules`): every delivery
-/// query is meant to walk one index in order and stop early. And every statement is planned
-/// for its own parameters at each run (`plan_cache_mode = force_custom_plan`): a plan made
-/// once, while the tables were nearly empty, chose by cost ties it then kept (the batched
-/// success record found each successor through an index on `owner` alone, and picked
-/// successors out of a scan of every due delivery), and a fresh plan sees the table's
-/// real size even where no `ANALYZE` ran. It costs about 0.1 ms of PostgreSQL CPU per
-/// event (`docs/benchmarks.md`). On a fresh or
-/// fast-growing database (or one without autovacuum) the planner's statistics still
-/// describe nearly empty tables; it then chose to read and sort the whole backlog to claim a
-/// few rows, and kept a generic plan that found each claimed row through
-/// `(owner, created_at, id)` by reading every delivery of the tenant, and delivery
-/// collapsed. Planning every statement afresh also cured it, but planning then cost more
-/// than the execution (the measurements are in `docs/benchmarks.md`).
+/// query is meant to walk one index in order and stop early. On a fresh or fast-growing
+/// database (or one without autovacuum) the planner's statistics describe nearly empty
+/// tables, where every plan costs the same; it chose to read and sort the whole backlog to
+/// claim a few rows, found each claimed row through `(owner, created_at, id)` by reading
+/// every delivery of the tenant, and (in the batched success record) found each successor
+/// through an index on `owner` alone and picked successors out of a scan of every due
+/// delivery, and it kept those plans while the tables grew. So every statement is also
+/// planned for its own parameters at each run (`plan_cache_mode = force_custom_plan`): a
+/// fresh plan sees the table's real size even where no `ANALYZE` ran. That costs about
+/// 0.1 ms of PostgreSQL CPU per event (the measurements are in `docs/benchmarks.md`).
 ///
 /// Its commits do not wait for the WAL flush (`synchronous_commit = off`; visibility to
 /// other sessions is immediate, only durability trails by at most a few hundred
