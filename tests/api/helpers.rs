@@ -366,6 +366,8 @@ impl TestApp {
 
     /// Waits until the running workers have nothing due now and nothing in flight (a
     /// leased delivery, claimed, being sent, or waiting for its success to be recorded).
+    /// Behind a half-open breaker a probe is due or under way (the dispatcher takes the
+    /// probe slot and claims the probe in two statements): that counts as busy too.
     async fn settle(&self) {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(dolphin_bridge::store::outbox_rules::NOTIFY_CHANNEL)
@@ -382,7 +384,8 @@ impl TestApp {
                             AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.owner = d.owner
                                             AND ep.target = d.target
                                             AND (ep.paused OR (ep.state <> 'closed'
-                                                 AND NOT (ep.state = 'open' AND ep.retry_at <= $1))))
+                                                 AND NOT (ep.state = 'open' AND ep.retry_at <= $1)
+                                                 AND ep.state <> 'half_open')))
                             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.owner = d.owner
                                             AND e.ticket_number = d.ticket_number AND e.peer = d.peer
                                             AND e.sequence < d.sequence AND e.status IN ('pending', 'failed'))))",
