@@ -23,7 +23,8 @@ use crate::domain::retry::{classify, next_delay, Verdict};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::{DeliveryStatus, EventKind, Peer, Target};
 use crate::secrets::Sealer;
-use crate::store::deliveries::{self, AttemptRecord, Claimed, Success};
+use crate::store::deliveries::{self, AttemptRecord, Claimed};
+use crate::store::successes::Success;
 use crate::telemetry::names;
 
 /// A claimed delivery ready to be sent.

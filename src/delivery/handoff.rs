@@ -23,7 +23,7 @@
 //!
 //! A delivery written behind an earlier one in flight wakes nobody: it is claimed by
 //! whoever records that earlier one, in the same statement, or, if it was written while that
-//! statement ran, by a second statement right after (`store::deliveries::record_successes`
+//! statement ran, by a second statement right after (`store::successes::record_successes`
 //! says why one of the two always sees it); a worker that records an outcome itself wakes
 //! the claim loop after its commit. So a deep ticket's deliveries follow each other without
 //! the claim loop, whose claim would have to pass the whole backlog of waiting deliveries to

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::dolphins::token::TokenCache;
 use crate::heartbeat::Heartbeat;
-use crate::store::deliveries::Success;
+use crate::store::successes::Success;
 use crate::telemetry::names;
 use handoff::{Wake, Workers};
 

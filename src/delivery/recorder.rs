@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 
 use super::handoff::{Handoff, Worker};
 use super::Dispatcher;
-use crate::store::deliveries::{self, Claimed, Place, Success, SuccessesRecorded, SuccessorLease};
+use crate::store::deliveries::Claimed;
+use crate::store::successes::{self, Place, Success, SuccessesRecorded, SuccessorLease};
 
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
@@ -24,7 +25,7 @@ const RECORDERS: usize = 2;
 
 /// Writes successful attempts in batches until every sender is gone. Each batch's
 /// statement also claims the recorded tickets' next deliveries
-/// ([`deliveries::record_successes`]), which go to the dispatcher through `next`, so a
+/// ([`successes::record_successes`]), which go to the dispatcher through `next`, so a
 /// ticket's waiting deliveries follow each other's acknowledgements without another
 /// statement or a scan of the outbox (unless the dispatcher is stopping); a successor
 /// written while the statement ran is claimed by a second one. When it wakes the claim loop
@@ -75,7 +76,7 @@ async fn record_batch(dispatcher: &Dispatcher, batch: &[Success], next: &mpsc::U
 /// Claims the successors the record's snapshot could not show (written while it ran). If
 /// that fails, the claim loop is woken to find them.
 async fn claim_unseen(dispatcher: &Dispatcher, unseen: &[Place], lease: SuccessorLease) -> Vec<Claimed> {
-    match deliveries::claim_successors(&dispatcher.pool, unseen, lease).await {
+    match successes::claim_successors(&dispatcher.pool, unseen, lease).await {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
@@ -99,7 +100,7 @@ async fn hand_over(dispatcher: &Dispatcher, successors: Vec<Claimed>, next: &mps
     if no_room.is_empty() {
         return;
     }
-    match deliveries::give_back(&dispatcher.pool, &no_room).await {
+    match successes::give_back(&dispatcher.pool, &no_room).await {
         Ok(_) => dispatcher.wake.work_may_wait(),
         // Still claimed: sent on the next worker freed, or after the lease if none is in time.
         Err(e) => {
@@ -127,7 +128,7 @@ async fn write_batch(
 ) -> SuccessesRecorded {
     let mut tries = 0;
     loop {
-        match deliveries::record_successes(&dispatcher.pool, batch, successors).await {
+        match successes::record_successes(&dispatcher.pool, batch, successors).await {
             Ok(recorded) => {
                 if recorded.recorded < batch.len() {
                     let lost = batch.len() - recorded.recorded;

@@ -83,7 +83,7 @@ pub enum Delivery {
     /// Written behind an earlier delivery of its ticket to the same peer that is in flight
     /// (the first of those still waiting holds an unexpired lease, read with a lock, in a
     /// snapshot complete for the ticket): whoever records that one claims the next in turn
-    /// ([`super::deliveries::record_successes`]), so nobody needs to be woken. (Behind one
+    /// ([`super::successes::record_successes`]), so nobody needs to be woken. (Behind one
     /// that is not in flight, the row is [`Delivery::Unclaimed`]: a claim loop must take
     /// that one first, and may have skipped it while this write held its lock.)
     Behind,
@@ -109,7 +109,7 @@ impl Delivery {
 /// behind a breaker, and no earlier delivery of its ticket to that peer is `pending` or
 /// `failed`. The last rule reads the first such delivery with a lock (`FOR SHARE`, after the
 /// ticket's row lock), so that a success being recorded is waited for and seen
-/// ([`super::deliveries::record_successes`], the race with the intake), and tells whether it
+/// ([`super::successes::record_successes`], the race with the intake), and tells whether it
 /// is in flight (an unexpired lease: then the row is [`Delivery::Behind`]). Rows another
 /// intake inserted are still read in the statement's snapshot, which is complete for the ticket only if no other transaction moved
 /// the ticket's sequence between that snapshot and this statement's row lock: so the row is

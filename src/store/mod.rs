@@ -16,6 +16,7 @@ pub mod redelivery;
 pub mod reports;
 pub mod retention;
 pub mod schema;
+pub mod successes;
 pub mod tenants;
 pub mod tickets;
 pub mod topology;

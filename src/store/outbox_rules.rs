@@ -2,7 +2,7 @@
 //! (`concat!` needs macros, not constants, to build statements at compile time):
 //!
 //! - when a delivery may be sent now (`due_now!`, `endpoint_open!`, `no_earlier_waiting!`,
-//!   `earlier_waiting!`),
+//!   `earlier_waiting!`, and `successor_may_go!` combining the first three),
 //!   used by the claim, the claim of successors and the intake's claimed write;
 //! - what a claim answers (`claimed_columns!`, the columns of [`super::deliveries::Claimed`]);
 //! - how a success resets an endpoint's breaker (`reset_breakers!`);
@@ -78,7 +78,7 @@ pub(crate) use no_earlier_waiting;
 /// `$select` of the earlier deliveries of the ticket to the same peer that are still
 /// waiting, as a subquery ending in `$tail`. The intake reads the first of them with
 /// `FOR SHARE`: a locking read waits for a success being recorded and sees the newest
-/// version of the row, not the statement's snapshot (see `deliveries::record_successes`,
+/// version of the row, not the statement's snapshot (see `successes::record_successes`,
 /// the race with the intake).
 macro_rules! earlier_waiting {
     ($owner:literal, $ticket:literal, $peer:literal, $sequence:literal, $select:literal, $tail:literal) => {
@@ -100,6 +100,22 @@ macro_rules! earlier_waiting {
     };
 }
 pub(crate) use earlier_waiting;
+
+/// A successor `d` may be claimed now: due by `$now`, its endpoint open, and no delivery of
+/// its ticket to the same peer before `$before` still waiting (the successor claims of
+/// `successes`, which find `d` by `ctid`).
+macro_rules! successor_may_go {
+    ($now:literal, $before:literal) => {
+        concat!(
+            $crate::store::outbox_rules::due_now!("d", $now),
+            " AND ",
+            $crate::store::outbox_rules::endpoint_open!("d.owner", "d.target"),
+            " AND ",
+            $crate::store::outbox_rules::no_earlier_waiting!("d.owner", "d.ticket_number", "d.peer", $before)
+        )
+    };
+}
+pub(crate) use successor_may_go;
 
 /// The columns of [`super::deliveries::Claimed`], from the delivery `d` (whose physical row
 /// is `$row_id`, a text) and its tenant `t`.

@@ -7,12 +7,13 @@
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
 use dolphin_bridge::intake::group_commit::GroupCommit;
-use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed, Success, SuccessesRecorded, SuccessorLease};
+use dolphin_bridge::store::deliveries::{self, ClaimScope, Claimed};
 use dolphin_bridge::store::events::NewEvent;
 use dolphin_bridge::store::message_writes::{
     write_messages, Delivery, DirectLease, MessageWrite, NewOutboxRow, Recorded,
 };
 use dolphin_bridge::store::messages::NewMessage;
+use dolphin_bridge::store::successes::{self, Success, SuccessesRecorded, SuccessorLease};
 use dolphin_bridge::store::tickets::TicketChange;
 use serde_json::json;
 use uuid::Uuid;
@@ -236,7 +237,7 @@ fn success_of(claimed: &Claimed) -> Success {
 /// Marks `claimed` delivered through the success recorder's statement, claiming its
 /// ticket's next delivery with `successors`.
 async fn record_success(app: &TestApp, claimed: &Claimed, successors: Option<SuccessorLease>) -> SuccessesRecorded {
-    deliveries::record_successes(&app.pool, &[success_of(claimed)], successors).await.expect("recorded")
+    successes::record_successes(&app.pool, &[success_of(claimed)], successors).await.expect("recorded")
 }
 
 #[tokio::test]
@@ -354,7 +355,7 @@ async fn a_successor_written_while_its_predecessor_is_recorded_is_reported_unsee
         let (app_pool, first) = (app.pool.clone(), first.clone());
         tokio::spawn(async move {
             let success = success_of(&first);
-            deliveries::record_successes(&app_pool, &[success], Some(lease)).await
+            successes::record_successes(&app_pool, &[success], Some(lease)).await
         })
     };
     until_a_session_waits_for_a_lock(&app).await;
@@ -362,7 +363,7 @@ async fn a_successor_written_while_its_predecessor_is_recorded_is_reported_unsee
     let recorded = record.await.expect("joined").expect("recorded");
     assert_eq!((recorded.recorded, recorded.successors.len()), (1, 0), "the snapshot lacks the second one");
     assert_eq!(recorded.unseen.len(), 1, "but the ticket, locked, shows it");
-    let claimed = deliveries::claim_successors(&app.pool, &recorded.unseen, lease).await.expect("claim");
+    let claimed = successes::claim_successors(&app.pool, &recorded.unseen, lease).await.expect("claim");
     assert_eq!(claimed.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![2]);
     app.finish().await;
 }
@@ -373,7 +374,7 @@ async fn an_intake_that_waits_for_its_predecessors_record_writes_its_delivery_cl
     let first = a_delivery_in_flight(&app).await;
     // The record holds the ticket (its transaction is not committed yet)...
     let mut record = app.pool.begin().await.expect("begin");
-    let recorded = deliveries::record_successes(&mut *record, &[success_of(&first)], None).await.expect("recorded");
+    let recorded = successes::record_successes(&mut *record, &[success_of(&first)], None).await.expect("recorded");
     assert_eq!(recorded.recorded, 1);
     // ...when the intake writes the next message: its update of the ticket waits, and then
     // its locking read finds the first delivery delivered, not pending as its snapshot had it.
@@ -401,9 +402,9 @@ async fn one_batch_records_a_tickets_deliveries_to_both_peers() {
     let claimed =
         deliveries::claim(&app.pool, ClaimScope::Due, Utc::now(), lease, 10, Uuid::new_v4()).await.expect("claim");
     assert_eq!(claimed.len(), 2, "one delivery to each peer, each the first of its sequence");
-    let successes: Vec<Success> = claimed.iter().map(success_of).collect();
+    let batch: Vec<Success> = claimed.iter().map(success_of).collect();
     let successors = Some(SuccessorLease { now: Utc::now(), lease });
-    let recorded = deliveries::record_successes(&app.pool, &successes, successors).await.expect("recorded");
+    let recorded = successes::record_successes(&app.pool, &batch, successors).await.expect("recorded");
     assert_eq!(recorded.recorded, 2);
     assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE status = 'delivered'").await, 2);
     app.finish().await;
