@@ -27,8 +27,9 @@
 //! - [`secrets`]: sealing peer secrets at rest with `BRIDGE_SECRET_KEY`.
 //! - [`signature`]: Standard Webhooks signing and verification.
 //! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
-//!   dispatcher side, `redelivery` the API and operator side of the same table,
-//!   `message_writes` the intake's grouped statement, `outbox_rules` the rules every outbox
+//!   dispatcher side, `successes` the batched success records and the claims of successors,
+//!   `redelivery` the API and operator side of the same table, `message_writes` the intake's
+//!   grouped statement, `outbox_rules` the rules every outbox
 //!   statement shares: when a delivery may be sent, what a claim returns), and the
 //!   database's servers: `database_url` parses libpq's host lists, `topology` chooses the
 //!   host every pool uses and follows it through a failover.
