@@ -134,16 +134,17 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             for row in &rows {
                 let view = tenancy::view(row);
+                let (tp, d) = (&view.third_party, &view.dolphins.settings);
                 let state = if row.deleted_at.is_some() { " (deleted)" } else { "" };
                 println!("{}{state}  name={:?} timezone={}", row.owner, row.name, row.timezone);
                 for (label, value) in [
-                    ("third party incoming", &view["thirdParty"]["incomingUrl"]),
-                    ("third party outgoing", &view["thirdParty"]["outgoingUrl"]),
-                    ("third party command ", &view["thirdParty"]["commandUrl"]),
-                    ("3Dolphins message   ", &view["dolphins"]["sendMessageUrl"]),
-                    ("3Dolphins command   ", &view["dolphins"]["commandUrl"]),
+                    ("third party incoming", Some(&tp.incoming_url)),
+                    ("third party outgoing", tp.outgoing_url.as_ref()),
+                    ("third party command ", tp.command_url.as_ref()),
+                    ("3Dolphins message   ", d.send_message_url.as_ref()),
+                    ("3Dolphins command   ", d.command_url.as_ref()),
                 ] {
-                    println!("  {label}  {}", value.as_str().unwrap_or("-"));
+                    println!("  {label}  {}", value.map_or("-", String::as_str));
                 }
             }
         }
@@ -177,11 +178,12 @@ fn draft_from_args(args: &TenantAdd) -> anyhow::Result<crate::domain::tenant::Te
     })
 }
 
-fn print_created(created: &Value, as_json: bool) {
+fn print_created(created: &tenancy::TenantCreatedOut, as_json: bool) {
     if as_json {
         println!("{}", serde_json::to_string_pretty(created).unwrap_or_default());
         return;
     }
+    let created = serde_json::to_value(created).unwrap_or_default();
     let c = &created["credentials"];
     println!("tenant {} created. These secrets are shown only now:", created["owner"].as_str().unwrap_or(""));
     for (label, key) in [

@@ -89,13 +89,12 @@ async fn demo_tenant(
     match tenants::get(pool, DEMO_OWNER).await? {
         None => {
             let created = tenancy::create(pool, &draft, sealer).await?;
-            let c = &created["credentials"];
-            let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            let c = created.credentials;
             Ok(DemoKeys {
-                inbound: text("inboundToken"),
-                third_party: text("thirdPartyKey"),
-                read: text("readKey"),
-                signing_secret: text("signingSecret"),
+                inbound: c.inbound_token,
+                third_party: c.third_party_key,
+                read: c.read_key,
+                signing_secret: c.signing_secret,
             })
         }
         Some(row) => {

@@ -1,19 +1,21 @@
 //! Tenant lifecycle shared by the admin API and the CLI: create with credentials,
 //! add and revoke keys, delete (keeping the data).
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::credentials::{generate_key, generate_signing_secret};
-use crate::domain::tenant::{TenantDraft, TenantSettings};
+use crate::domain::tenant::{Delivery, Dolphins, TenantDraft, TenantSettings, ThirdParty};
 use crate::domain::KeyKind;
 use crate::secrets::{is_sealed, Sealer, SecretError};
 use crate::store::{deliveries, keys, tenants, tenants::TenantRow};
 
 /// The secrets of a new tenant, shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
     pub inbound_token: String,
@@ -22,12 +24,53 @@ pub struct Credentials {
     pub signing_secret: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The ids of a new tenant's keys (for revoking them later).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyIds {
     pub inbound: Uuid,
     #[serde(rename = "thirdParty")]
     pub third_party: Uuid,
     pub read: Uuid,
+}
+
+/// A tenant as the admin API shows it: its settings without secrets.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Tenant)]
+pub struct TenantOut {
+    pub owner: String,
+    pub name: String,
+    /// IANA time zone of its reports' local dates.
+    pub timezone: String,
+    pub third_party: ThirdParty,
+    pub dolphins: DolphinsOut,
+    pub delivery: Delivery,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The 3Dolphins side of a tenant; the password only as whether one is set.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DolphinsOut {
+    #[serde(flatten)]
+    pub settings: Dolphins,
+    pub password_set: bool,
+}
+
+/// A new tenant: its view plus, this once, its credentials.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantCreatedOut {
+    #[serde(flatten)]
+    pub tenant: TenantOut,
+    pub credentials: Credentials,
+    pub key_ids: KeyIds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +88,7 @@ pub enum TenancyError {
 /// Creates a tenant and its three keys and signing secret in one transaction; the signing
 /// secret and the 3Dolphins password are stored sealed when the process has a key.
 /// Answers the admin API's 201 body: the tenant view plus `credentials` and `keyIds`.
-pub async fn create(pool: &PgPool, draft: &TenantDraft, sealer: &Sealer) -> Result<Value, TenancyError> {
+pub async fn create(pool: &PgPool, draft: &TenantDraft, sealer: &Sealer) -> Result<TenantCreatedOut, TenancyError> {
     let settings = serde_json::to_value(&draft.settings).unwrap_or_else(|_| json!({}));
     let signing_secret = generate_signing_secret();
     let stored_secret = sealer.seal(&signing_secret);
@@ -78,11 +121,11 @@ pub async fn create(pool: &PgPool, draft: &TenantDraft, sealer: &Sealer) -> Resu
     tracing::info!(owner = %draft.owner, "tenant created");
     let [(inbound_id, inbound), (tp_id, third_party), (read_id, read)] = <[_; 3]>::try_from(made)
         .map_err(|_| TenancyError::Database(sqlx::Error::Protocol("three keys expected".into())))?;
-    let mut body = view(&row);
-    body["credentials"] =
-        json!(Credentials { inbound_token: inbound, third_party_key: third_party, read_key: read, signing_secret });
-    body["keyIds"] = json!(KeyIds { inbound: inbound_id, third_party: tp_id, read: read_id });
-    Ok(body)
+    Ok(TenantCreatedOut {
+        tenant: view(&row),
+        credentials: Credentials { inbound_token: inbound, third_party_key: third_party, read_key: read, signing_secret },
+        key_ids: KeyIds { inbound: inbound_id, third_party: tp_id, read: read_id },
+    })
 }
 
 /// Adds a key of `kind`; answers its id and the key (shown once).
@@ -114,23 +157,21 @@ pub async fn delete(pool: &PgPool, owner: &str) -> Result<u64, TenancyError> {
 }
 
 /// A tenant as the admin API shows it: settings, never secrets.
-pub fn view(row: &TenantRow) -> Value {
+pub fn view(row: &TenantRow) -> TenantOut {
     let settings: TenantSettings = serde_json::from_value(row.settings.clone()).unwrap_or_default();
-    let mut dolphins = json!(settings.dolphins);
-    dolphins["passwordSet"] = json!(row.dolphins_password.is_some());
-    json!({
-        "owner": row.owner,
-        "name": row.name,
-        "timezone": row.timezone,
-        "thirdParty": settings.third_party,
-        "dolphins": dolphins,
-        "delivery": settings.delivery,
-        "retentionDays": settings.retention_days,
-        "rateLimit": settings.rate_limit,
-        "createdAt": row.created_at,
-        "updatedAt": row.updated_at,
-        "deletedAt": row.deleted_at,
-    })
+    TenantOut {
+        owner: row.owner.clone(),
+        name: row.name.clone(),
+        timezone: row.timezone.clone(),
+        third_party: settings.third_party,
+        dolphins: DolphinsOut { settings: settings.dolphins, password_set: row.dolphins_password.is_some() },
+        delivery: settings.delivery,
+        retention_days: settings.retention_days,
+        rate_limit: settings.rate_limit,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        deleted_at: row.deleted_at,
+    }
 }
 
 /// The draft a stored tenant came from (for PATCH): its settings and opened password.

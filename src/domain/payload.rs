@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::dates::{parse_created_date, CREATED_DATE_PROBLEM};
 
 /// One broken rule: which field, what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     pub field: String,
     pub problem: String,

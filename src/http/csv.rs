@@ -1,58 +1,109 @@
-//! Streamed CSV for every list (`Accept: text/csv` or `?format=csv`): all matching rows,
-//! not one page, read page by page into a small bounded channel, so memory stays
+//! CSV for every list (`Accept: text/csv` or `?format=csv`, `?bom=true` for a UTF-8 byte
+//! order mark that older spreadsheets need to read UTF-8). Paged lists stream all matching
+//! rows, not one page, read page by page into a small bounded channel, so memory stays
 //! constant however many rows match. RFC 4180: CRLF line ends; a field with a comma, a
-//! quote or a line break is quoted, quotes doubled. Columns are the JSON keys; nested
-//! values are written as JSON text.
+//! quote or a line break is quoted, quotes doubled. The columns are the properties of the
+//! row type's schema, in order; nested values are written as JSON text. A cell that a
+//! spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) gets a
+//! leading `'`, so a customer named `=HYPERLINK(...)` stays text.
 
 use std::future::Future;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
 
 use super::params::Params;
 
+/// A CSV reply was asked for, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Csv {
+    bom: bool,
+}
+
 /// Whether the caller asked for CSV.
-pub fn wanted(params: &Params, headers: &HeaderMap) -> bool {
-    params.get("format") == Some("csv")
+pub fn wanted(params: &Params, headers: &HeaderMap) -> Option<Csv> {
+    let asked = params.get("format") == Some("csv")
         || headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/csv")))
+            .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/csv")));
+    asked.then(|| Csv { bom: params.get("bom").is_some_and(|b| b.eq_ignore_ascii_case("true") || b == "1") })
 }
 
-/// A streamed CSV of every row a keyset-paged query yields. `next_page` gets the key of the
-/// last row written (`None` first) and answers the next page as JSON objects with its last
-/// key; pages are read until one comes back short or the client goes away.
-pub fn export<K, F, Fut>(columns: &'static [&'static str], filename: &str, mut next_page: F) -> Response
-where
-    K: Send + 'static,
-    F: FnMut(Option<K>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(Vec<Value>, Option<K>), sqlx::Error>> + Send,
-{
-    let (writer, response) = stream(columns, filename);
-    tokio::spawn(async move {
-        let mut after = None;
-        loop {
-            match next_page(after).await {
-                Ok((rows, last)) => {
-                    if !writer.rows(&rows).await || (rows.len() as i64) < PAGE || last.is_none() {
-                        return;
+/// The CSV columns of `T`: its schema's properties, in declaration order.
+pub fn columns<T: ToSchema>() -> Vec<String> {
+    match T::schema() {
+        RefOr::T(Schema::Object(object)) => object.properties.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Csv {
+    /// A streamed CSV of every row a keyset-paged query yields. `next_page` gets the key of
+    /// the last row written (`None` first) and answers the next page with its last key;
+    /// pages are read until one comes back short or the client goes away.
+    pub fn export<T, K, F, Fut>(self, filename: &str, mut next_page: F) -> Response
+    where
+        T: Serialize + ToSchema + Send + Sync + 'static,
+        K: Send + 'static,
+        F: FnMut(Option<K>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Vec<T>, Option<K>), sqlx::Error>> + Send,
+    {
+        let (writer, response) = self.stream(columns::<T>(), filename);
+        tokio::spawn(async move {
+            let mut after = None;
+            loop {
+                match next_page(after).await {
+                    Ok((rows, last)) => {
+                        if !writer.rows(&rows).await || (rows.len() as i64) < PAGE || last.is_none() {
+                            return;
+                        }
+                        after = last;
                     }
-                    after = last;
+                    Err(e) => return writer.fail(e).await,
                 }
-                Err(e) => return writer.fail(e).await,
             }
+        });
+        response
+    }
+
+    /// A CSV of a list that is read whole (the lists that are never long).
+    pub fn all<T: Serialize + ToSchema>(self, filename: &str, rows: &[T]) -> Response {
+        let (writer, response) = self.stream(columns::<T>(), filename);
+        // The header takes one of the channel's slots; the rows go in the next, at once.
+        let chunk = writer.chunk(rows);
+        let _ = writer.tx.try_send(Ok(Bytes::from(chunk)));
+        response
+    }
+
+    /// Starts a CSV response with its header row; the caller feeds rows from a task.
+    fn stream(self, columns: Vec<String>, filename: &str) -> (CsvWriter, Response) {
+        let (tx, mut rx) = mpsc::channel(BUFFERED_CHUNKS);
+        let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let mut response = body.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
         }
-    });
-    response
+        let mut header_line = if self.bom { "\u{feff}".to_string() } else { String::new() };
+        header_line.push_str(&line(columns.iter().cloned()));
+        let writer = CsvWriter { columns, tx };
+        // The channel is empty, so the header always fits.
+        let _ = writer.tx.try_send(Ok(Bytes::from(header_line)));
+        (writer, response)
+    }
 }
 
 /// Writes rows into a streamed response.
 struct CsvWriter {
-    columns: &'static [&'static str],
+    columns: Vec<String>,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 }
 
@@ -62,30 +113,20 @@ const BUFFERED_CHUNKS: usize = 4;
 /// The page size the producer reads with.
 pub const PAGE: i64 = 500;
 
-/// Starts a CSV response with its header row; the caller feeds rows from a task.
-fn stream(columns: &'static [&'static str], filename: &str) -> (CsvWriter, Response) {
-    let (tx, mut rx) = mpsc::channel(BUFFERED_CHUNKS);
-    let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    let writer = CsvWriter { columns, tx };
-    let header_line = line(columns.iter().map(|c| c.to_string()));
-    // The channel is empty, so the header always fits.
-    let _ = writer.tx.try_send(Ok(Bytes::from(header_line)));
-    (writer, response)
-}
-
 impl CsvWriter {
-    /// Writes JSON objects as rows; `false` when the client has gone away.
-    async fn rows(&self, rows: &[Value]) -> bool {
+    /// The lines of `rows`.
+    fn chunk<T: Serialize>(&self, rows: &[T]) -> String {
         let mut chunk = String::new();
         for row in rows {
-            chunk.push_str(&line(self.columns.iter().map(|c| cell(row.get(*c)))));
+            let row = serde_json::to_value(row).unwrap_or(Value::Null);
+            chunk.push_str(&line(self.columns.iter().map(|c| cell(row.get(c)))));
         }
+        chunk
+    }
+
+    /// Writes rows; `false` when the client has gone away.
+    async fn rows<T: Serialize>(&self, rows: &[T]) -> bool {
+        let chunk = self.chunk(rows);
         self.tx.send(Ok(Bytes::from(chunk))).await.is_ok()
     }
 
@@ -100,10 +141,19 @@ impl CsvWriter {
 fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => spreadsheet_safe(s),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(other) => other.to_string(),
+        Some(other) => spreadsheet_safe(&other.to_string()),
+    }
+}
+
+/// Text a spreadsheet shows as text: a leading `'` where it would start a formula.
+fn spreadsheet_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
     }
 }
 
@@ -142,5 +192,14 @@ mod tests {
         assert_eq!(cell(Some(&serde_json::json!([{"field": "x"}]))), r#"[{"field":"x"}]"#);
         assert_eq!(cell(Some(&Value::Null)), "");
         assert_eq!(cell(Some(&serde_json::json!(3))), "3");
+        assert_eq!(cell(Some(&serde_json::json!(-3))), "-3", "numbers stay numbers");
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_stay_text() {
+        for risky in ["=HYPERLINK(\"http://x\")", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(Some(&Value::String(risky.into()))), format!("'{risky}"), "{risky:?}");
+        }
+        assert_eq!(cell(Some(&Value::String("Ana = ok".into()))), "Ana = ok");
     }
 }

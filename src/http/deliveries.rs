@@ -12,16 +12,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{self, Access, ApiCaller};
-use super::csv;
 use super::error::ApiError;
-use super::openapi::{doc, Auth, Routes};
+use super::openapi::{doc, paging, query_list, query_time, query_tz, Auth, Routes};
 use super::params::{parse_instant, Cursor, Params};
-use super::shapes::page;
+use super::shapes::{page_type, DeliveryOut, DeliveryPage, MessageOut, MessageWithDelivery};
+use super::{bodies, csv};
 use super::AppState;
 use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
@@ -29,66 +31,147 @@ use crate::store::redelivery::{self, ActionRefused, AttemptRow, DeliveryFilter, 
 use crate::store::{endpoints, messages, tickets};
 
 pub fn routes() -> Routes {
-    let list = &["status", "target", "from", "to", "tz", "limit", "cursor", "format"];
+    let statuses = status_names();
+    let targets = target_names();
+    let list = || {
+        [
+            query_list("status", "only deliveries in these states", &statuses),
+            query_list("target", "only deliveries to these peer endpoints", &targets),
+            query_time("from", "created at or after; default 30 days ago"),
+            query_time("to", "created before; default now"),
+            query_tz(),
+        ]
+    };
     Routes::default()
         .op(
             Method::GET,
             "/api/v1/deliveries",
             get(list_deliveries),
-            doc("Deliveries across tickets, newest first (CSV with Accept: text/csv)", Auth::Read, "DeliveryPage")
-                .query(list),
+            doc("listDeliveries", "Deliveries across tickets, newest first", Auth::Read)
+                .query(list())
+                .query(paging())
+                .reply::<DeliveryPage>(200, "a page of deliveries")
+                .csv(),
         )
         .op(
             Method::POST,
             "/api/v1/deliveries/replay",
             post(replay),
-            doc("Re-queue every delivery matching target, time range and status", Auth::Write, "Count")
-                .body("ReplayIn"),
+            doc("replayDeliveries", "Re-queue every delivery matching target, time range and status", Auth::Write)
+                .body::<bodies::ReplayIn>()
+                .reply::<Replayed>(202, "re-queued"),
         )
         .op(
             Method::GET,
             "/api/v1/deliveries/{id}",
             get(get_delivery),
-            doc("One delivery with its attempt log", Auth::Read, "Delivery"),
+            doc("getDelivery", "One delivery with its attempt log", Auth::Read).reply::<DeliveryOut>(200, "the delivery"),
         )
         .op(
             Method::POST,
             "/api/v1/deliveries/{id}/retry",
             post(retry),
-            doc("Re-queue now with a fresh schedule", Auth::Write, "DeliveryState"),
+            doc("retryDelivery", "Re-queue now with a fresh schedule", Auth::Write)
+                .reply::<DeliveryState>(202, "re-queued")
+                .errors(&[409]),
         )
         .op(
             Method::POST,
             "/api/v1/deliveries/{id}/cancel",
             post(cancel),
-            doc("Park a delivery that will never succeed", Auth::Write, "DeliveryState"),
+            doc("cancelDelivery", "Park a delivery that will never succeed", Auth::Write)
+                .reply::<DeliveryState>(200, "cancelled")
+                .errors(&[409]),
         )
         .op(
             Method::GET,
-            "/api/v1/tickets/{ticket}/deliveries",
+            "/api/v1/tickets/{ticketNumber}/deliveries",
             get(ticket_deliveries),
-            doc("A ticket's deliveries with attempt logs, oldest first", Auth::Read, "DeliveryPage")
-                .query(&["limit", "cursor"]),
+            doc("listTicketDeliveries", "A ticket's deliveries with attempt logs, oldest first", Auth::Read)
+                .query(paging())
+                .reply::<DeliveryPage>(200, "a page of the ticket's deliveries")
+                .csv(),
         )
         .op(
             Method::GET,
             "/api/v1/messages/{id}",
             get(get_message),
-            doc("A message and its delivery state", Auth::Read, "Message"),
+            doc("getMessage", "A message and its delivery state", Auth::Read)
+                .reply::<MessageWithDelivery>(200, "the message"),
         )
         .op(
             Method::GET,
             "/api/v1/endpoints",
             get(list_endpoints),
-            doc("Each target: breaker state, pause, queue depth", Auth::Read, "EndpointList"),
+            doc("listEndpoints", "Each target: breaker state, pause, queue depth", Auth::Read)
+                .reply::<EndpointPage>(200, "every configured target, and any that deliveries still wait for")
+                .csv(),
         )
-        .op(Method::POST, "/api/v1/endpoints/{target}/pause", post(pause), doc("Pause a target", Auth::Write, "Paused"))
+        .op(
+            Method::POST,
+            "/api/v1/endpoints/{target}/pause",
+            post(pause),
+            doc("pauseEndpoint", "Pause a target", Auth::Write).reply::<Paused>(200, "paused"),
+        )
         .op(
             Method::POST,
             "/api/v1/endpoints/{target}/resume",
             post(resume),
-            doc("Resume a target", Auth::Write, "Paused"),
+            doc("resumeEndpoint", "Resume a target", Auth::Write).reply::<Paused>(200, "resumed"),
         )
+}
+
+/// A delivery's state after an operator's action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryState {
+    pub id: Uuid,
+    #[schema(schema_with = super::shapes::delivery_status)]
+    pub status: &'static str,
+}
+
+/// How many deliveries a replay re-queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub count: u64,
+}
+
+/// A peer endpoint: its breaker, pause and queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Endpoint)]
+pub struct EndpointOut {
+    #[schema(schema_with = super::shapes::target)]
+    pub target: &'static str,
+    pub url: Option<String>,
+    #[schema(schema_with = breaker_states)]
+    pub state: String,
+    pub paused: bool,
+    pub consecutive_failures: i32,
+    /// When an open breaker lets its probe through.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Deliveries waiting for it.
+    pub queue_depth: i64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+fn breaker_states() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["closed", "open", "half_open"]))
+        .build()
+}
+
+page_type!(
+    /// Every endpoint of the tenant.
+    EndpointPage of EndpointOut
+);
+
+/// Whether a target is paused now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paused {
+    #[schema(schema_with = super::shapes::target)]
+    pub target: &'static str,
+    pub paused: bool,
 }
 
 fn status_names() -> Vec<&'static str> {
@@ -99,37 +182,16 @@ fn target_names() -> Vec<&'static str> {
     Target::ALL.iter().map(|t| t.as_str()).collect()
 }
 
-/// A delivery in the API's shape, with its attempt log when given.
-fn delivery_json(d: &DeliveryRow, log: Option<&[&AttemptRow]>) -> Value {
-    let waiting = matches!(d.status.as_str(), "pending" | "failed");
-    let mut v = json!({
-        "id": d.id, "ticketNumber": d.ticket_number, "target": d.target, "status": d.status,
-        "attempts": d.attempts, "nextAttemptAt": waiting.then_some(d.next_attempt_at),
-        "lastError": d.last_error, "createdAt": d.created_at, "deliveredAt": d.delivered_at,
-        "sequence": d.sequence, "messageId": d.message_id,
-    });
-    if let Some(log) = log {
-        v["attemptLog"] = log
-            .iter()
-            .map(|a| {
-                json!({"n": a.n, "at": a.at, "durationMs": a.duration_ms, "httpStatus": a.http_status,
-                       "error": a.error, "responseHead": a.response_head})
-            })
-            .collect();
-    }
-    v
-}
-
 /// Deliveries with their attempt logs attached, read from `pool` (the primary's for a single
 /// delivery, the read pool for lists).
-pub async fn with_logs(pool: &PgPool, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<Value>, ApiError> {
+pub async fn with_logs(pool: &PgPool, owner: &str, rows: &[DeliveryRow]) -> Result<Vec<DeliveryOut>, sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
     let attempts = redelivery::attempts(pool, owner, &ids).await?;
     let mut by_delivery: HashMap<Uuid, Vec<&AttemptRow>> = HashMap::new();
     for a in &attempts {
         by_delivery.entry(a.delivery_id).or_default().push(a);
     }
-    Ok(rows.iter().map(|d| delivery_json(d, Some(by_delivery.get(&d.id).map_or(&[][..], Vec::as_slice)))).collect())
+    Ok(rows.iter().map(|d| DeliveryOut::new(d, Some(by_delivery.get(&d.id).map_or(&[][..], Vec::as_slice)))).collect())
 }
 
 async fn list_deliveries(
@@ -148,9 +210,9 @@ async fn list_deliveries(
     // pages, but the keyset position keeps later rows out anyway.
     let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    if csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers) {
         let pool = state.read_pool.clone();
-        return Ok(csv::export(DELIVERY_COLUMNS, "deliveries.csv", move |after| {
+        return Ok(csv.export("deliveries.csv", move |after| {
             let (pool, owner, statuses, targets) =
                 (pool.clone(), caller.owner.clone(), statuses.clone(), targets.clone());
             async move {
@@ -165,7 +227,8 @@ async fn list_deliveries(
                     limit: csv::PAGE,
                 };
                 let rows = redelivery::list(&pool, &owner, &filter).await?;
-                Ok((rows.iter().map(|d| delivery_json(d, None)).collect(), rows.last().map(|d| (d.created_at, d.id))))
+                let last = rows.last().map(|d| (d.created_at, d.id));
+                Ok((rows.iter().map(|d| DeliveryOut::new(d, None)).collect::<Vec<_>>(), last))
             }
         }));
     }
@@ -180,36 +243,44 @@ async fn list_deliveries(
         limit,
     };
     let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
-    let data = rows.iter().map(|d| delivery_json(d, None)).collect();
-    Ok(page(data, rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id)), limit).into_response())
+    let data = rows.iter().map(|d| DeliveryOut::new(d, None)).collect();
+    let next = rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id));
+    Ok(Json(DeliveryPage::new(data, next, limit)).into_response())
 }
-
-const DELIVERY_COLUMNS: &[&str] = &[
-    "id",
-    "ticketNumber",
-    "target",
-    "status",
-    "attempts",
-    "nextAttemptAt",
-    "lastError",
-    "createdAt",
-    "deliveredAt",
-    "sequence",
-    "messageId",
-];
 
 async fn ticket_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(ticket): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let params = Params::parse(query.as_deref());
     let limit = params.limit()?;
     let filters = format!("ticket-deliveries|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
+    if let Some(csv) = csv::wanted(&params, &headers) {
+        let pool = state.read_pool.clone();
+        return Ok(csv.export("deliveries.csv", move |after| {
+            let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
+            async move {
+                let filter = DeliveryFilter {
+                    statuses: None,
+                    targets: None,
+                    ticket_number: Some(&ticket),
+                    from: None,
+                    to: None,
+                    after,
+                    oldest_first: true,
+                    limit: csv::PAGE,
+                };
+                let rows = redelivery::list(&pool, &owner, &filter).await?;
+                let last = rows.last().map(|d| (d.created_at, d.id));
+                Ok((with_logs(&pool, &owner, &rows).await?, last))
+            }
+        }));
+    }
     let filter = DeliveryFilter {
         statuses: None,
         targets: None,
@@ -222,7 +293,8 @@ async fn ticket_deliveries(
     };
     let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
     let data = with_logs(&state.read_pool, &caller.owner, &rows).await?;
-    Ok(page(data, rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id)), limit))
+    let next = rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id));
+    Ok(Json(DeliveryPage::new(data, next, limit)).into_response())
 }
 
 fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
@@ -234,12 +306,12 @@ async fn get_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryOut>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "delivery")?;
     let row = redelivery::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("delivery"))?;
-    let mut data = with_logs(&state.pool, &caller.owner, std::slice::from_ref(&row)).await?;
-    Ok(Json(data.pop().unwrap_or(Value::Null)))
+    let data = with_logs(&state.pool, &caller.owner, std::slice::from_ref(&row)).await?;
+    data.into_iter().next().map(Json).ok_or(ApiError::NotFound("delivery"))
 }
 
 pub fn refused(r: ActionRefused) -> ApiError {
@@ -259,19 +331,19 @@ async fn retry(
     let id = parse_id(&id, "delivery")?;
     redelivery::retry(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery re-queued by hand");
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(DeliveryState { id, status: "pending" })).into_response())
 }
 
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryState>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let id = parse_id(&id, "delivery")?;
     redelivery::cancel(&state.pool, &caller.owner, id, &caller.actor, state.clock.now()).await?.map_err(refused)?;
     tracing::info!(owner = %caller.owner, delivery = %id, actor = %caller.actor, "delivery cancelled by hand");
-    Ok(Json(json!({"id": id, "status": "cancelled"})))
+    Ok(Json(DeliveryState { id, status: "cancelled" }))
 }
 
 async fn replay(
@@ -297,7 +369,7 @@ async fn replay(
     )
     .await?;
     tracing::info!(owner = %caller.owner, count, actor = %caller.actor, "deliveries replayed");
-    Ok((StatusCode::ACCEPTED, Json(json!({"count": count}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Replayed { count })).into_response())
 }
 
 pub type ReplaySelection = (Option<Vec<String>>, Vec<String>, DateTime<Utc>, DateTime<Utc>);
@@ -361,25 +433,32 @@ async fn get_message(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageWithDelivery>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let id = parse_id(&id, "message")?;
     let m = messages::get(&state.pool, &caller.owner, id).await?.ok_or(ApiError::NotFound("message"))?;
     let delivery = redelivery::for_message(&state.pool, &caller.owner, id).await?;
-    let mut body = super::shapes::message_json(&m);
-    body["delivery"] = delivery.as_ref().map_or(Value::Null, |d| delivery_json(d, None));
-    Ok(Json(body))
+    let delivery = delivery.as_ref().map(|d| DeliveryOut::new(d, None));
+    Ok(Json(MessageWithDelivery { message: MessageOut::from(&m), delivery }))
 }
 
-async fn list_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_endpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
-    Ok(Json(json!({"data": endpoint_states(&state, &caller).await?, "nextCursor": null})))
+    let rows = endpoint_states(&state, &caller).await?;
+    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers) {
+        return Ok(csv.all("endpoints.csv", &rows));
+    }
+    Ok(Json(EndpointPage::all(rows)).into_response())
 }
 
 /// Each configured target (or one deliveries still wait for): breaker, pause, queue.
-pub async fn endpoint_states(state: &AppState, caller: &ApiCaller) -> Result<Vec<Value>, ApiError> {
+pub async fn endpoint_states(state: &AppState, caller: &ApiCaller) -> Result<Vec<EndpointOut>, ApiError> {
     let rows = endpoints::overview(&state.pool, &caller.owner).await?;
-    let data: Vec<Value> = Target::ALL
+    let data: Vec<EndpointOut> = Target::ALL
         .iter()
         .filter_map(|&target| {
             let row = rows.iter().find(|r| r.target == target.as_str());
@@ -388,25 +467,26 @@ pub async fn endpoint_states(state: &AppState, caller: &ApiCaller) -> Result<Vec
             if url.is_none() && row.is_none_or(|r| r.queue_depth == 0) {
                 return None;
             }
-            Some(json!({
-                "target": target, "url": url,
-                "state": row.map_or("closed", |r| r.state.as_str()),
-                "paused": row.is_some_and(|r| r.paused),
-                "consecutiveFailures": row.map_or(0, |r| r.consecutive_failures),
-                "retryAt": row.and_then(|r| r.retry_at),
-                "queueDepth": row.map_or(0, |r| r.queue_depth),
-                "oldestPendingAt": row.and_then(|r| r.oldest_pending_at),
-            }))
+            Some(EndpointOut {
+                target: target.as_str(),
+                url: url.map(str::to_string),
+                state: row.map_or("closed", |r| r.state.as_str()).to_string(),
+                paused: row.is_some_and(|r| r.paused),
+                consecutive_failures: row.map_or(0, |r| r.consecutive_failures),
+                retry_at: row.and_then(|r| r.retry_at),
+                queue_depth: row.map_or(0, |r| r.queue_depth),
+                oldest_pending_at: row.and_then(|r| r.oldest_pending_at),
+            })
         })
         .collect();
     Ok(data)
 }
 
-async fn pause(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Value>, ApiError> {
+async fn pause(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Paused>, ApiError> {
     set_paused(state, headers, target, true).await
 }
 
-async fn resume(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume(state: State<AppState>, headers: HeaderMap, target: Path<String>) -> Result<Json<Paused>, ApiError> {
     set_paused(state, headers, target, false).await
 }
 
@@ -415,7 +495,7 @@ async fn set_paused(
     headers: HeaderMap,
     Path(target): Path<String>,
     paused: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paused>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Write).await?;
     let target = Target::parse(&target)
         .ok_or_else(|| ApiError::parameter("target", format!("must be one of {}", target_names().join(", "))))?;
@@ -424,5 +504,5 @@ async fn set_paused(
     }
     let changed = endpoints::set_paused(&state.pool, &caller.owner, target, paused, state.clock.now()).await?;
     tracing::info!(owner = %caller.owner, %target, paused, changed, actor = %caller.actor, "endpoint pause switched");
-    Ok(Json(json!({"target": target, "paused": paused})))
+    Ok(Json(Paused { target: target.as_str(), paused }))
 }

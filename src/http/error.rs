@@ -1,10 +1,11 @@
 //! The one error type at the HTTP edge, and the error shape of README *HTTP surface*, errors:
-//! `{"status":"error","error":{"code","message","fields"?}}`.
+//! `{"status":"error","error":{"code","message","fields"?,"requestId"}}` ([`ErrorOut`]).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::payload::Problem;
 use crate::domain::ticket::TicketError;
@@ -57,6 +58,12 @@ pub enum ApiError {
     /// 502: 3Dolphins is down and nothing is cached.
     #[error("3Dolphins is unavailable and nothing is cached: {0}")]
     UpstreamUnavailable(String),
+    /// 405: the path exists, the method does not.
+    #[error("this path does not answer {0}")]
+    MethodNotAllowed(String),
+    /// 408: the request took longer than `BRIDGE_REQUEST_TIMEOUT`.
+    #[error("the request took longer than the server's limit of {0} s; nothing more was done after that")]
+    RequestTimeout(u64),
     /// 413: the body is over `BRIDGE_MAX_BODY`.
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -85,6 +92,72 @@ fn summary(problems: &[Problem]) -> String {
     }
 }
 
+/// Every error reply.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorOut {
+    #[schema(schema_with = error_literal)]
+    pub status: &'static str,
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    #[schema(schema_with = error_codes)]
+    pub code: &'static str,
+    /// For people; it may change between versions (match on `code`).
+    pub message: String,
+    /// Every problem of a 400, by field or parameter name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<Problem>>,
+    /// The request's `X-Request-Id`: quote it when asking about this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+fn error_literal() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["error"]))
+        .build()
+}
+
+/// Every `error.code` the bridge answers.
+pub const CODES: &[&str] = &[
+    "invalid_json",
+    "invalid_payload",
+    "unsupported_event",
+    "invalid_parameter",
+    "unauthenticated",
+    "forbidden",
+    "admin_disabled",
+    "ticket_not_found",
+    "not_found",
+    "ticket_closed",
+    "in_progress",
+    "tenant_exists",
+    "invalid_state",
+    "not_configured",
+    "upstream_unavailable",
+    "method_not_allowed",
+    "request_timeout",
+    "payload_too_large",
+    "unsupported_media_type",
+    "idempotency_key_reused",
+    "rate_limited",
+    "unavailable",
+    "internal",
+];
+
+fn error_codes() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CODES.iter().copied()))
+        .build()
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -101,6 +174,8 @@ impl ApiError {
             | ApiError::InvalidState(_)
             | ApiError::NotConfigured => StatusCode::CONFLICT,
             ApiError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,6 +202,8 @@ impl ApiError {
             ApiError::InvalidState(_) => "invalid_state",
             ApiError::NotConfigured => "not_configured",
             ApiError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::KeyReused => "idempotency_key_reused",
@@ -181,11 +258,16 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => tracing::warn!("database unavailable"),
             _ => tracing::debug!(code = self.code(), "request refused"),
         }
-        let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Some(fields) = self.fields() {
-            error["fields"] = json!(fields);
-        }
-        let mut response = (status, Json(json!({"status": "error", "error": error}))).into_response();
+        let body = ErrorOut {
+            status: "error",
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                fields: self.fields().map(<[Problem]>::to_vec),
+                request_id: super::request_id::current(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::Unavailable | ApiError::InProgress) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

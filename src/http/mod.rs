@@ -2,7 +2,9 @@
 //!
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
 //! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
-//! [`reports`], [`contacts`], [`ops`] (health, metrics), [`console`] (the operator's web pages). [`csv`] streams any list as CSV. Errors leave through [`error::ApiError`] only.
+//! [`reports`], [`contacts`], [`ops`] (health, metrics), [`console`] (the operator's web pages), [`docs`] (the API explorer). [`csv`] writes any list as CSV.
+//! Errors leave through [`error::ApiError`] only; [`request_id`] is the outermost layer of
+//! every route (request ids, the access log, the error shape of the lower layers' refusals).
 
 pub mod admin;
 pub mod auth;
@@ -17,8 +19,10 @@ pub mod ops;
 pub mod params;
 pub mod query;
 pub mod rate_limit;
+pub mod bodies;
+pub mod docs;
 pub mod reports;
-pub mod schemas;
+pub mod request_id;
 pub mod shapes;
 pub mod webhooks;
 
@@ -29,7 +33,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Router;
 use sqlx::PgPool;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -83,10 +86,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        // Spans name the path only: the query string can carry the inbound token.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(axum::middleware::from_fn_with_state(
+            request_id::Edge { max_body, request_timeout },
+            request_id::edge,
+        ))
         .with_state(state)
 }
 
@@ -99,11 +102,12 @@ fn all_routes() -> openapi::Routes {
         .merge(reports::routes())
         .merge(contacts::routes())
         .merge(ops::routes())
+        .merge(docs::routes())
 }
 
 /// The OpenAPI 3.1 document of [`router`].
 pub fn spec() -> serde_json::Value {
-    all_routes().finish().1
+    serde_json::to_value(all_routes().finish().1).unwrap_or_default()
 }
 
 /// Refuses bodies not declared as JSON (third-party and API endpoints; 3Dolphins is exempt).

@@ -1,13 +1,24 @@
-//! The OpenAPI 3.1 description of the HTTP surface, built from the same registrations that
-//! build the router ([`Routes`]): a route cannot be served without being described. The
-//! shapes are described once, as schema components; `/docs` renders the document with a
-//! small page of our own (no CDN, nothing fetched).
+//! The OpenAPI 3.1 document of the HTTP surface, built with utoipa from the same
+//! registrations that build the router ([`Routes::op`]): a route cannot be served without
+//! being described, and every schema in it is derived from the Rust type the handler
+//! answers with (`#[derive(ToSchema)]`), so a field added to a reply is in the document.
+
+use std::collections::BTreeMap;
 
 use axum::http::Method;
 use axum::routing::MethodRouter;
 use axum::Router;
-use serde_json::{json, Map, Value};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, ObjectBuilder, SchemaFormat, KnownFormat, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required, Response,
+    ResponseBuilder, Schema,
+};
+use utoipa::ToSchema;
 
+use super::error::ErrorOut;
 use super::AppState;
 
 /// Who may call an operation.
@@ -25,33 +36,276 @@ pub enum Auth {
     Write,
 }
 
-/// What the document says about one operation.
-#[derive(Debug, Clone, Copy)]
+/// What the document says about one operation; built with [`doc`] and its methods.
 pub struct Doc {
-    pub summary: &'static str,
-    pub auth: Auth,
-    /// Schema component of the request body, if any.
-    pub body: Option<&'static str>,
-    /// Schema component of the success reply.
-    pub reply: &'static str,
-    /// Query parameters it reads.
-    pub query: &'static [&'static str],
+    operation_id: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    body: Option<(&'static str, RefOr<Schema>)>,
+    replies: Vec<(u16, Response)>,
+    parameters: Vec<Parameter>,
+    errors: Vec<u16>,
+    schemas: Vec<(String, RefOr<Schema>)>,
 }
 
-pub const fn doc(summary: &'static str, auth: Auth, reply: &'static str) -> Doc {
-    Doc { summary, auth, body: None, reply, query: &[] }
+/// An operation named `operation_id` (unique in the document), with its one-line summary.
+pub fn doc(operation_id: &'static str, summary: &'static str, auth: Auth) -> Doc {
+    Doc {
+        operation_id,
+        summary,
+        auth,
+        body: None,
+        replies: Vec::new(),
+        parameters: Vec::new(),
+        errors: Vec::new(),
+        schemas: Vec::new(),
+    }
+}
+
+/// A reference to `T`'s schema component, after noting `T` and what it refers to.
+fn reference<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+    RefOr::Ref(Ref::from_schema_name(T::name()))
 }
 
 impl Doc {
-    pub const fn body(mut self, schema: &'static str) -> Doc {
-        self.body = Some(schema);
+    /// A JSON reply of type `T` with `status`.
+    pub fn reply<T: ToSchema>(mut self, status: u16, description: &str) -> Self {
+        let schema = reference::<T>(&mut self.schemas);
+        let response = ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema)));
+        self.replies.push((status, response.build()));
         self
     }
 
-    pub const fn query(mut self, names: &'static [&'static str]) -> Doc {
-        self.query = names;
+    /// The 200 reply is also offered as CSV (`?format=csv` or `Accept: text/csv`).
+    pub fn csv(mut self) -> Self {
+        // Every matching row, one per line; the columns are the JSON properties.
+        let csv = Content::new(Some(ObjectBuilder::new().schema_type(Type::String)));
+        if let Some((_, response)) = self.replies.iter_mut().find(|(status, _)| *status == 200) {
+            response.content.insert("text/csv".into(), csv.into());
+        }
+        self.parameters.extend([
+            query_enum("format", "`csv` for every matching row as CSV", &["json", "csv"]),
+            query_bool("bom", "with `format=csv`: start with a UTF-8 byte order mark"),
+        ]);
         self
     }
+
+    /// A reply of `status` in `content_type` that is not JSON (HTML, Prometheus text).
+    pub fn text(mut self, status: u16, content_type: &str, description: &str) -> Self {
+        let content = Content::new(Some(ObjectBuilder::new().schema_type(Type::String)));
+        self.replies.push((status, ResponseBuilder::new().description(description).content(content_type, content).build()));
+        self
+    }
+
+    /// A JSON request body of type `T`.
+    pub fn body<T: ToSchema>(mut self) -> Self {
+        self.body = Some(("application/json", reference::<T>(&mut self.schemas)));
+        self
+    }
+
+    /// Query parameters.
+    pub fn query(mut self, parameters: impl IntoIterator<Item = Parameter>) -> Self {
+        self.parameters.extend(parameters);
+        self
+    }
+
+    /// Refusals this operation can answer beyond those of its credential, body and path.
+    pub fn errors(mut self, statuses: &[u16]) -> Self {
+        self.errors.extend_from_slice(statuses);
+        self
+    }
+
+    /// The refusals of any operation like this one: its own plus what every layer adds.
+    fn all_errors(&self, path: &str) -> Vec<u16> {
+        let mut statuses = self.errors.clone();
+        statuses.push(408);
+        if self.auth != Auth::Public {
+            statuses.extend([401, 429, 503]);
+        }
+        if matches!(self.auth, Auth::Admin | Auth::ThirdParty | Auth::Read | Auth::Write) {
+            statuses.push(403);
+        }
+        if matches!(self.auth, Auth::Read | Auth::Write) {
+            statuses.push(400); // X-Bridge-Owner missing or unknown with the admin token
+        }
+        if self.body.is_some() {
+            statuses.extend([400, 413]);
+            if self.auth != Auth::Inbound {
+                statuses.push(415);
+            }
+        }
+        if !self.parameters.is_empty() {
+            statuses.push(400);
+        }
+        if path.contains('{') {
+            statuses.push(404);
+        }
+        statuses.sort_unstable();
+        statuses.dedup();
+        statuses
+    }
+
+    fn operation(&self, path: &str) -> Operation {
+        let mut op = OperationBuilder::new()
+            .operation_id(Some(self.operation_id))
+            .summary(Some(self.summary))
+            .tag(tag(path));
+        for name in path_params(path) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200)))),
+            );
+        }
+        for p in &self.parameters {
+            op = op.parameter(p.clone());
+        }
+        if self.auth == Auth::Inbound {
+            op = op.parameter(query_string("token", "the inbound token (3Dolphins cannot set headers)"));
+        }
+        for header in self.headers() {
+            op = op.parameter(header);
+        }
+        if let Some((content_type, schema)) = &self.body {
+            op = op.request_body(Some(
+                RequestBodyBuilder::new().required(Some(Required::True)).content(*content_type, Content::new(Some(schema.clone()))).build(),
+            ));
+        }
+        for (status, response) in &self.replies {
+            op = op.response(status.to_string(), with_request_id(response.clone()));
+        }
+        for status in self.all_errors(path) {
+            op = op.response(status.to_string(), error_response(status));
+        }
+        op.securities(Some(self.security())).build()
+    }
+
+    /// The request headers the operation reads.
+    fn headers(&self) -> Vec<Parameter> {
+        let mut headers = vec![header_param(
+            "X-Request-Id",
+            "echoed on the reply and written on every log line of the request (printable, at most 200 characters); generated when absent",
+        )];
+        if matches!(self.auth, Auth::Read | Auth::Write) {
+            headers.push(header_param("X-Bridge-Owner", "with the admin token: the tenant to act for"));
+        }
+        if self.auth == Auth::ThirdParty {
+            headers.push(header_param("Idempotency-Key", "a retried request with the same key is answered as the first was, once"));
+            for (name, what) in [
+                ("webhook-id", "Standard Webhooks: the message id (also the idempotency key)"),
+                ("webhook-timestamp", "Standard Webhooks: seconds since the epoch, within 5 minutes"),
+                ("webhook-signature", "Standard Webhooks: `v1,<base64 HMAC-SHA256>` (tenants with inboundAuth = signature)"),
+            ] {
+                headers.push(header_param(name, what));
+            }
+        }
+        if self.auth == Auth::Write && self.body.is_some() {
+            headers.push(header_param("Idempotency-Key", "a retried request with the same key is answered as the first was, once"));
+        }
+        headers
+    }
+
+    fn security(&self) -> Vec<SecurityRequirement> {
+        let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+        match self.auth {
+            Auth::Public => Vec::new(),
+            Auth::Admin => vec![scheme("adminToken")],
+            Auth::Inbound => vec![scheme("inboundToken"), scheme("bearer")],
+            Auth::ThirdParty => vec![scheme("bearer"), scheme("standardWebhooks")],
+            Auth::Read | Auth::Write => vec![scheme("bearer"), scheme("adminToken")],
+        }
+    }
+}
+
+/// A reply that says it carries `X-Request-Id`.
+fn with_request_id(mut response: Response) -> Response {
+    let header = HeaderBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).description(Some("the request's id")).build();
+    response.headers.insert("X-Request-Id".into(), header.into());
+    response
+}
+
+fn error_response(status: u16) -> Response {
+    let what = match status {
+        400 => "refused: every problem is listed in error.fields",
+        401 => "no, unknown or revoked credential",
+        403 => "a credential of the wrong kind, another tenant's owner, or the admin API disabled",
+        404 => "not found (or another tenant's)",
+        408 => "the request took longer than BRIDGE_REQUEST_TIMEOUT",
+        409 => "does not fit the resource's state",
+        413 => "the body is over BRIDGE_MAX_BODY",
+        415 => "the body is not declared as JSON",
+        422 => "this idempotency key was used for a different request",
+        429 => "the credential's request budget is spent (Retry-After)",
+        502 => "3Dolphins is unavailable and nothing is cached",
+        503 => "the database is unavailable: nothing was stored, retry (Retry-After)",
+        _ => "refused",
+    };
+    let schema = RefOr::Ref(Ref::from_schema_name(ErrorOut::name()));
+    with_request_id(ResponseBuilder::new().description(what).content("application/json", Content::new(Some(schema))).build())
+}
+
+fn header_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).max_length(Some(200))))
+        .build()
+}
+
+/// An optional query parameter of type `schema`.
+fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).description(Some(description)).schema(Some(schema)).build()
+}
+
+pub fn query_string(name: &str, description: &str) -> Parameter {
+    query_param(name, description, ObjectBuilder::new().schema_type(Type::String))
+}
+
+pub fn query_bool(name: &str, description: &str) -> Parameter {
+    query_param(name, description, ObjectBuilder::new().schema_type(Type::Boolean))
+}
+
+/// One of `names`.
+pub fn query_enum(name: &str, description: &str, names: &[&str]) -> Parameter {
+    query_param(name, description, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied())))
+}
+
+/// A comma-separated list (or the parameter repeated) of `names`.
+pub fn query_list(name: &str, description: &str, names: &[&str]) -> Parameter {
+    let item = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied()));
+    let mut p = query_param(name, description, ArrayBuilder::new().items(item));
+    p.explode = Some(false);
+    p
+}
+
+/// `from`/`to`: an RFC 3339 instant or a `YYYY-MM-DD` local date.
+pub fn query_time(name: &str, description: &str) -> Parameter {
+    let instant = ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    let date = ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+    query_param(name, description, utoipa::openapi::schema::OneOfBuilder::new().item(instant).item(date))
+}
+
+/// `limit` and `cursor`: a page of a list.
+pub fn paging() -> [Parameter; 2] {
+    let limit = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(super::params::MAX_LIMIT as f64))
+        .default(Some(super::params::DEFAULT_LIMIT.into()));
+    [
+        query_param("limit", "rows per page", limit),
+        query_string("cursor", "the `nextCursor` of the previous page (bound to the same filters)"),
+    ]
+}
+
+/// `tz`: an IANA time zone, default the tenant's.
+pub fn query_tz() -> Parameter {
+    query_string("tz", "an IANA time zone for local dates and buckets; default the tenant's")
 }
 
 /// A router under construction together with the description of every route in it.
@@ -81,62 +335,61 @@ impl Routes {
     }
 
     /// The router and the OpenAPI document of everything in it.
-    pub fn finish(self) -> (Router<AppState>, Value) {
-        let spec = spec(&self.ops);
-        (self.router, spec)
+    pub fn finish(self) -> (Router<AppState>, OpenApi) {
+        let document = document(&self.ops);
+        (self.router, document)
     }
 }
 
-fn spec(ops: &[(Method, &'static str, Doc)]) -> Value {
-    let mut paths = Map::new();
+fn document(ops: &[(Method, &'static str, Doc)]) -> OpenApi {
+    let mut paths = Paths::new();
+    let mut schemas: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
+    let mut found = Vec::new();
+    reference::<ErrorOut>(&mut found);
     for (method, path, doc) in ops {
-        let mut op = json!({
-            "summary": doc.summary,
-            "tags": [tag(path)],
-            "responses": {
-                "200": {"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", doc.reply)}}}},
-                "4XX": {"description": "refused; every problem listed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "503": {"description": "the database is unavailable; nothing was stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
-        let mut parameters: Vec<Value> = path_params(path)
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        parameters
-            .extend(doc.query.iter().map(|name| json!({"name": name, "in": "query", "schema": {"type": "string"}})));
-        if doc.auth == Auth::Inbound {
-            parameters.push(json!({"name": "token", "in": "query", "description": "the inbound token (3Dolphins cannot set headers)", "schema": {"type": "string"}}));
-        }
-        if !parameters.is_empty() {
-            op["parameters"] = Value::Array(parameters);
-        }
-        if let Some(body) = doc.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
-        }
-        let security = match doc.auth {
-            Auth::Public => json!([]),
-            Auth::Admin => json!([{"adminToken": []}]),
-            Auth::Inbound => json!([{"inboundToken": []}, {"bearer": []}]),
-            Auth::ThirdParty => json!([{"bearer": []}, {"standardWebhooks": []}]),
-            Auth::Read | Auth::Write => json!([{"bearer": []}, {"adminToken": []}]),
-        };
-        op["security"] = security;
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[method.as_str().to_lowercase()] = op;
+        paths.add_path_operation(*path, vec![http_method(method)], doc.operation(path));
+        found.extend(doc.schemas.iter().cloned());
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "dolphin-bridge", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Relay between 3Dolphins and a third-party contact-center system. Errors always have the Error shape."},
-        "paths": paths,
-        "components": {"schemas": super::schemas::all(), "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "a tenant key (third-party or read)"},
-            "adminToken": {"type": "http", "scheme": "bearer", "description": "BRIDGE_ADMIN_TOKEN; with X-Bridge-Owner on /api/v1"},
-            "inboundToken": {"type": "apiKey", "in": "query", "name": "token"},
-            "standardWebhooks": {"type": "apiKey", "in": "header", "name": "webhook-signature",
-                                 "description": "for tenants with thirdParty.inboundAuth = signature"},
-        }},
-    })
+    schemas.extend(found);
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("a tenant key (third-party or read)")).build()),
+        )
+        .security_scheme(
+            "adminToken",
+            SecurityScheme::Http(
+                Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("BRIDGE_ADMIN_TOKEN; with X-Bridge-Owner on /api/v1")).build(),
+            ),
+        )
+        .security_scheme("inboundToken", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))))
+        .security_scheme(
+            "standardWebhooks",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "webhook-signature",
+                "for tenants with thirdParty.inboundAuth = signature, with webhook-id and webhook-timestamp",
+            ))),
+        )
+        .build();
+    let info = InfoBuilder::new()
+        .title("dolphin-bridge")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Relay between 3Dolphins and a third-party contact-center system. Every error, from every layer, has the Error shape.",
+        ))
+        .build();
+    OpenApiBuilder::new().info(info).paths(paths).components(Some(components)).build()
+}
+
+fn http_method(method: &Method) -> HttpMethod {
+    match *method {
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
 }
 
 fn tag(path: &str) -> &'static str {
@@ -154,41 +407,60 @@ fn path_params(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
-/// The `/docs` page: the spec rendered by a few lines of our own script, nothing remote.
-pub const DOCS_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dolphin-bridge API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:2rem auto;padding:0 1rem;color:#1d2733}
-h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #ddd;text-transform:capitalize}
-.op{margin:.6rem 0;padding:.5rem .8rem;border:1px solid #e3e7ec;border-radius:6px}
-.m{display:inline-block;min-width:4.5rem;font-weight:700;font-family:monospace}.p{font-family:monospace}
-.s{color:#555}pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:12px}
-</style></head><body>
-<h1>dolphin-bridge API</h1>
-<p>The machine-readable document is at <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).
-Every error has the shape <code>{"status":"error","error":{"code","message","fields"?}}</code>.</p>
-<noscript><p>Enable JavaScript to see the operations listed here, or read /openapi.json.</p></noscript>
-<div id="ops"></div>
-<script>
-fetch('/openapi.json').then(r => r.json()).then(spec => {
-  const byTag = {};
-  for (const [path, methods] of Object.entries(spec.paths))
-    for (const [method, op] of Object.entries(methods))
-      (byTag[op.tags[0]] = byTag[op.tags[0]] || []).push({path, method, op});
-  const root = document.getElementById('ops');
-  for (const [tag, ops] of Object.entries(byTag)) {
-    const h = document.createElement('h2'); h.textContent = tag; root.appendChild(h);
-    for (const {path, method, op} of ops) {
-      const d = document.createElement('div'); d.className = 'op';
-      const m = document.createElement('span'); m.className = 'm'; m.textContent = method.toUpperCase();
-      const p = document.createElement('span'); p.className = 'p'; p.textContent = path;
-      const s = document.createElement('div'); s.className = 's'; s.textContent = op.summary;
-      d.append(m, p, s); root.appendChild(d);
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use serde_json::Value;
+
+    /// Every `$ref` in `value`.
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    found.push(r);
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
     }
-  }
-  const h = document.createElement('h2'); h.textContent = 'schemas'; root.appendChild(h);
-  const pre = document.createElement('pre'); pre.textContent = JSON.stringify(spec.components.schemas, null, 2);
-  root.appendChild(pre);
-});
-</script></body></html>"#;
+
+    #[test]
+    fn every_operation_has_a_unique_id_and_every_reference_resolves() {
+        let spec = crate::http::spec();
+        let mut ids = HashSet::new();
+        let mut operations = 0;
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                operations += 1;
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert!(!id.is_empty(), "{method} {path} has an operationId");
+                assert!(ids.insert(id.clone()), "{id} is used once");
+                let statuses: Vec<&String> = op["responses"].as_object().into_iter().flatten().map(|(s, _)| s).collect();
+                assert!(statuses.iter().any(|s| s.starts_with('2')), "{id} documents its success");
+                assert!(statuses.iter().any(|s| *s == "408"), "{id} documents the timeout");
+            }
+        }
+        assert!(operations >= 40, "{operations} operations");
+        let mut found = Vec::new();
+        refs(&spec, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+            assert!(spec["components"]["schemas"][name].is_object(), "{r} resolves");
+        }
+    }
+
+    #[test]
+    fn path_parameters_are_named_as_the_readme_names_them() {
+        let spec = crate::http::spec();
+        let paths: Vec<&String> = spec["paths"].as_object().into_iter().flatten().map(|(p, _)| p).collect();
+        for p in &paths {
+            assert!(!p.contains("{ticket}") && !p.contains("{contact}"), "{p}");
+        }
+        assert!(paths.iter().any(|p| p.as_str() == "/api/v1/tickets/{ticketNumber}"));
+        assert!(paths.iter().any(|p| p.as_str() == "/api/v1/contacts/{contactId}"));
+    }
+}

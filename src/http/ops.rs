@@ -8,7 +8,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::openapi::{doc, Auth, Routes};
 use super::AppState;
@@ -16,43 +18,83 @@ use crate::domain::Target;
 
 pub fn routes() -> Routes {
     Routes::default()
-        .op(Method::GET, "/healthz", get(healthz), doc("The process is up", Auth::Public, "Health"))
+        .op(
+            Method::GET,
+            "/healthz",
+            get(healthz),
+            doc("healthz", "The process is up", Auth::Public).reply::<HealthOut>(200, "serving HTTP"),
+        )
         .op(
             Method::GET,
             "/readyz",
             get(readyz),
-            doc("Database, migrations and workers are ready", Auth::Public, "Health"),
+            doc("readyz", "Database, migrations and workers are ready", Auth::Public)
+                .reply::<ReadyOut>(200, "ready")
+                .reply::<ReadyOut>(503, "not ready: the fields say what is missing"),
         )
-        .op(Method::GET, "/metrics", get(metrics_text), doc("Prometheus metrics", Auth::Public, "Text"))
-        .op(Method::GET, "/openapi.json", get(openapi), doc("This document", Auth::Public, "OpenApi"))
-        .op(Method::GET, "/docs", get(docs), doc("The API documentation page", Auth::Public, "Text"))
+        .op(
+            Method::GET,
+            "/metrics",
+            get(metrics_text),
+            doc("metrics", "Prometheus metrics", Auth::Public).text(200, "text/plain", "Prometheus text format 0.0.4"),
+        )
+        .op(
+            Method::GET,
+            "/openapi.json",
+            get(openapi),
+            doc("openapi", "This document", Auth::Public).reply::<OpenApiDocument>(200, "OpenAPI 3.1"),
+        )
 }
 
+/// The process is up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthOut {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Whether the bridge can do its work, and if not, which part is missing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyOut {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// `ok`, `no_primary`, `unreachable` or `timeout`.
+    pub database: &'static str,
+    /// `ok`, `pending`, `missing` or `unknown`.
+    pub migrations: &'static str,
+    /// `ok` or `stalled`.
+    pub workers: &'static str,
+}
+
+/// An OpenAPI 3.1 document.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Object)]
+pub struct OpenApiDocument(#[allow(dead_code)] Value);
+
 /// The process is up and serving HTTP.
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn healthz() -> Json<HealthOut> {
+    Json(HealthOut { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+fn not_ready(workers: &'static str) -> ReadyOut {
+    ReadyOut { status: "not_ready", database: "no_primary", migrations: "unknown", workers }
 }
 
 /// What `serve` answers while it waits for a database host (see `startup::WaitingServer`).
 pub fn waiting_router() -> axum::Router {
-    let not_ready = || async {
-        let body =
-            json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown", "workers": "stalled"});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-    };
+    let waiting = || async { (StatusCode::SERVICE_UNAVAILABLE, Json(not_ready("stalled"))) };
     axum::Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(not_ready))
+        .route("/readyz", get(waiting))
         .fallback(|| async { super::error::ApiError::Unavailable })
 }
 
 /// Ready when a database host fits `DATABASE_URL` and answers, every embedded migration is
 /// applied and the delivery workers have checked in recently.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyOut>) {
     if state.database.current().is_none() {
-        let body = json!({"status": "not_ready", "database": "no_primary", "migrations": "unknown",
-                          "workers": if state.workers.is_alive() { "ok" } else { "stalled" }});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+        let workers = if state.workers.is_alive() { "ok" } else { "stalled" };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(not_ready(workers)));
     }
     let expected = crate::store::schema::migrations_expected();
     let applied =
@@ -66,11 +108,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let workers = if state.workers.is_alive() { "ok" } else { "stalled" };
     let ready = database == "ok" && migrations == "ok" && workers == "ok";
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        Json(json!({"status": if ready { "ready" } else { "not_ready" },
-                    "database": database, "migrations": migrations, "workers": workers})),
-    )
+    (status, Json(ReadyOut { status: if ready { "ready" } else { "not_ready" }, database, migrations, workers }))
 }
 
 /// Prometheus text: counters and histograms from the recorder, plus queue depth, oldest
@@ -125,6 +163,3 @@ async fn openapi(State(state): State<AppState>) -> Json<Value> {
     Json((*state.openapi).clone())
 }
 
-async fn docs() -> axum::response::Html<&'static str> {
-    axum::response::Html(super::openapi::DOCS_PAGE)
-}

@@ -7,14 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
 
 use super::auth::{self, Access, ApiCaller};
-use super::csv;
+use super::csv::{self, Csv};
 use super::error::ApiError;
-use super::openapi::{doc, Auth, Routes};
+use super::openapi::{doc, paging, query_enum, query_string, query_time, query_tz, Auth, Routes};
 use super::params::{Cursor, Params};
-use super::shapes::{event_json, message_json, page, TicketOut, EVENT_COLUMNS, MESSAGE_COLUMNS};
+use super::shapes::{EventOut, EventPage, HistoryMerge, MessageOut, MessagePage, TicketExport, TicketOut, TicketPage};
 use super::AppState;
 use crate::domain::TicketStatus;
 use crate::history;
@@ -25,48 +24,65 @@ use crate::store::tenants;
 use crate::store::tickets::{self, TicketFilter, TicketRow};
 
 pub fn routes() -> Routes {
-    let page = &["limit", "cursor", "format"];
+    let statuses: Vec<&str> = TicketStatus::ALL.iter().map(|s| s.as_str()).collect();
     Routes::default()
         .op(
             Method::GET,
             "/api/v1/tickets",
             get(list_tickets),
-            doc("Tickets, newest first, filtered (CSV with Accept: text/csv)", Auth::Read, "TicketPage").query(&[
-                "status",
-                "channel",
-                "contactId",
-                "from",
-                "to",
-                "tz",
-                "q",
-                "limit",
-                "cursor",
-                "format",
-            ]),
+            doc("listTickets", "Tickets, newest first, filtered", Auth::Read)
+                .query([
+                    query_enum("status", "only open or only closed tickets", &statuses),
+                    query_string("channel", "only this channel (any case), e.g. whatsapp"),
+                    query_string("contactId", "only this 3Dolphins contact's tickets"),
+                    query_time("from", "opened at or after; default 30 days ago"),
+                    query_time("to", "opened before; default now"),
+                    query_tz(),
+                    query_string("q", "ticket number, customer name or account id contains this"),
+                ])
+                .query(paging())
+                .reply::<TicketPage>(200, "a page of tickets")
+                .csv(),
         )
-        .op(Method::GET, "/api/v1/tickets/{ticket}", get(get_ticket), doc("One ticket", Auth::Read, "Ticket"))
         .op(
             Method::GET,
-            "/api/v1/tickets/{ticket}/messages",
+            "/api/v1/tickets/{ticketNumber}",
+            get(get_ticket),
+            doc("getTicket", "One ticket", Auth::Read).reply::<TicketOut>(200, "the ticket").errors(&[404]),
+        )
+        .op(
+            Method::GET,
+            "/api/v1/tickets/{ticketNumber}/messages",
             get(ticket_messages),
             doc(
+                "listTicketMessages",
                 "A ticket's conversation, oldest first; source=merged adds 3Dolphins history",
                 Auth::Read,
-                "MessagePage",
             )
-            .query(&["source", "limit", "cursor", "format"]),
+            .query([query_enum(
+                "source",
+                "`merged`: first fill in the ticket's 3Dolphins Conversation History",
+                &["local", "merged"],
+            )])
+            .query(paging())
+            .reply::<MessagePage>(200, "a page of the conversation")
+            .csv(),
         )
         .op(
             Method::GET,
-            "/api/v1/tickets/{ticket}/events",
+            "/api/v1/tickets/{ticketNumber}/events",
             get(ticket_events),
-            doc("A ticket's lifecycle audit, oldest first", Auth::Read, "EventPage").query(page),
+            doc("listTicketEvents", "A ticket's lifecycle audit, oldest first", Auth::Read)
+                .query(paging())
+                .reply::<EventPage>(200, "a page of the audit")
+                .csv(),
         )
         .op(
             Method::GET,
-            "/api/v1/tickets/{ticket}/export",
+            "/api/v1/tickets/{ticketNumber}/export",
             get(export_ticket),
-            doc("The whole ticket in one document", Auth::Read, "TicketExport"),
+            doc("exportTicket", "The whole ticket in one document", Auth::Read)
+                .reply::<TicketExport>(200, "ticket, messages, events and deliveries"),
         )
 }
 
@@ -79,11 +95,11 @@ async fn list_tickets(
     let params = Params::parse(query.as_deref());
     let wanted_csv = csv::wanted(&params, &headers);
     let query = TicketQuery::parse(&params, &caller, state.clock.now())?;
-    if wanted_csv {
-        return Ok(query.csv(&state, &caller));
+    if let Some(csv) = wanted_csv {
+        return Ok(query.csv(&state, &caller, csv));
     }
-    let (rows, next) = query.page(&state, &caller).await?;
-    Ok(Json(json!({"data": rows.iter().map(TicketOut::json).collect::<Vec<_>>(), "nextCursor": next})).into_response())
+    let (rows, next_cursor) = query.page(&state, &caller).await?;
+    Ok(Json(TicketPage { data: rows.iter().map(TicketOut::from).collect(), next_cursor }).into_response())
 }
 
 /// The filters of a ticket list, read and checked once: the API and the console list the
@@ -154,17 +170,15 @@ impl TicketQuery {
     }
 
     /// Every matching ticket as a streamed CSV download.
-    pub fn csv(self, state: &AppState, caller: &ApiCaller) -> Response {
+    pub fn csv(self, state: &AppState, caller: &ApiCaller, csv: Csv) -> Response {
         let (pool, owner, query) = (state.read_pool.clone(), caller.owner.clone(), std::sync::Arc::new(self));
-        csv::export(TicketOut::COLUMNS, "tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
+        csv.export("tickets.csv", move |after: Option<(DateTime<Utc>, String)>| {
             let (pool, owner, query) = (pool.clone(), owner.clone(), query.clone());
             async move {
                 let filter = query.filter(after.as_ref().map(|(at, n)| (*at, n.as_str())), csv::PAGE);
                 let rows = tickets::list(&pool, &owner, &filter).await?;
-                Ok((
-                    rows.iter().map(TicketOut::json).collect(),
-                    rows.last().map(|t| (t.opened_at, t.ticket_number.clone())),
-                ))
+                let last = rows.last().map(|t| (t.opened_at, t.ticket_number.clone()));
+                Ok((rows.iter().map(TicketOut::from).collect::<Vec<_>>(), last))
             }
         })
     }
@@ -174,10 +188,10 @@ async fn get_ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(ticket): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TicketOut>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    Ok(Json(TicketOut::json(&row)))
+    Ok(Json(TicketOut::from(&row)))
 }
 
 async fn ticket_messages(
@@ -197,13 +211,14 @@ async fn ticket_messages(
     let merges = matches!((source.as_deref(), &cursor), (Some("merged"), None));
     let pool = if merges { &state.pool } else { &state.read_pool };
     let row = tickets::get(pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    if csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers) {
         let pool = state.read_pool.clone();
-        return Ok(csv::export(MESSAGE_COLUMNS, "messages.csv", move |after| {
+        return Ok(csv.export("messages.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
             async move {
                 let rows = messages::for_ticket(&pool, &owner, &ticket, after, csv::PAGE).await?;
-                Ok((rows.iter().map(message_json).collect(), rows.last().map(|m| (m.at, m.id))))
+                let last = rows.last().map(|m| (m.at, m.id));
+                Ok((rows.iter().map(MessageOut::from).collect::<Vec<_>>(), last))
             }
         }));
     }
@@ -211,11 +226,7 @@ async fn ticket_messages(
     let after = cursor.as_ref().map(|c| c.uuid().map(|id| (c.at, id))).transpose()?;
     let rows = messages::for_ticket(pool, &caller.owner, &ticket, after, limit).await?;
     let next = rows.last().map(|m| Cursor::new(&filters, m.at, m.id));
-    let mut body = page(rows.iter().map(message_json).collect(), next, limit).0;
-    if let Some(history) = history {
-        body["history"] = history;
-    }
-    Ok(Json(body).into_response())
+    Ok(Json(MessagePage::new(rows.iter().map(MessageOut::from).collect(), next, limit, history)).into_response())
 }
 
 async fn ticket_events(
@@ -230,13 +241,14 @@ async fn ticket_events(
     let filters = format!("events|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    if csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers) {
         let pool = state.read_pool.clone();
-        return Ok(csv::export(EVENT_COLUMNS, "events.csv", move |after| {
+        return Ok(csv.export("events.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
             async move {
                 let rows = events::for_ticket(&pool, &owner, &ticket, after, csv::PAGE).await?;
-                Ok((rows.iter().map(event_json).collect(), rows.last().map(|e| e.id)))
+                let last = rows.last().map(|e| e.id);
+                Ok((rows.iter().map(EventOut::from).collect::<Vec<_>>(), last))
             }
         }));
     }
@@ -248,7 +260,7 @@ async fn ticket_events(
     };
     let rows = events::for_ticket(&state.read_pool, &caller.owner, &ticket, after, limit).await?;
     let next = rows.last().map(|e| Cursor::new(&filters, e.at, e.id));
-    Ok(page(rows.iter().map(event_json).collect(), next, limit).into_response())
+    Ok(Json(EventPage::new(rows.iter().map(EventOut::from).collect(), next, limit)).into_response())
 }
 
 /// Everything about one ticket in one document: for audits and support cases.
@@ -256,7 +268,7 @@ async fn export_ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(ticket): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TicketExport>, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let pool = &state.read_pool;
     let row = tickets::get(pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
@@ -275,27 +287,27 @@ async fn export_ticket(
     };
     let deliveries = redelivery::list(pool, &caller.owner, &filter).await?;
     let deliveries = super::deliveries::with_logs(pool, &caller.owner, &deliveries).await?;
-    Ok(Json(json!({
-        "ticket": TicketOut::json(&row),
-        "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        "deliveries": deliveries,
-        "exportedAt": state.clock.now(),
-    })))
+    Ok(Json(TicketExport {
+        ticket: TicketOut::from(&row),
+        messages: messages.iter().map(MessageOut::from).collect(),
+        events: events.iter().map(EventOut::from).collect(),
+        deliveries,
+        exported_at: state.clock.now(),
+    }))
 }
 
 /// Merges the ticket's 3Dolphins history; answers the `history` object of the reply. A
 /// 3Dolphins that is down or not configured is reported there, never as an error.
-pub async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> Value {
+pub async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &TicketRow) -> HistoryMerge {
     let password = match tenants::get(&state.pool, &caller.owner).await {
         Ok(row) => match state.open_password(row.and_then(|r| r.dolphins_password).as_deref()) {
             Ok(password) => password,
-            Err(e) => return json!({"merged": false, "error": e.to_string()}),
+            Err(e) => return HistoryMerge::failed(e.to_string()),
         },
-        Err(e) => return json!({"merged": false, "error": format!("reading the tenant: {e}")}),
+        Err(e) => return HistoryMerge::failed(format!("reading the tenant: {e}")),
     };
     let Some(account) = crate::dolphins::account(&caller.settings, password.as_deref()) else {
-        return json!({"merged": false, "error": "the 3Dolphins API is not configured for this tenant"});
+        return HistoryMerge::failed("the 3Dolphins API is not configured for this tenant");
     };
     let merged = history::merge(
         &state.pool,
@@ -309,10 +321,10 @@ pub async fn merge_history(state: &AppState, caller: &ApiCaller, ticket: &Ticket
     )
     .await;
     match merged {
-        Ok(added) => json!({"merged": true, "added": added}),
+        Ok(added) => HistoryMerge { merged: true, added: Some(added as u64), error: None },
         Err(e) => {
             tracing::warn!(owner = %caller.owner, ticket = %ticket.ticket_number, error = %e, "history merge failed");
-            json!({"merged": false, "error": e.to_string()})
+            HistoryMerge::failed(e.to_string())
         }
     }
 }

@@ -18,46 +18,63 @@ use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
 use crate::domain::KeyKind;
-use crate::intake::{self, Event, Idempotency};
+use super::bodies;
+use crate::intake::{self, Accepted, Event, Idempotency};
 
 pub fn routes() -> Routes {
-    let accepted = "MessageAccepted";
     Routes::default()
         .op(
             Method::POST,
             "/webhooks/3dolphins/incoming",
             post(handle::<DOLPHINS_INCOMING>),
             doc(
+                "dolphinsIncoming",
                 "Incoming Event from 3Dolphins (lenient: accepted, stored, forwarded, flagged)",
                 Auth::Inbound,
-                accepted,
             )
-            .body("IncomingEvent"),
+            .body::<bodies::IncomingEvent>()
+            .reply::<Accepted>(200, "stored (and flagged if flawed); forwarded to the third party")
+            .errors(&[403]),
         )
         .op(
             Method::POST,
             "/webhooks/3dolphins/outgoing",
             post(handle::<DOLPHINS_OUTGOING>),
-            doc("Outgoing or Command Event from 3Dolphins (mirrored to the third party)", Auth::Inbound, accepted)
-                .body("OutgoingOrCommandEvent"),
+            doc(
+                "dolphinsOutgoing",
+                "Outgoing or Command Event from 3Dolphins (mirrored to the third party)",
+                Auth::Inbound,
+            )
+            .body::<bodies::OutgoingOrCommand>()
+            .reply::<Accepted>(200, "stored; mirrored to the third party")
+            .errors(&[403]),
         )
         .op(
             Method::POST,
             "/webhooks/3dolphins/commands",
             post(handle::<DOLPHINS_COMMANDS>),
-            doc("Command Event from 3Dolphins", Auth::Inbound, "Success").body("CommandEvent"),
+            doc("dolphinsCommand", "Command Event from 3Dolphins", Auth::Inbound)
+                .body::<bodies::CommandEvent>()
+                .reply::<Accepted>(200, "applied; forwarded to the third party")
+                .errors(&[403]),
         )
         .op(
             Method::POST,
             "/webhooks/third-party/messages",
             post(handle::<THIRD_PARTY_MESSAGES>),
-            doc("Agent reply from the third party (strict)", Auth::ThirdParty, accepted).body("OutgoingEvent"),
+            doc("thirdPartyMessage", "Agent reply from the third party (strict)", Auth::ThirdParty)
+                .body::<bodies::OutgoingEvent>()
+                .reply::<Accepted>(200, "stored; delivered to 3Dolphins")
+                .errors(&[404, 409, 422]),
         )
         .op(
             Method::POST,
             "/webhooks/third-party/commands",
             post(handle::<THIRD_PARTY_COMMANDS>),
-            doc("Close a ticket from the third party", Auth::ThirdParty, "Success").body("CommandEvent"),
+            doc("thirdPartyCommand", "Close a ticket from the third party", Auth::ThirdParty)
+                .body::<bodies::CommandEvent>()
+                .reply::<Accepted>(200, "closed; delivered to 3Dolphins")
+                .errors(&[404, 409, 422]),
         )
 }
 

@@ -26,7 +26,7 @@ mod ticket;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::payload::{CommandEvent, MessageEvent, Problem};
@@ -157,12 +157,35 @@ fn count_accepted(event: &Event) {
     }
 }
 
+/// The webhooks' 200 reply: `{"status":"success"}`, with the stored message's id when the
+/// event carried one.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    #[schema(schema_with = success_literal)]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
+}
+
+fn success_literal() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["success"]))
+        .build()
+}
+
+fn accepted(message_id: Option<Uuid>) -> Reply {
+    let body = serde_json::to_value(Accepted { status: "success", message_id }).unwrap_or_default();
+    Reply { status: 200, body }
+}
+
 fn success_with_id(id: Uuid) -> Reply {
-    Reply { status: 200, body: json!({"status": "success", "messageId": id}) }
+    accepted(Some(id))
 }
 
 fn success() -> Reply {
-    Reply { status: 200, body: json!({"status": "success"}) }
+    accepted(None)
 }
 
 /// Problems of an event shaped like neither an Outgoing nor a Command Event.

@@ -13,7 +13,7 @@ pub use read::read_tenant;
 use super::{Peer, Target};
 
 /// Where the third party wants events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThirdParty {
     pub incoming_url: String,
@@ -24,6 +24,7 @@ pub struct ThirdParty {
     /// How the third party authenticates its calls: `bearer` (its key) or also `signature`
     /// (Standard Webhooks headers signed with the tenant's signing secret).
     #[serde(default = "default_inbound_auth")]
+    #[schema(schema_with = inbound_auth_names)]
     pub inbound_auth: String,
 }
 
@@ -34,8 +35,16 @@ fn default_inbound_auth() -> String {
 /// The accepted `thirdParty.inboundAuth` values.
 pub const INBOUND_AUTH: [&str; 2] = ["bearer", "signature"];
 
+fn inbound_auth_names() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(INBOUND_AUTH))
+        .default(Some("bearer".into()))
+        .build()
+}
+
 /// Where 3Dolphins takes replies and commands, and its API account (password kept apart).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Dolphins {
     pub send_message_url: Option<String>,
@@ -49,8 +58,9 @@ pub struct Dolphins {
 }
 
 /// Per-tenant overrides of the delivery defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DeliverySettings)]
 pub struct Delivery {
     pub retry_schedule: Option<String>,
     pub timeout: Option<String>,

@@ -103,7 +103,7 @@ pub async fn list(
         @if shown.is_empty() {
             p { "No delivery matches." }
         } @else {
-            (delivery_cards(&viewer, &shown, tz, &back))
+            (delivery_cards(&viewer, &html::as_json(&shown), tz, &back))
             @if let Some(next) = next {
                 p { a rel="next" href={ "/console/deliveries?" (next) } { "Next page" } }
             }

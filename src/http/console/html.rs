@@ -130,6 +130,16 @@ pub fn path_segment(value: &str) -> String {
 }
 
 /// The text of a JSON string or number, "" for null.
+/// A reply shape as JSON, for pages that show the API's replies field by field.
+pub fn json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Each of a list of reply shapes as JSON.
+pub fn as_json<T: serde::Serialize>(values: &[T]) -> Vec<Value> {
+    values.iter().map(json).collect()
+}
+
 pub fn text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),

@@ -40,6 +40,8 @@ pub async fn show(
         deliveries::endpoint_states(&state, caller),
         async { Ok(redelivery::recent_outcomes(&state.pool, &caller.owner, now - chrono::Duration::hours(1)).await?) },
     )?;
+    let (today_figures, week_figures, daily, targets) =
+        (html::json(&today_figures), html::json(&week_figures), html::json(&daily), html::as_json(&targets));
     let tz = caller.timezone;
     let body = html! {
         div id="live" data-refresh="30" {

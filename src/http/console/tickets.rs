@@ -12,6 +12,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::html::{self, Nav};
+use crate::http::csv::Csv;
 use super::session::Viewer;
 use super::{check_form, form, page_only, ConsoleError};
 use crate::domain::TicketStatus;
@@ -176,7 +177,7 @@ pub async fn csv(
     let caller = viewer.tenant()?;
     let params = api_params(raw.as_deref());
     let query = TicketQuery::parse(&params, caller, state.clock.now())?;
-    Ok(query.csv(&state, caller))
+    Ok(query.csv(&state, caller, Csv::default()))
 }
 
 pub async fn show(
@@ -240,7 +241,7 @@ async fn render(
             }
             section aria-labelledby="deliveries" {
                 h2 id="deliveries" { "Deliveries" }
-                (super::deliveries::delivery_cards(viewer, &deliveries, tz, &here))
+                (super::deliveries::delivery_cards(viewer, &html::as_json(&deliveries), tz, &here))
             }
         }
     };
@@ -357,11 +358,11 @@ pub async fn fetch_history(
     let caller = viewer.tenant()?;
     let row = tickets::get(&state.pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
     let outcome = query::merge_history(&state, caller, &row).await;
-    if outcome["merged"].as_bool() == Some(true) {
-        let added = outcome["added"].as_u64().unwrap_or(0);
+    if outcome.merged {
+        let added = outcome.added.unwrap_or(0);
         return Ok(Redirect::to(&format!("{}?notice=history&n={added}", ticket_href(&ticket))).into_response());
     }
-    let error = outcome["error"].as_str().unwrap_or("unknown error");
+    let error = outcome.error.as_deref().unwrap_or("unknown error");
     render(&state, &viewer, &ticket, None, Some(error)).await
 }
 
@@ -373,7 +374,7 @@ pub async fn contact(
 ) -> Result<Response, ConsoleError> {
     let viewer = Viewer::from_request(&state, &headers).await?;
     let caller = viewer.tenant()?;
-    let doc = contacts::contact_document(&state, caller, &contact).await?;
+    let doc = html::json(&contacts::contact_document(&state, caller, &contact).await?);
     let tz = caller.timezone;
     let fields: Vec<(&String, &Value)> = doc["data"].as_object().map(|o| o.iter().collect()).unwrap_or_default();
     let body = html! {
