@@ -168,11 +168,17 @@ pub struct StartOptions {
     /// A socket bound already (by `serve`, which answers 503 on it while it waits for the
     /// database); `None`: bind `config.listen`.
     pub listener: Option<std::net::TcpListener>,
+    /// Wraps the whole router, outside every layer of its own: how an embedding watches
+    /// every exchange (the integration suite checks each reply against `/openapi.json`).
+    pub wrap: Option<RouterWrap>,
 }
+
+/// See [`StartOptions::wrap`].
+pub type RouterWrap = Box<dyn FnOnce(axum::Router) -> axum::Router + Send>;
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { workers: true, listener: None }
+        StartOptions { workers: true, listener: None, wrap: None }
     }
 }
 
@@ -243,6 +249,10 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     };
     let address = listener.local_addr()?;
     let router = http::router(state);
+    let router = match options.wrap {
+        Some(wrap) => wrap(router),
+        None => router,
+    };
     let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
     let server = tokio::spawn(crate::server::serve(listener, router, max_connections, header_timeout, shutdown_rx));
     tracing::info!(%address, "dolphin-bridge listening");

@@ -57,6 +57,7 @@ pub struct TenantOut {
 /// The 3Dolphins side of a tenant; the password only as whether one is set.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TenantDolphins)]
 pub struct DolphinsOut {
     #[serde(flatten)]
     pub settings: Dolphins,
@@ -66,6 +67,7 @@ pub struct DolphinsOut {
 /// A new tenant: its view plus, this once, its credentials.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TenantCreated)]
 pub struct TenantCreatedOut {
     #[serde(flatten)]
     pub tenant: TenantOut,
@@ -123,7 +125,12 @@ pub async fn create(pool: &PgPool, draft: &TenantDraft, sealer: &Sealer) -> Resu
         .map_err(|_| TenancyError::Database(sqlx::Error::Protocol("three keys expected".into())))?;
     Ok(TenantCreatedOut {
         tenant: view(&row),
-        credentials: Credentials { inbound_token: inbound, third_party_key: third_party, read_key: read, signing_secret },
+        credentials: Credentials {
+            inbound_token: inbound,
+            third_party_key: third_party,
+            read_key: read,
+            signing_secret,
+        },
         key_ids: KeyIds { inbound: inbound_id, third_party: tp_id, read: read_id },
     })
 }

@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::params::Params;
 use super::shapes::page_type;
-use super::{auth, bodies, csv};
-use super::openapi::{doc, Auth, Routes};
 use super::AppState;
+use super::{auth, bodies, csv};
 use crate::domain::payload::Problem;
 use crate::domain::tenant::{merge_patch, read_tenant, to_document};
 use crate::domain::KeyKind;

@@ -84,10 +84,12 @@ fn message_types() -> utoipa::openapi::Object {
         .build()
 }
 
+/// `close`, in any case (the only command).
 fn commands() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["close"]))
+        .pattern(Some("^[Cc][Ll][Oo][Ss][Ee]$"))
+        .examples(["close"])
         .build()
 }
 

@@ -35,12 +35,8 @@ pub fn routes() -> Routes {
             Method::DELETE,
             "/api/v1/contacts/{contactId}/data",
             delete(erase),
-            doc(
-                "eraseContact",
-                "Erase a contact's message texts, media and payloads (data protection)",
-                Auth::Write,
-            )
-            .reply::<Erased>(200, "erased; counts and durations stay"),
+            doc("eraseContact", "Erase a contact's message texts, media and payloads (data protection)", Auth::Write)
+                .reply::<Erased>(200, "erased; counts and durations stay"),
         )
 }
 

@@ -23,8 +23,8 @@ use super::error::ApiError;
 use super::openapi::{doc, paging, query_list, query_time, query_tz, Auth, Routes};
 use super::params::{parse_instant, Cursor, Params};
 use super::shapes::{page_type, DeliveryOut, DeliveryPage, MessageOut, MessageWithDelivery};
-use super::{bodies, csv};
 use super::AppState;
+use super::{bodies, csv};
 use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
 use crate::store::redelivery::{self, ActionRefused, AttemptRow, DeliveryFilter, DeliveryRow, ReplayFilter};
@@ -65,7 +65,8 @@ pub fn routes() -> Routes {
             Method::GET,
             "/api/v1/deliveries/{id}",
             get(get_delivery),
-            doc("getDelivery", "One delivery with its attempt log", Auth::Read).reply::<DeliveryOut>(200, "the delivery"),
+            doc("getDelivery", "One delivery with its attempt log", Auth::Read)
+                .reply::<DeliveryOut>(200, "the delivery"),
         )
         .op(
             Method::POST,

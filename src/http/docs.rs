@@ -27,11 +27,10 @@ pub fn routes() -> Routes {
             Method::GET,
             "/docs/{file}",
             get(file),
-            doc("docsFile", "A file of the API explorer (script, style sheet)", Auth::Public).text(
-                200,
-                "application/javascript",
-                "the file, in its own content type",
-            ),
+            doc("docsFile", "A file of the API explorer (script, style sheet)", Auth::Public)
+                .text(200, "text/javascript", "the file, in its own content type")
+                .text(200, "text/css", "the file, in its own content type")
+                .text(200, "image/png", "the file, in its own content type"),
         )
 }
 
@@ -79,7 +78,7 @@ async fn page() -> Response {
 
 async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
     if name == "dolphin-bridge.js" {
-        return Ok(with_policy(([(header::CONTENT_TYPE, "application/javascript")], START).into_response()));
+        return Ok(with_policy(([(header::CONTENT_TYPE, "text/javascript")], START).into_response()));
     }
     static CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
         LazyLock::new(|| Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")));
@@ -89,6 +88,7 @@ async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
     }
     let found = utoipa_swagger_ui::serve(&name, CONFIG.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let found = found.ok_or(ApiError::NotFound("file"))?;
-    let content_type = HeaderValue::from_str(&found.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type =
+        HeaderValue::from_str(&found.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok(with_policy(([(header::CONTENT_TYPE, content_type)], found.bytes.into_owned()).into_response()))
 }

@@ -8,10 +8,12 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bodies;
 pub mod console;
 pub mod contacts;
 pub mod csv;
 pub mod deliveries;
+pub mod docs;
 pub mod error;
 pub mod key_cache;
 pub mod openapi;
@@ -19,8 +21,6 @@ pub mod ops;
 pub mod params;
 pub mod query;
 pub mod rate_limit;
-pub mod bodies;
-pub mod docs;
 pub mod reports;
 pub mod request_id;
 pub mod shapes;
@@ -86,10 +86,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(axum::middleware::from_fn_with_state(
-            request_id::Edge { max_body, request_timeout },
-            request_id::edge,
-        ))
+        .layer(axum::middleware::from_fn_with_state(request_id::Edge { max_body, request_timeout }, request_id::edge))
         .with_state(state)
 }
 

@@ -10,7 +10,7 @@ use axum::routing::MethodRouter;
 use axum::Router;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, ObjectBuilder, SchemaFormat, KnownFormat, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required, Response,
@@ -73,7 +73,8 @@ impl Doc {
     /// A JSON reply of type `T` with `status`.
     pub fn reply<T: ToSchema>(mut self, status: u16, description: &str) -> Self {
         let schema = reference::<T>(&mut self.schemas);
-        let response = ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema)));
+        let response =
+            ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema)));
         self.replies.push((status, response.build()));
         self
     }
@@ -92,10 +93,18 @@ impl Doc {
         self
     }
 
-    /// A reply of `status` in `content_type` that is not JSON (HTML, Prometheus text).
+    /// A reply of `status` in `content_type` that is not JSON (HTML, Prometheus text); a
+    /// second call for the same status adds a content type.
     pub fn text(mut self, status: u16, content_type: &str, description: &str) -> Self {
         let content = Content::new(Some(ObjectBuilder::new().schema_type(Type::String)));
-        self.replies.push((status, ResponseBuilder::new().description(description).content(content_type, content).build()));
+        match self.replies.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, response)) => {
+                response.content.insert(content_type.into(), content.into());
+            }
+            None => self
+                .replies
+                .push((status, ResponseBuilder::new().description(description).content(content_type, content).build())),
+        }
         self
     }
 
@@ -140,7 +149,10 @@ impl Doc {
             statuses.push(400);
         }
         if path.contains('{') {
-            statuses.push(404);
+            statuses.extend([400, 404]); // 400: a value PostgreSQL cannot hold (NUL)
+        }
+        if path.starts_with("/webhooks/") {
+            statuses.extend([409, 422]); // the Idempotency-Key in use, or used for another body
         }
         statuses.sort_unstable();
         statuses.dedup();
@@ -148,17 +160,13 @@ impl Doc {
     }
 
     fn operation(&self, path: &str) -> Operation {
-        let mut op = OperationBuilder::new()
-            .operation_id(Some(self.operation_id))
-            .summary(Some(self.summary))
-            .tag(tag(path));
+        let mut op =
+            OperationBuilder::new().operation_id(Some(self.operation_id)).summary(Some(self.summary)).tag(tag(path));
         for name in path_params(path) {
             op = op.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Path)
-                    .required(Required::True)
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200)))),
+                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(
+                    Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200))),
+                ),
             );
         }
         for p in &self.parameters {
@@ -172,7 +180,10 @@ impl Doc {
         }
         if let Some((content_type, schema)) = &self.body {
             op = op.request_body(Some(
-                RequestBodyBuilder::new().required(Some(Required::True)).content(*content_type, Content::new(Some(schema.clone()))).build(),
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(*content_type, Content::new(Some(schema.clone())))
+                    .build(),
             ));
         }
         for (status, response) in &self.replies {
@@ -193,18 +204,26 @@ impl Doc {
         if matches!(self.auth, Auth::Read | Auth::Write) {
             headers.push(header_param("X-Bridge-Owner", "with the admin token: the tenant to act for"));
         }
+        if matches!(self.auth, Auth::Inbound | Auth::ThirdParty) {
+            headers.push(header_param(
+                "Idempotency-Key",
+                "a retry with the same key and body is answered as the first was, and applied once (24 h)",
+            ));
+            headers.push(header_param(
+                "webhook-id",
+                "Standard Webhooks' message id: the idempotency key when Idempotency-Key is absent",
+            ));
+        }
         if self.auth == Auth::ThirdParty {
-            headers.push(header_param("Idempotency-Key", "a retried request with the same key is answered as the first was, once"));
             for (name, what) in [
-                ("webhook-id", "Standard Webhooks: the message id (also the idempotency key)"),
                 ("webhook-timestamp", "Standard Webhooks: seconds since the epoch, within 5 minutes"),
-                ("webhook-signature", "Standard Webhooks: `v1,<base64 HMAC-SHA256>` (tenants with inboundAuth = signature)"),
+                (
+                    "webhook-signature",
+                    "Standard Webhooks: `v1,<base64 HMAC-SHA256>` (tenants with inboundAuth = signature)",
+                ),
             ] {
                 headers.push(header_param(name, what));
             }
-        }
-        if self.auth == Auth::Write && self.body.is_some() {
-            headers.push(header_param("Idempotency-Key", "a retried request with the same key is answered as the first was, once"));
         }
         headers
     }
@@ -223,7 +242,10 @@ impl Doc {
 
 /// A reply that says it carries `X-Request-Id`.
 fn with_request_id(mut response: Response) -> Response {
-    let header = HeaderBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).description(Some("the request's id")).build();
+    let header = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some("the request's id"))
+        .build();
     response.headers.insert("X-Request-Id".into(), header.into());
     response
 }
@@ -245,7 +267,9 @@ fn error_response(status: u16) -> Response {
         _ => "refused",
     };
     let schema = RefOr::Ref(Ref::from_schema_name(ErrorOut::name()));
-    with_request_id(ResponseBuilder::new().description(what).content("application/json", Content::new(Some(schema))).build())
+    with_request_id(
+        ResponseBuilder::new().description(what).content("application/json", Content::new(Some(schema))).build(),
+    )
 }
 
 fn header_param(name: &str, description: &str) -> Parameter {
@@ -259,7 +283,12 @@ fn header_param(name: &str, description: &str) -> Parameter {
 
 /// An optional query parameter of type `schema`.
 fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
-    ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).description(Some(description)).schema(Some(schema)).build()
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }
 
 pub fn query_string(name: &str, description: &str) -> Parameter {
@@ -272,7 +301,11 @@ pub fn query_bool(name: &str, description: &str) -> Parameter {
 
 /// One of `names`.
 pub fn query_enum(name: &str, description: &str, names: &[&str]) -> Parameter {
-    query_param(name, description, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied())))
+    query_param(
+        name,
+        description,
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied())),
+    )
 }
 
 /// A comma-separated list (or the parameter repeated) of `names`.
@@ -285,9 +318,11 @@ pub fn query_list(name: &str, description: &str, names: &[&str]) -> Parameter {
 
 /// `from`/`to`: an RFC 3339 instant or a `YYYY-MM-DD` local date.
 pub fn query_time(name: &str, description: &str) -> Parameter {
-    let instant = ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
-    let date = ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
-    query_param(name, description, utoipa::openapi::schema::OneOfBuilder::new().item(instant).item(date))
+    let instant =
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    let date =
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+    query_param(name, description, utoipa::openapi::schema::AnyOfBuilder::new().item(instant).item(date))
 }
 
 /// `limit` and `cursor`: a page of a list.
@@ -355,12 +390,20 @@ fn document(ops: &[(Method, &'static str, Doc)]) -> OpenApi {
         .schemas_from_iter(schemas)
         .security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("a tenant key (third-party or read)")).build()),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a tenant key (third-party or read)"))
+                    .build(),
+            ),
         )
         .security_scheme(
             "adminToken",
             SecurityScheme::Http(
-                Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("BRIDGE_ADMIN_TOKEN; with X-Bridge-Owner on /api/v1")).build(),
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("BRIDGE_ADMIN_TOKEN; with X-Bridge-Owner on /api/v1"))
+                    .build(),
             ),
         )
         .security_scheme("inboundToken", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))))
@@ -438,7 +481,8 @@ mod tests {
                 let id = op["operationId"].as_str().unwrap_or_default().to_string();
                 assert!(!id.is_empty(), "{method} {path} has an operationId");
                 assert!(ids.insert(id.clone()), "{id} is used once");
-                let statuses: Vec<&String> = op["responses"].as_object().into_iter().flatten().map(|(s, _)| s).collect();
+                let statuses: Vec<&String> =
+                    op["responses"].as_object().into_iter().flatten().map(|(s, _)| s).collect();
                 assert!(statuses.iter().any(|s| s.starts_with('2')), "{id} documents its success");
                 assert!(statuses.iter().any(|s| *s == "408"), "{id} documents the timeout");
             }

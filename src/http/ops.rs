@@ -48,6 +48,7 @@ pub fn routes() -> Routes {
 
 /// The process is up.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Health)]
 pub struct HealthOut {
     pub status: &'static str,
     pub version: &'static str,
@@ -55,6 +56,7 @@ pub struct HealthOut {
 
 /// Whether the bridge can do its work, and if not, which part is missing.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Readiness)]
 pub struct ReadyOut {
     /// `ready` or `not_ready`.
     pub status: &'static str,
@@ -68,7 +70,7 @@ pub struct ReadyOut {
 
 /// An OpenAPI 3.1 document.
 #[derive(Debug, ToSchema)]
-#[schema(value_type = Object)]
+#[schema(value_type = Object, as = OpenApi)]
 pub struct OpenApiDocument(#[allow(dead_code)] Value);
 
 /// The process is up and serving HTTP.
@@ -162,4 +164,3 @@ pub async fn track(request: Request, next: Next) -> Response {
 async fn openapi(State(state): State<AppState>) -> Json<Value> {
     Json((*state.openapi).clone())
 }
-

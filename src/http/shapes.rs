@@ -141,7 +141,13 @@ pub struct EventOut {
 
 impl From<&EventRow> for EventOut {
     fn from(e: &EventRow) -> Self {
-        EventOut { id: e.id.to_string(), kind: e.kind.clone(), at: e.at, actor: e.actor.clone(), detail: e.detail.clone() }
+        EventOut {
+            id: e.id.to_string(),
+            kind: e.kind.clone(),
+            at: e.at,
+            actor: e.actor.clone(),
+            detail: e.detail.clone(),
+        }
     }
 }
 

@@ -13,12 +13,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::{self, Caller};
+use super::bodies;
 use super::error::ApiError;
 use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use crate::domain::payload::{read_command, read_message, MessageShape, Problem, Refusal, Strictness};
 use crate::domain::KeyKind;
-use super::bodies;
 use crate::intake::{self, Accepted, Event, Idempotency};
 
 pub fn routes() -> Routes {
@@ -65,7 +65,7 @@ pub fn routes() -> Routes {
             doc("thirdPartyMessage", "Agent reply from the third party (strict)", Auth::ThirdParty)
                 .body::<bodies::OutgoingEvent>()
                 .reply::<Accepted>(200, "stored; delivered to 3Dolphins")
-                .errors(&[404, 409, 422]),
+                .errors(&[404]),
         )
         .op(
             Method::POST,
@@ -74,7 +74,7 @@ pub fn routes() -> Routes {
             doc("thirdPartyCommand", "Close a ticket from the third party", Auth::ThirdParty)
                 .body::<bodies::CommandEvent>()
                 .reply::<Accepted>(200, "closed; delivered to 3Dolphins")
-                .errors(&[404, 409, 422]),
+                .errors(&[404]),
         )
 }
 

@@ -181,6 +181,8 @@ pub struct TestApp {
     dispatcher: std::sync::OnceLock<Dispatcher>,
     /// Attempts recorded when [`TestApp::dispatch`] last returned.
     attempts_seen: std::sync::atomic::AtomicI64,
+    /// What the app's replies broke of `/openapi.json` ([`crate::schema_check`]).
+    pub violations: crate::schema_check::Violations,
 }
 
 /// How to start a test app.
@@ -255,11 +257,12 @@ impl TestApp {
         };
         let pool = db.pool.clone();
         let clock = ShiftedClock::default();
+        let violations = crate::schema_check::Violations::default();
         let app = startup::start(
             config.clone(),
             db,
             Arc::new(clock.clone()),
-            StartOptions { workers: options.workers, listener: None },
+            StartOptions { workers: options.workers, listener: None, wrap: Some(violations.wrap()) },
         )
         .await
         .expect("start the app");
@@ -276,6 +279,7 @@ impl TestApp {
             workers: options.workers,
             dispatcher: std::sync::OnceLock::new(),
             attempts_seen: std::sync::atomic::AtomicI64::new(0),
+            violations,
         }
     }
 
@@ -433,17 +437,19 @@ impl TestApp {
         }
     }
 
-    /// Stops the app and drops its database.
+    /// Stops the app and drops its database; fails the test if a reply broke the document.
     pub async fn finish(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        if self.db_name.is_empty() {
-            return;
+        let broken = self.violations.take();
+        if !self.db_name.is_empty() {
+            let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+            let _ = sqlx::query(&drop).execute(&admin).await;
+            admin.close().await;
         }
-        let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&admin).await;
-        admin.close().await;
+        assert!(broken.is_empty(), "replies that break /openapi.json:\n{}", broken.join("\n"));
     }
 }
 

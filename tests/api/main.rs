@@ -29,6 +29,7 @@ mod read_replica;
 mod redelivery;
 mod reports;
 mod retention;
+mod schema_check;
 mod secrets;
 mod simulators;
 mod third_party;

@@ -16,7 +16,8 @@ async fn every_operation_in_the_document_is_served_and_the_docs_page_is_self_con
         for (method, op) in methods.as_object().expect("methods") {
             operations += 1;
             assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path} has a summary");
-            assert!(op["responses"]["4XX"].is_object(), "{method} {path} documents its errors");
+            assert!(op["operationId"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path} has an operationId");
+            assert!(op["responses"]["408"].is_object(), "{method} {path} documents its errors");
             let concrete =
                 path.split('/').map(|s| if s.starts_with('{') { "x" } else { s }).collect::<Vec<_>>().join("/");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
@@ -27,17 +28,30 @@ async fn every_operation_in_the_document_is_served_and_the_docs_page_is_self_con
             assert!(!(status == 404 && body.contains("route not found")), "{method} {path} is routed");
         }
     }
-    assert!(operations >= 38, "{operations} operations documented");
-    for schema in ["Error", "Ticket", "Delivery", "Summary", "IncomingEvent"] {
+    assert!(operations >= 40, "{operations} operations documented");
+    for schema in ["Error", "Ticket", "Delivery", "Summary", "IncomingEvent", "OutgoingEvent", "CommandEvent"] {
         assert!(spec["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let docs = app.http.get(app.url("/docs")).send().await.expect("request");
     assert_eq!(docs.status(), 200);
+    let policy = docs.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(policy.contains("default-src 'self'") && policy.contains("connect-src 'self'"), "{policy}");
     let html = docs.text().await.expect("HTML");
-    assert!(html.contains("/openapi.json"));
-    assert!(
-        !html.contains("http://") && !html.contains("https://") && !html.contains("src="),
-        "nothing from another origin"
-    );
+    // Every file the page loads is on this origin, and is served.
+    let linked: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/docs/") || s.starts_with("http") || s.starts_with("//"))
+        .collect();
+    assert!(linked.len() >= 3, "the page loads its files: {linked:?}");
+    for file in linked {
+        assert!(file.starts_with("/docs/"), "{file} is on this origin");
+        let response = app.http.get(app.url(file)).send().await.expect("request");
+        assert_eq!(response.status(), 200, "{file}");
+        let text = response.text().await.expect("text");
+        assert!(!text.contains("url(http"), "{file} loads nothing remote");
+        if file.ends_with("dolphin-bridge.js") {
+            assert!(text.contains("\"/openapi.json\"") && text.contains("validatorUrl: null"), "{text}");
+        }
+    }
     app.finish().await;
 }

@@ -12,10 +12,10 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::html::{self, Nav};
-use crate::http::csv::Csv;
 use super::session::Viewer;
 use super::{check_form, form, page_only, ConsoleError};
 use crate::domain::TicketStatus;
+use crate::http::csv::Csv;
 use crate::http::error::ApiError;
 use crate::http::params::Params;
 use crate::http::query::{self, TicketQuery};
