@@ -143,7 +143,10 @@ async fn slow_clients_are_cut_off_whether_they_trickle_headers_or_the_body() {
     let read = tokio::time::timeout(std::time::Duration::from_secs(5), trickle.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "answered within the request timeout");
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.contains("content-type: application/json") && lower.contains("x-request-id: "), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#) && text.contains(r#""requestId":""#), "{text}");
     // The server still serves.
     assert_eq!(app.http.get(app.url("/healthz")).send().await.expect("request").status(), 200);
     app.finish().await;

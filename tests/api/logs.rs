@@ -57,6 +57,7 @@ async fn a_debug_log_of_a_full_scenario_holds_no_secret() {
     let reply = client
         .post(format!("{base}/webhooks/third-party/messages"))
         .bearer_auth(&third_party)
+        .header("X-Request-Id", "trace-this-reply-42")
         .json(&fixture("outgoing-text"));
     assert_eq!(status(reply.send().await.expect("reply")), 200);
     let wrong =
@@ -75,6 +76,24 @@ async fn a_debug_log_of_a_full_scenario_holds_no_secret() {
 
     let text = std::fs::read_to_string(&log_path).expect("log");
     assert!(text.contains("DEBUG") || text.contains("debug"), "the log is at debug level");
+    // One access line per request: method, route template, status, duration, the request's id.
+    let access: Vec<&str> = text.lines().filter(|l| l.contains("request_id=trace-this-reply-42")).collect();
+    assert!(
+        access.iter().any(|l| {
+            l.contains("INFO")
+                && l.contains("method=POST")
+                && l.contains("route=/webhooks/third-party/messages")
+                && l.contains("status=200")
+                && l.contains("duration_ms=")
+        }),
+        "the access line of the request: {access:#?}"
+    );
+    let incoming_lines =
+        text.lines().filter(|l| l.contains("route=/webhooks/3dolphins/incoming") && l.contains("status="));
+    assert!(incoming_lines.clone().count() >= 2, "every request has its line");
+    for line in incoming_lines {
+        assert!(!line.contains("token"), "the query string is never logged: {line}");
+    }
     for secret in
         [admin_token.to_string(), inbound, third_party, read, secret("signingSecret"), "password-never-logged".into()]
     {

@@ -13,6 +13,7 @@ mod database_outage;
 mod delivery;
 mod dolphins_api;
 mod dolphins_side;
+mod edge;
 mod failover;
 mod faults;
 mod formation;

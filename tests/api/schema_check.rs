@@ -36,9 +36,10 @@ static CLOSED: LazyLock<Value> = LazyLock::new(|| {
     spec
 });
 
-/// Compiled schemas by document and JSON pointer.
-static VALIDATORS: LazyLock<Mutex<HashMap<(bool, String), Arc<jsonschema::Validator>>>> =
-    LazyLock::new(Default::default);
+/// Compiled schemas by document (closed or as served) and JSON pointer.
+type Compiled = HashMap<(bool, String), Arc<jsonschema::Validator>>;
+
+static VALIDATORS: LazyLock<Mutex<Compiled>> = LazyLock::new(Default::default);
 
 /// The largest body the check reads (CSV exports can be long; they are not validated).
 const MAX_READ: usize = 64 * 1024 * 1024;
