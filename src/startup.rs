@@ -226,7 +226,6 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let dolphins = DolphinsClient::new(http, TokenCache::default());
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
-    let openapi = Arc::new(crate::http::spec());
     let group_commit = GroupCommit::new(store::intake_pool(&topology, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
     let state = AppState {
         pool: pool.clone(),
@@ -238,7 +237,6 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
         workers: heartbeat,
         keys,
         limiter,
-        openapi,
         dolphins,
     };
     let listener = match options.listener {

@@ -55,8 +55,6 @@ pub struct AppState {
     pub limiter: rate_limit::RateLimiter,
     /// Recently authenticated credentials (cleared by every key or tenant change).
     pub keys: key_cache::KeyCache,
-    /// The OpenAPI document of the router (built with it, see [`openapi::Routes`]).
-    pub openapi: Arc<serde_json::Value>,
     /// Client of the 3Dolphins APIs (history, contacts), with its token cache.
     pub dolphins: crate::dolphins::client::DolphinsClient,
     /// Writes the messages of concurrent webhook requests together, and hands what they
@@ -79,8 +77,8 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (max_body, request_timeout) = (state.config.max_body, state.config.request_timeout);
-    let (routes, _) = all_routes().finish();
-    routes
+    all_routes()
+        .into_router()
         .merge(console::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))
@@ -104,7 +102,7 @@ fn all_routes() -> openapi::Routes {
 
 /// The OpenAPI 3.1 document of [`router`].
 pub fn spec() -> serde_json::Value {
-    serde_json::to_value(all_routes().finish().1).unwrap_or_default()
+    serde_json::to_value(all_routes().document()).unwrap_or_default()
 }
 
 /// Refuses bodies not declared as JSON (third-party and API endpoints; 3Dolphins is exempt).

@@ -45,7 +45,22 @@ pub struct Doc {
     replies: Vec<(u16, Response)>,
     parameters: Vec<Parameter>,
     errors: Vec<u16>,
-    schemas: Vec<(String, RefOr<Schema>)>,
+    /// The types this operation refers to, collected into the components once per type.
+    types: Vec<Component>,
+}
+
+/// A type whose schema is a component: its name, its schema, and the components it refers to.
+#[derive(Clone, Copy)]
+struct Component {
+    name: fn() -> std::borrow::Cow<'static, str>,
+    schema: fn() -> RefOr<Schema>,
+    nested: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
+impl Component {
+    fn of<T: ToSchema>() -> Self {
+        Component { name: T::name, schema: T::schema, nested: T::schemas }
+    }
 }
 
 /// An operation named `operation_id` (unique in the document), with its one-line summary.
@@ -58,21 +73,20 @@ pub fn doc(operation_id: &'static str, summary: &'static str, auth: Auth) -> Doc
         replies: Vec::new(),
         parameters: Vec::new(),
         errors: Vec::new(),
-        schemas: Vec::new(),
+        types: Vec::new(),
     }
 }
 
-/// A reference to `T`'s schema component, after noting `T` and what it refers to.
-fn reference<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
-    schemas.push((T::name().into_owned(), T::schema()));
-    T::schemas(schemas);
+/// A reference to `T`'s schema component, after noting `T` for the components.
+fn reference<T: ToSchema>(types: &mut Vec<Component>) -> RefOr<Schema> {
+    types.push(Component::of::<T>());
     RefOr::Ref(Ref::from_schema_name(T::name()))
 }
 
 impl Doc {
     /// A JSON reply of type `T` with `status`.
     pub fn reply<T: ToSchema>(mut self, status: u16, description: &str) -> Self {
-        let schema = reference::<T>(&mut self.schemas);
+        let schema = reference::<T>(&mut self.types);
         let response =
             ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema)));
         self.replies.push((status, response.build()));
@@ -110,7 +124,7 @@ impl Doc {
 
     /// A JSON request body of type `T`.
     pub fn body<T: ToSchema>(mut self) -> Self {
-        self.body = Some(("application/json", reference::<T>(&mut self.schemas)));
+        self.body = Some(("application/json", reference::<T>(&mut self.types)));
         self
     }
 
@@ -369,23 +383,38 @@ impl Routes {
         self
     }
 
-    /// The router and the OpenAPI document of everything in it.
-    pub fn finish(self) -> (Router<AppState>, OpenApi) {
-        let document = document(&self.ops);
-        (self.router, document)
+    /// The router of everything registered.
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+
+    /// The OpenAPI document of everything registered.
+    pub fn document(&self) -> OpenApi {
+        document(&self.ops)
     }
 }
 
 fn document(ops: &[(Method, &'static str, Doc)]) -> OpenApi {
     let mut paths = Paths::new();
-    let mut schemas: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
-    let mut found = Vec::new();
-    reference::<ErrorOut>(&mut found);
+    let mut types = vec![Component::of::<ErrorOut>()];
     for (method, path, doc) in ops {
         paths.add_path_operation(*path, vec![http_method(method)], doc.operation(path));
-        found.extend(doc.schemas.iter().cloned());
+        types.extend(doc.types.iter().copied());
     }
-    schemas.extend(found);
+    // Each type's schema once, and what it refers to once per referring type.
+    let mut schemas: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
+    for component in types {
+        let name = (component.name)().into_owned();
+        if schemas.contains_key(&name) {
+            continue;
+        }
+        schemas.insert(name, (component.schema)());
+        let mut nested = Vec::new();
+        (component.nested)(&mut nested);
+        for (name, schema) in nested {
+            schemas.entry(name).or_insert(schema);
+        }
+    }
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .security_scheme(

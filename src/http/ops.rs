@@ -161,6 +161,10 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-async fn openapi(State(state): State<AppState>) -> Json<Value> {
-    Json((*state.openapi).clone())
+/// The document, built on its first request: it is a function of the code alone, and
+/// building it allocates a few MiB that a bridge nobody asks for it should not hold.
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| serde_json::to_string(&super::spec()).unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str()).into_response()
 }
