@@ -19,6 +19,7 @@ use crate::domain::tenant::{Delivery, ThirdParty};
 #[serde(rename_all = "camelCase")]
 pub struct IncomingEvent {
     /// The 3Dolphins ticket.
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     ticket_number: String,
     /// The social channel, e.g. `whatsapp`.
     channel: Option<String>,
@@ -36,6 +37,7 @@ pub struct IncomingEvent {
     #[schema(example = "2024-01-31T09:15:02.456")]
     created_date: Option<String>,
     /// The tenant; must be the credential's.
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     owner: String,
     group_id: Option<String>,
     language: Option<String>,
@@ -46,14 +48,21 @@ pub struct IncomingEvent {
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutgoingEvent {
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     ticket_number: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     channel: String,
     #[schema(schema_with = message_types)]
     message_type: String,
+    /// May be empty for media messages.
     message: String,
+    #[schema(nullable = false)]
     media_link: Option<String>,
+    #[schema(min_length = 1, pattern = "\\S")]
     customer_name: String,
+    #[schema(nullable = false)]
     created_date: Option<String>,
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     owner: String,
 }
 
@@ -61,8 +70,10 @@ pub struct OutgoingEvent {
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandEvent {
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     ticket_number: String,
     channel: String,
+    #[schema(min_length = 1, max_length = 512, pattern = "\\S")]
     owner: String,
     #[schema(schema_with = commands)]
     event: String,
@@ -75,6 +86,13 @@ pub struct CommandEvent {
 pub enum OutgoingOrCommand {
     Outgoing(OutgoingEvent),
     Command(CommandEvent),
+}
+
+fn replayable() -> utoipa::openapi::Array {
+    let status = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["failed", "dead", "cancelled", "delivered"]));
+    utoipa::openapi::ArrayBuilder::new().items(status).min_items(Some(1)).unique_items(true).build()
 }
 
 fn message_types() -> utoipa::openapi::Object {
@@ -153,10 +171,13 @@ pub struct ReplayIn {
     /// Only deliveries to this peer endpoint.
     #[schema(schema_with = super::shapes::target)]
     target: Option<String>,
-    /// RFC 3339 or `YYYY-MM-DD` (tenant's local date): created at or after.
+    /// RFC 3339 or `YYYY-MM-DD` (tenant's local date): created at or after; before `to`.
+    #[schema(min_length = 10)]
     from: String,
     /// Created before; default now.
+    #[schema(min_length = 10, nullable = false)]
     to: Option<String>,
-    /// Default `["dead"]`; any of `failed`, `dead`, `cancelled`, `delivered`.
+    /// Default `["dead"]`.
+    #[schema(schema_with = replayable, nullable = false)]
     status: Option<Vec<String>>,
 }

@@ -177,10 +177,20 @@ impl Doc {
         let mut op =
             OperationBuilder::new().operation_id(Some(self.operation_id)).summary(Some(self.summary)).tag(tag(path));
         for name in path_params(path) {
+            let schema = match name {
+                "target" => super::shapes::target(),
+                "id" => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .build(),
+                _ => ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).build(),
+            };
             op = op.parameter(
-                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(
-                    Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200))),
-                ),
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(schema)),
             );
         }
         for p in &self.parameters {
@@ -213,20 +223,24 @@ impl Doc {
     fn headers(&self) -> Vec<Parameter> {
         let mut headers = vec![header_param(
             "X-Request-Id",
-            "echoed on the reply and written on every log line of the request (printable, at most 200 characters); generated when absent",
+            "echoed on the reply and written on every log line of the request; a missing one, or one that is not printable ASCII of at most 200 characters, is replaced by a generated id",
         )];
         if matches!(self.auth, Auth::Read | Auth::Write) {
             headers.push(header_param("X-Bridge-Owner", "with the admin token: the tenant to act for"));
         }
         if matches!(self.auth, Auth::Inbound | Auth::ThirdParty) {
-            headers.push(header_param(
-                "Idempotency-Key",
-                "a retry with the same key and body is answered as the first was, and applied once (24 h)",
-            ));
-            headers.push(header_param(
-                "webhook-id",
-                "Standard Webhooks' message id: the idempotency key when Idempotency-Key is absent",
-            ));
+            for (name, what) in [
+                (
+                    "Idempotency-Key",
+                    "a retry with the same key and body is answered as the first was, and applied once (24 h)",
+                ),
+                ("webhook-id", "Standard Webhooks' message id: the idempotency key when Idempotency-Key is absent"),
+            ] {
+                let mut header = header_param(name, what);
+                let key = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255));
+                header.schema = Some(key.into());
+                headers.push(header);
+            }
         }
         if self.auth == Auth::ThirdParty {
             for (name, what) in [
@@ -291,7 +305,7 @@ fn header_param(name: &str, description: &str) -> Parameter {
         .name(name)
         .parameter_in(ParameterIn::Header)
         .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String).max_length(Some(200))))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .build()
 }
 
@@ -330,7 +344,7 @@ pub fn query_list(name: &str, description: &str, names: &[&str]) -> Parameter {
     p
 }
 
-/// `from`/`to`: an RFC 3339 instant or a `YYYY-MM-DD` local date.
+/// `from`/`to`: an RFC 3339 instant or a `YYYY-MM-DD` local date (`from` before `to`).
 pub fn query_time(name: &str, description: &str) -> Parameter {
     let instant =
         ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
@@ -348,7 +362,11 @@ pub fn paging() -> [Parameter; 2] {
         .default(Some(super::params::DEFAULT_LIMIT.into()));
     [
         query_param("limit", "rows per page", limit),
-        query_string("cursor", "the `nextCursor` of the previous page (bound to the same filters)"),
+        query_param(
+            "cursor",
+            "the `nextCursor` of the previous page (opaque, bound to the same filters)",
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_-]+$")),
+        ),
     ]
 }
 
