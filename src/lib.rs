@@ -36,8 +36,10 @@
 //! - [`server`]: the HTTP/1.1 accept loop with connection and header-time limits.
 //! - [`http`]: the axum routers (webhooks, admin, query, reports, deliveries, contacts, ops),
 //!   the operator console (`http::console`, HTML pages over the same functions), auth, rate
-//!   limits, the reply shapes (`http::shapes`), the OpenAPI document and the one HTTP error
-//!   type.
+//!   limits, the reply types (`http::shapes` and beside each handler; `http::bodies` for the
+//!   request bodies), the OpenAPI document built from them (`http::openapi`) and its explorer
+//!   (`http::docs`), the edge layer (`http::edge`: request ids, access log, the error shape of
+//!   every layer's refusals) and the one HTTP error type.
 //! - [`dolphins`]: client of the 3Dolphins APIs (token, conversation history, contacts).
 //! - [`delivery`]: the dispatcher, as stages: the hand-off from the intake and the wake
 //!   protocol (`delivery::handoff`), the claim loop, one attempt (prepare → send → classify →

@@ -50,6 +50,10 @@ struct Args {
     /// PostgreSQL server (a database `dolphin_bridge_bench_<pid>` is created and dropped).
     #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
+    /// The bridge's `RUST_LOG`; `info` adds its access line per request (written to the
+    /// bench's stderr), as `serve` logs by default.
+    #[arg(long, default_value = "warn")]
+    bridge_log: String,
 }
 
 /// What the receiver saw: when each message first arrived, in arrival order.
@@ -89,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         );
         pool.close().await;
     }
-    let mut bridge = start_bridge(&exe, &url, port, args.backlog).await?;
+    let mut bridge = start_bridge(&exe, &url, port, args.backlog, &args.bridge_log).await?;
     if let Some(rows) = args.query_rows {
         let read_key = tenant["credentials"]["readKey"].as_str().context("read key")?.to_string();
         let result = query_bench(&url, &owner, rows, port, &read_key).await;
@@ -436,7 +440,13 @@ fn add_tenant(exe: &std::path::Path, url: &str, incoming: &str) -> anyhow::Resul
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-async fn start_bridge(exe: &std::path::Path, url: &str, port: u16, short_retries: bool) -> anyhow::Result<Child> {
+async fn start_bridge(
+    exe: &std::path::Path,
+    url: &str,
+    port: u16,
+    short_retries: bool,
+    log: &str,
+) -> anyhow::Result<Child> {
     let mut command = Command::new(exe);
     if short_retries {
         command.env("BRIDGE_RETRY_SCHEDULE", "1s,2s,4s,8s,16s,30s,30s,30s,30s,30s");
@@ -445,7 +455,7 @@ async fn start_bridge(exe: &std::path::Path, url: &str, port: u16, short_retries
         .arg("serve")
         .env("DATABASE_URL", url)
         .env("BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .env("BRIDGE_RATE_LIMIT", "1000000/s")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

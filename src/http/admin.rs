@@ -222,7 +222,7 @@ async fn list_tenants(
 ) -> Result<Response, ApiError> {
     auth::admin(&state, &headers)?;
     let rows: Vec<TenantOut> = tenants::list(&state.pool).await?.iter().map(tenancy::view).collect();
-    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers) {
+    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers)? {
         return Ok(csv.all("tenants.csv", &rows));
     }
     Ok(Json(TenantPage::all(rows)).into_response())
@@ -297,7 +297,7 @@ async fn list_keys(
             revoked_at: k.revoked_at,
         })
         .collect();
-    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers) {
+    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers)? {
         return Ok(csv.all("keys.csv", &rows));
     }
     Ok(Json(KeyPage::all(rows)).into_response())

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
+use super::error::ApiError;
 use super::params::Params;
 
 /// A CSV reply was asked for, and how.
@@ -26,14 +27,23 @@ pub struct Csv {
     bom: bool,
 }
 
-/// Whether the caller asked for CSV.
-pub fn wanted(params: &Params, headers: &HeaderMap) -> Option<Csv> {
-    let asked = params.get("format") == Some("csv")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/csv")));
-    asked.then(|| Csv { bom: params.get("bom").is_some_and(|b| b.eq_ignore_ascii_case("true") || b == "1") })
+/// Whether the caller asked for CSV (`format` is `json` or `csv`, `bom` `true` or `false`).
+pub fn wanted(params: &Params, headers: &HeaderMap) -> Result<Option<Csv>, ApiError> {
+    let format = match params.get("format") {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::parameter("format", format!("{other:?} is not json or csv"))),
+    };
+    let bom = match params.get("bom") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::parameter("bom", format!("{other:?} is not true or false"))),
+    };
+    let accepts_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/csv")));
+    Ok((format || (accepts_csv && params.get("format").is_none())).then_some(Csv { bom }))
 }
 
 /// The CSV columns of `T`: its schema's properties, in declaration order.

@@ -211,7 +211,7 @@ async fn list_deliveries(
     // pages, but the keyset position keeps later rows out anyway.
     let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
-    if let Some(csv) = csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers)? {
         let pool = state.read_pool.clone();
         return Ok(csv.export("deliveries.csv", move |after| {
             let (pool, owner, statuses, targets) =
@@ -261,7 +261,7 @@ async fn ticket_deliveries(
     let filters = format!("ticket-deliveries|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    if let Some(csv) = csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers)? {
         let pool = state.read_pool.clone();
         return Ok(csv.export("deliveries.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
@@ -450,7 +450,7 @@ async fn list_endpoints(
 ) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let rows = endpoint_states(&state, &caller).await?;
-    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers) {
+    if let Some(csv) = csv::wanted(&Params::parse(query.as_deref()), &headers)? {
         return Ok(csv.all("endpoints.csv", &rows));
     }
     Ok(Json(EndpointPage::all(rows)).into_response())

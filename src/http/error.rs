@@ -264,7 +264,7 @@ impl IntoResponse for ApiError {
                 code: self.code(),
                 message: self.to_string(),
                 fields: self.fields().map(<[Problem]>::to_vec),
-                request_id: super::request_id::current(),
+                request_id: super::edge::request_id(),
             },
         };
         let mut response = (status, Json(body)).into_response();

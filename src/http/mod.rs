@@ -3,7 +3,7 @@
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
 //! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
 //! [`reports`], [`contacts`], [`ops`] (health, metrics), [`console`] (the operator's web pages), [`docs`] (the API explorer). [`csv`] writes any list as CSV.
-//! Errors leave through [`error::ApiError`] only; [`request_id`] is the outermost layer of
+//! Errors leave through [`error::ApiError`] only; [`edge`] is the outermost layer of
 //! every route (request ids, the access log, the error shape of the lower layers' refusals).
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod contacts;
 pub mod csv;
 pub mod deliveries;
 pub mod docs;
+pub mod edge;
 pub mod error;
 pub mod key_cache;
 pub mod openapi;
@@ -22,7 +23,6 @@ pub mod params;
 pub mod query;
 pub mod rate_limit;
 pub mod reports;
-pub mod request_id;
 pub mod shapes;
 pub mod webhooks;
 
@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(axum::middleware::from_fn_with_state(request_id::Edge { max_body, request_timeout }, request_id::edge))
+        .layer(axum::middleware::from_fn_with_state(edge::Edge { max_body, request_timeout }, edge::layer))
         .with_state(state)
 }
 

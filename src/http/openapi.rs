@@ -151,7 +151,7 @@ impl Doc {
             statuses.push(403);
         }
         if matches!(self.auth, Auth::Read | Auth::Write) {
-            statuses.push(400); // X-Bridge-Owner missing or unknown with the admin token
+            statuses.push(404); // with the admin token: X-Bridge-Owner names no tenant
         }
         if self.body.is_some() {
             statuses.extend([400, 413]);

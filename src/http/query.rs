@@ -93,7 +93,7 @@ async fn list_tickets(
 ) -> Result<Response, ApiError> {
     let caller = auth::api(&state, &headers, Access::Read).await?;
     let params = Params::parse(query.as_deref());
-    let wanted_csv = csv::wanted(&params, &headers);
+    let wanted_csv = csv::wanted(&params, &headers)?;
     let query = TicketQuery::parse(&params, &caller, state.clock.now())?;
     if let Some(csv) = wanted_csv {
         return Ok(query.csv(&state, &caller, csv));
@@ -211,7 +211,7 @@ async fn ticket_messages(
     let merges = matches!((source.as_deref(), &cursor), (Some("merged"), None));
     let pool = if merges { &state.pool } else { &state.read_pool };
     let row = tickets::get(pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    if let Some(csv) = csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers)? {
         let pool = state.read_pool.clone();
         return Ok(csv.export("messages.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
@@ -241,7 +241,7 @@ async fn ticket_events(
     let filters = format!("events|{ticket}");
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     tickets::get(&state.read_pool, &caller.owner, &ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    if let Some(csv) = csv::wanted(&params, &headers) {
+    if let Some(csv) = csv::wanted(&params, &headers)? {
         let pool = state.read_pool.clone();
         return Ok(csv.export("events.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());

@@ -101,6 +101,18 @@ async fn every_list_offers_csv_and_no_cell_is_a_formula() {
 
     let with_bom = csv(&app, &tenant.read, "/api/v1/tickets?format=csv&bom=true").await;
     assert!(with_bom.starts_with('\u{feff}') && !tickets.starts_with('\u{feff}'), "a BOM only when asked");
+    for (query, field) in [("format=xml", "format"), ("format=csv&bom=yes", "bom")] {
+        let response = app
+            .http
+            .get(app.url(&format!("/api/v1/tickets?{query}")))
+            .bearer_auth(&tenant.read)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{query}");
+        let error: Value = response.json().await.expect("JSON");
+        assert_eq!(error["error"]["fields"][0]["field"], field, "{error}");
+    }
 
     for (path, first_column) in [
         (format!("/api/v1/tickets/{ticket}/deliveries?format=csv"), "id,"),

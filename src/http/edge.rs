@@ -4,7 +4,7 @@
 //! `X-Request-Id` is taken from the request when it is printable and at most 200
 //! characters, else generated; it is echoed on the reply, recorded on every log line written
 //! while the request runs (the `request` span) and in error bodies (`error.requestId`, read
-//! from a task-local by [`current`]). Axum's method router (405), the timeout layer (408) and
+//! from a task-local by [`request_id`]). Axum's method router (405), the timeout layer (408) and
 //! extractor rejections answer with an empty or plain-text body; here they get the JSON error
 //! shape like every other refusal. One `info` line per request names the method, the route
 //! template, the status and the duration, never the path's values or the query string (the
@@ -32,7 +32,7 @@ pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 200;
 
 /// The id of the request this task is answering, if any.
-pub fn current() -> Option<String> {
+pub fn request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
@@ -50,7 +50,7 @@ fn given(request: &Request) -> Option<String> {
     printable.then(|| value.to_string())
 }
 
-pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+pub async fn layer(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = given(&request).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = request.method().clone();
