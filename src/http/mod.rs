@@ -79,7 +79,6 @@ pub fn router(state: AppState) -> Router {
     let (max_body, request_timeout) = (state.config.max_body, state.config.request_timeout);
     all_routes()
         .into_router()
-        .merge(console::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn(ops::track))
@@ -98,6 +97,7 @@ fn all_routes() -> openapi::Routes {
         .merge(contacts::routes())
         .merge(ops::routes())
         .merge(docs::routes())
+        .merge(console::routes())
 }
 
 /// The OpenAPI 3.1 document of [`router`].

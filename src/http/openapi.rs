@@ -122,6 +122,18 @@ impl Doc {
         self
     }
 
+    /// A reply without a body that sends the client on (`Location`).
+    pub fn redirect(mut self, status: u16, description: &str) -> Self {
+        let location = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some("where to go"))
+            .build();
+        let mut response = ResponseBuilder::new().description(description).build();
+        response.headers.insert("Location".into(), location.into());
+        self.replies.push((status, response));
+        self
+    }
+
     /// A JSON request body of type `T`.
     pub fn body<T: ToSchema>(mut self) -> Self {
         self.body = Some(("application/json", reference::<T>(&mut self.types)));
@@ -395,6 +407,13 @@ impl Routes {
         self
     }
 
+    /// Serves `pages` as they are, outside the document: HTML for people behind an entry
+    /// operation that is described (the console).
+    pub fn pages(mut self, pages: Router<AppState>) -> Self {
+        self.router = self.router.merge(pages);
+        self
+    }
+
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.ops.extend(other.ops);
@@ -489,6 +508,7 @@ fn tag(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/reports") => "reports",
         p if p.starts_with("/api/v1/deliveries") || p.starts_with("/api/v1/endpoints") => "deliveries",
         p if p.starts_with("/api/v1/") => "query",
+        p if p.starts_with("/console") => "console",
         _ => "operations",
     }
 }

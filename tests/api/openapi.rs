@@ -32,6 +32,20 @@ async fn every_operation_in_the_document_is_served_and_the_docs_page_is_self_con
     for schema in ["Error", "Ticket", "Delivery", "Summary", "IncomingEvent", "OutgoingEvent", "CommandEvent"] {
         assert!(spec["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // Content types as served: HTML for people, Prometheus text, CSV beside JSON on lists.
+    for (path, status, content_type) in [
+        ("/docs", "200", "text/html"),
+        ("/console/sign-in", "200", "text/html"),
+        ("/metrics", "200", "text/plain"),
+        ("/api/v1/tickets", "200", "text/csv"),
+        ("/api/v1/tickets", "200", "application/json"),
+        ("/admin/v1/tenants", "201", "application/json"),
+    ] {
+        let method = if status == "201" { "post" } else { "get" };
+        let content = &spec["paths"][path][method]["responses"][status]["content"];
+        assert!(content[content_type].is_object(), "{method} {path} {status} offers {content_type}: {content}");
+    }
+    assert!(spec["paths"]["/console"]["get"]["responses"]["303"]["headers"]["Location"].is_object());
     let docs = app.http.get(app.url("/docs")).send().await.expect("request");
     assert_eq!(docs.status(), 200);
     let policy = docs.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

@@ -14,25 +14,45 @@ pub mod session;
 pub mod sign_in;
 pub mod tickets;
 
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use maud::{html, Markup};
 
 use super::error::ApiError;
+use super::openapi::{doc, Auth, Routes};
 use super::AppState;
 use html::Nav;
 
-/// The console's routes. They are HTML pages for people, not API operations, so they are
-/// not in the OpenAPI document.
-pub fn routes() -> Router<AppState> {
+/// The console's routes. Its two ways in are in the OpenAPI document (`/console` and the
+/// sign-in page, `text/html`); the pages behind them are for people, not API operations,
+/// so they are served beside the document ([`Routes::pages`]).
+pub fn routes() -> Routes {
+    let protected = |page: MethodRouter<AppState>| page.layer(axum::middleware::map_response(protect));
+    Routes::default()
+        .op(
+            Method::GET,
+            "/console",
+            protected(get(|| async { Redirect::to("/console/overview") })),
+            doc("console", "The operator console (HTML pages; sign in with a key)", Auth::Public)
+                .redirect(303, "to the overview, which sends a visitor who is not signed in to the sign-in page"),
+        )
+        .op(
+            Method::GET,
+            "/console/sign-in",
+            protected(get(sign_in::show).post(sign_in::submit)),
+            doc("consoleSignIn", "The console's sign-in page", Auth::Public).text(200, "text/html", "the sign-in form"),
+        )
+        .pages(pages())
+}
+
+fn pages() -> Router<AppState> {
     Router::new()
-        .route("/console", get(|| async { Redirect::to("/console/overview") }))
         .route("/console/", get(|| async { Redirect::to("/console/overview") }))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
-        .route("/console/sign-in", get(sign_in::show).post(sign_in::submit))
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/tenants", get(sign_in::tenants).post(sign_in::pick_tenant))
         .route("/console/overview", get(overview::show))
