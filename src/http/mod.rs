@@ -1,7 +1,7 @@
 //! The HTTP edge: one router per area, merged here with the shared limits.
 //!
 //! Areas: [`webhooks`] (the two peers), [`admin`] (tenants and keys), [`deliveries`]
-//! (the delivery side of `/api/v1`), [`query`] (tickets, conversations, audit, export),
+//! (the delivery side of `/api/v1`), [`endpoints`] (breakers, pause), [`query`] (tickets, conversations, audit, export),
 //! [`reports`], [`contacts`], [`ops`] (health, metrics), [`console`] (the operator's web pages), [`docs`] (the API explorer). [`csv`] writes any list as CSV.
 //! Errors leave through [`error::ApiError`] only; [`edge`] is the outermost layer of
 //! every route (request ids, the access log, the error shape of the lower layers' refusals).
@@ -15,6 +15,7 @@ pub mod csv;
 pub mod deliveries;
 pub mod docs;
 pub mod edge;
+pub mod endpoints;
 pub mod error;
 pub mod key_cache;
 pub mod openapi;
@@ -92,6 +93,7 @@ fn all_routes() -> openapi::Routes {
     webhooks::routes()
         .merge(admin::routes())
         .merge(deliveries::routes())
+        .merge(endpoints::routes())
         .merge(query::routes())
         .merge(reports::routes())
         .merge(contacts::routes())

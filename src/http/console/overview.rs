@@ -13,7 +13,7 @@ use super::html::{self, Nav};
 use super::session::Viewer;
 use super::{page_only, ConsoleError};
 use crate::http::params::Params;
-use crate::http::{deliveries, reports, AppState};
+use crate::http::{endpoints, reports, AppState};
 use crate::store::redelivery;
 
 /// Days the chart shows.
@@ -37,7 +37,7 @@ pub async fn show(
         reports::summary_document(&state, caller, &today_scope),
         reports::summary_document(&state, caller, &week_scope),
         reports::timeseries_document(&state, caller, &chart_scope),
-        deliveries::endpoint_states(&state, caller),
+        endpoints::endpoint_states(&state, caller),
         async { Ok(redelivery::recent_outcomes(&state.pool, &caller.owner, now - chrono::Duration::hours(1)).await?) },
     )?;
     let (today_figures, week_figures, daily, targets) =

@@ -1,40 +1,16 @@
-//! The OpenAPI 3.1 document of the HTTP surface, built with utoipa from the same
-//! registrations that build the router ([`Routes::op`]): a route cannot be served without
-//! being described, and every schema in it is derived from the Rust type the handler
-//! answers with (`#[derive(ToSchema)]`), so a field added to a reply is in the document.
+//! One operation's description: who may call it, what it takes, what it answers (every
+//! status, every content type), built by the route that serves it.
 
-use std::collections::BTreeMap;
-
-use axum::http::Method;
-use axum::routing::MethodRouter;
-use axum::Router;
-use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{
-    Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required, Response,
-    ResponseBuilder, Schema,
-};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{Content, HeaderBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Schema};
 use utoipa::ToSchema;
 
-use super::error::ErrorOut;
-use super::AppState;
-
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    Public,
-    Admin,
-    /// 3Dolphins' inbound token (`?token=` or bearer).
-    Inbound,
-    /// The third party's key (or, for tenants that chose it, a Standard Webhooks signature).
-    ThirdParty,
-    /// Read key, third-party key, or admin token with `X-Bridge-Owner`.
-    Read,
-    /// Third-party key, or admin token with `X-Bridge-Owner`.
-    Write,
-}
+use super::parameters::{header_param, query_bool, query_enum, query_string};
+use super::Auth;
+use crate::http::error::ErrorOut;
 
 /// What the document says about one operation; built with [`doc`] and its methods.
 pub struct Doc {
@@ -46,19 +22,19 @@ pub struct Doc {
     parameters: Vec<Parameter>,
     errors: Vec<u16>,
     /// The types this operation refers to, collected into the components once per type.
-    types: Vec<Component>,
+    pub(super) types: Vec<Component>,
 }
 
 /// A type whose schema is a component: its name, its schema, and the components it refers to.
 #[derive(Clone, Copy)]
-struct Component {
-    name: fn() -> std::borrow::Cow<'static, str>,
-    schema: fn() -> RefOr<Schema>,
-    nested: fn(&mut Vec<(String, RefOr<Schema>)>),
+pub(super) struct Component {
+    pub(super) name: fn() -> std::borrow::Cow<'static, str>,
+    pub(super) schema: fn() -> RefOr<Schema>,
+    pub(super) nested: fn(&mut Vec<(String, RefOr<Schema>)>),
 }
 
 impl Component {
-    fn of<T: ToSchema>() -> Self {
+    pub(super) fn of<T: ToSchema>() -> Self {
         Component { name: T::name, schema: T::schema, nested: T::schemas }
     }
 }
@@ -185,12 +161,12 @@ impl Doc {
         statuses
     }
 
-    fn operation(&self, path: &str) -> Operation {
+    pub(super) fn operation(&self, path: &str) -> Operation {
         let mut op =
             OperationBuilder::new().operation_id(Some(self.operation_id)).summary(Some(self.summary)).tag(tag(path));
         for name in path_params(path) {
             let schema = match name {
-                "target" => super::shapes::target(),
+                "target" => crate::http::shapes::target(),
                 "id" => ObjectBuilder::new()
                     .schema_type(Type::String)
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
@@ -312,193 +288,8 @@ fn error_response(status: u16) -> Response {
     )
 }
 
-fn header_param(name: &str, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Header)
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .build()
-}
-
-/// An optional query parameter of type `schema`.
-fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .description(Some(description))
-        .schema(Some(schema))
-        .build()
-}
-
-pub fn query_string(name: &str, description: &str) -> Parameter {
-    query_param(name, description, ObjectBuilder::new().schema_type(Type::String))
-}
-
-pub fn query_bool(name: &str, description: &str) -> Parameter {
-    query_param(name, description, ObjectBuilder::new().schema_type(Type::Boolean))
-}
-
-/// One of `names`.
-pub fn query_enum(name: &str, description: &str, names: &[&str]) -> Parameter {
-    query_param(
-        name,
-        description,
-        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied())),
-    )
-}
-
-/// A comma-separated list (or the parameter repeated) of `names`.
-pub fn query_list(name: &str, description: &str, names: &[&str]) -> Parameter {
-    let item = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.iter().copied()));
-    let mut p = query_param(name, description, ArrayBuilder::new().items(item));
-    p.explode = Some(false);
-    p
-}
-
-/// `from`/`to`: an RFC 3339 instant or a `YYYY-MM-DD` local date (`from` before `to`).
-pub fn query_time(name: &str, description: &str) -> Parameter {
-    let instant =
-        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
-    let date =
-        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
-    query_param(name, description, utoipa::openapi::schema::AnyOfBuilder::new().item(instant).item(date))
-}
-
-/// `limit` and `cursor`: a page of a list.
-pub fn paging() -> [Parameter; 2] {
-    let limit = ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(1))
-        .maximum(Some(super::params::MAX_LIMIT as f64))
-        .default(Some(super::params::DEFAULT_LIMIT.into()));
-    [
-        query_param("limit", "rows per page", limit),
-        query_param(
-            "cursor",
-            "the `nextCursor` of the previous page (opaque, bound to the same filters)",
-            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_-]+$")),
-        ),
-    ]
-}
-
-/// `tz`: an IANA time zone, default the tenant's.
-pub fn query_tz() -> Parameter {
-    query_string("tz", "an IANA time zone for local dates and buckets; default the tenant's")
-}
-
-/// A router under construction together with the description of every route in it.
-pub struct Routes {
-    router: Router<AppState>,
-    ops: Vec<(Method, &'static str, Doc)>,
-}
-
-impl Default for Routes {
-    fn default() -> Self {
-        Routes { router: Router::new(), ops: Vec::new() }
-    }
-}
-
-impl Routes {
-    /// Serves `handler` for `method` at `path`, described by `doc`.
-    pub fn op(mut self, method: Method, path: &'static str, handler: MethodRouter<AppState>, doc: Doc) -> Self {
-        self.router = self.router.route(path, handler);
-        self.ops.push((method, path, doc));
-        self
-    }
-
-    /// Serves `pages` as they are, outside the document: HTML for people behind an entry
-    /// operation that is described (the console).
-    pub fn pages(mut self, pages: Router<AppState>) -> Self {
-        self.router = self.router.merge(pages);
-        self
-    }
-
-    pub fn merge(mut self, other: Routes) -> Self {
-        self.router = self.router.merge(other.router);
-        self.ops.extend(other.ops);
-        self
-    }
-
-    /// The router of everything registered.
-    pub fn into_router(self) -> Router<AppState> {
-        self.router
-    }
-
-    /// The OpenAPI document of everything registered.
-    pub fn document(&self) -> OpenApi {
-        document(&self.ops)
-    }
-}
-
-fn document(ops: &[(Method, &'static str, Doc)]) -> OpenApi {
-    let mut paths = Paths::new();
-    let mut types = vec![Component::of::<ErrorOut>()];
-    for (method, path, doc) in ops {
-        paths.add_path_operation(*path, vec![http_method(method)], doc.operation(path));
-        types.extend(doc.types.iter().copied());
-    }
-    // Each type's schema once, and what it refers to once per referring type.
-    let mut schemas: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
-    for component in types {
-        let name = (component.name)().into_owned();
-        if schemas.contains_key(&name) {
-            continue;
-        }
-        schemas.insert(name, (component.schema)());
-        let mut nested = Vec::new();
-        (component.nested)(&mut nested);
-        for (name, schema) in nested {
-            schemas.entry(name).or_insert(schema);
-        }
-    }
-    let components = ComponentsBuilder::new()
-        .schemas_from_iter(schemas)
-        .security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("a tenant key (third-party or read)"))
-                    .build(),
-            ),
-        )
-        .security_scheme(
-            "adminToken",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("BRIDGE_ADMIN_TOKEN; with X-Bridge-Owner on /api/v1"))
-                    .build(),
-            ),
-        )
-        .security_scheme("inboundToken", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))))
-        .security_scheme(
-            "standardWebhooks",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "webhook-signature",
-                "for tenants with thirdParty.inboundAuth = signature, with webhook-id and webhook-timestamp",
-            ))),
-        )
-        .build();
-    let info = InfoBuilder::new()
-        .title("dolphin-bridge")
-        .version(env!("CARGO_PKG_VERSION"))
-        .description(Some(
-            "Relay between 3Dolphins and a third-party contact-center system. Every error, from every layer, has the Error shape.",
-        ))
-        .build();
-    OpenApiBuilder::new().info(info).paths(paths).components(Some(components)).build()
-}
-
-fn http_method(method: &Method) -> HttpMethod {
-    match *method {
-        Method::POST => HttpMethod::Post,
-        Method::PUT => HttpMethod::Put,
-        Method::PATCH => HttpMethod::Patch,
-        Method::DELETE => HttpMethod::Delete,
-        _ => HttpMethod::Get,
-    }
+fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
 fn tag(path: &str) -> &'static str {
@@ -510,68 +301,5 @@ fn tag(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/") => "query",
         p if p.starts_with("/console") => "console",
         _ => "operations",
-    }
-}
-
-fn path_params(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use serde_json::Value;
-
-    /// Every `$ref` in `value`.
-    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::String(r)) = map.get("$ref") {
-                    found.push(r);
-                }
-                map.values().for_each(|v| refs(v, found));
-            }
-            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
-            _ => {}
-        }
-    }
-
-    #[test]
-    fn every_operation_has_a_unique_id_and_every_reference_resolves() {
-        let spec = crate::http::spec();
-        let mut ids = HashSet::new();
-        let mut operations = 0;
-        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
-            for (method, op) in item.as_object().into_iter().flatten() {
-                operations += 1;
-                let id = op["operationId"].as_str().unwrap_or_default().to_string();
-                assert!(!id.is_empty(), "{method} {path} has an operationId");
-                assert!(ids.insert(id.clone()), "{id} is used once");
-                let statuses: Vec<&String> =
-                    op["responses"].as_object().into_iter().flatten().map(|(s, _)| s).collect();
-                assert!(statuses.iter().any(|s| s.starts_with('2')), "{id} documents its success");
-                assert!(statuses.iter().any(|s| *s == "408"), "{id} documents the timeout");
-            }
-        }
-        assert!(operations >= 40, "{operations} operations");
-        let mut found = Vec::new();
-        refs(&spec, &mut found);
-        assert!(!found.is_empty());
-        for r in found {
-            let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
-            assert!(spec["components"]["schemas"][name].is_object(), "{r} resolves");
-        }
-    }
-
-    #[test]
-    fn path_parameters_are_named_as_the_readme_names_them() {
-        let spec = crate::http::spec();
-        let paths: Vec<&String> = spec["paths"].as_object().into_iter().flatten().map(|(p, _)| p).collect();
-        for p in &paths {
-            assert!(!p.contains("{ticket}") && !p.contains("{contact}"), "{p}");
-        }
-        assert!(paths.iter().any(|p| p.as_str() == "/api/v1/tickets/{ticketNumber}"));
-        assert!(paths.iter().any(|p| p.as_str() == "/api/v1/contacts/{contactId}"));
     }
 }
