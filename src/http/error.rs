@@ -277,3 +277,40 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_bridge_answers_is_in_the_documented_list() {
+        let p = || vec![Problem::new("x", "y")];
+        let all = [
+            ApiError::InvalidJson(String::new()),
+            ApiError::InvalidPayload(p()),
+            ApiError::UnsupportedEvent(p()),
+            ApiError::InvalidParameter(p()),
+            ApiError::Unauthenticated,
+            ApiError::Forbidden(String::new()),
+            ApiError::AdminDisabled,
+            ApiError::TicketNotFound,
+            ApiError::NotFound("x"),
+            ApiError::TicketClosed,
+            ApiError::InProgress,
+            ApiError::TenantExists,
+            ApiError::InvalidState(String::new()),
+            ApiError::NotConfigured,
+            ApiError::UpstreamUnavailable(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
+            ApiError::RequestTimeout(1),
+            ApiError::PayloadTooLarge(1),
+            ApiError::UnsupportedMediaType,
+            ApiError::KeyReused,
+            ApiError::RateLimited(1),
+            ApiError::Unavailable,
+            ApiError::Internal(String::new()),
+        ];
+        let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        assert_eq!(codes, CODES, "one code per variant, each documented, in the same order");
+    }
+}
