@@ -1,4 +1,5 @@
-//! The command line (README *Command line*): `serve`, `migrate`, `demo`, `tenant add`, `tenant list`.
+//! The command line (README *Command line*): `serve`, `migrate`, `demo`, `tenant add`,
+//! `tenant list`, `doctor`, `encrypt-secrets`, `sim dolphins|third-party`.
 
 use std::sync::Arc;
 
@@ -28,6 +29,10 @@ pub enum Command {
         /// Do not apply migrations at start.
         #[arg(long)]
         no_migrate: bool,
+        /// Run a private PostgreSQL kept in DIR (created on first use) from the installed
+        /// server binaries, instead of connecting to DATABASE_URL.
+        #[arg(long, value_name = "DIR")]
+        embedded_db: Option<std::path::PathBuf>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -40,6 +45,9 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Run one peer's simulator alone against any bridge (to test your own side).
+    #[command(subcommand)]
+    Sim(crate::sim::standalone::SimCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,7 +91,13 @@ pub struct TenantAdd {
 /// Runs a command; errors are printed by `main` on one line.
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { no_migrate } => {
+        Command::Serve { no_migrate, embedded_db } => {
+            let mut config = config;
+            // Held until `serve` returns: dropping it stops the server.
+            let _cluster = match embedded_db {
+                Some(dir) => Some(crate::demo::embedded_database(&mut config, Some(dir)).await?),
+                None => None,
+            };
             if config.admin_token.is_none() {
                 tracing::warn!(
                     "BRIDGE_ADMIN_TOKEN is not set: the admin API is disabled (use `dolphin-bridge tenant add`)"
@@ -101,6 +115,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             app.run_until_signal().await;
         }
         Command::Demo => crate::demo::run(config).await?,
+        Command::Sim(command) => crate::sim::standalone::run(command).await?,
         Command::Doctor => {
             if !crate::doctor::run(&config).await? {
                 anyhow::bail!("doctor found problems (see above)");

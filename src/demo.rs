@@ -1,5 +1,6 @@
 //! `dolphin-bridge demo`: the bridge plus simulators of both peers and live traffic, with
-//! no configuration beyond a reachable PostgreSQL. Customers write in through the
+//! no configuration at all: a reachable PostgreSQL (DATABASE_URL, else localhost:5432), or a
+//! private one started from the installed server binaries ([`embedded_db`]). Customers write in through the
 //! 3Dolphins simulator, the simulated contact centre answers and closes tickets, and
 //! everything flows through the real bridge and database.
 
@@ -13,6 +14,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::tenant::read_tenant;
 use crate::domain::KeyKind;
+use crate::embedded_db;
 use crate::secrets::Sealer;
 use crate::sim::dolphins::{self, DolphinsSim};
 use crate::sim::third_party::{self, AgentPlan, ThirdPartySim};
@@ -25,6 +27,31 @@ pub const DEMO_OWNER: &str = "demo-tenant";
 /// How often a simulated customer writes in.
 const TRAFFIC_EVERY: Duration = Duration::from_millis(1500);
 
+/// Starts a private cluster (kept in `dir`, else temporary) and points `config` at it; says
+/// so in one line. Never called when DATABASE_URL was given.
+pub async fn embedded_database(
+    config: &mut Config,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<embedded_db::Cluster> {
+    if std::env::var_os("DATABASE_URL").is_some() {
+        anyhow::bail!("DATABASE_URL is set: unset it to use --embedded-db, or drop --embedded-db");
+    }
+    let cluster = tokio::task::spawn_blocking(move || match dir {
+        Some(dir) => embedded_db::Cluster::start_in(&dir),
+        None => embedded_db::Cluster::start_temporary(),
+    })
+    .await??;
+    config.database_url = cluster.url("dolphin_bridge");
+    config.read_database_url = None;
+    let lifetime = if cluster.kept() { "kept there" } else { "removed on exit" };
+    println!(
+        "started a private PostgreSQL on {} (files in {}, {lifetime}); set DATABASE_URL to use your own",
+        crate::config::redact_url(&config.database_url),
+        cluster.dir().display()
+    );
+    Ok(cluster)
+}
+
 /// Keys of the demo tenant for this run.
 struct DemoKeys {
     inbound: String,
@@ -33,7 +60,15 @@ struct DemoKeys {
     signing_secret: String,
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    // With no DATABASE_URL and nothing on localhost:5432, bring a database along; it is
+    // stopped and removed when this function returns (or the process ends).
+    let _cluster = if std::env::var_os("DATABASE_URL").is_none() && !embedded_db::answers(([127, 0, 0, 1], 5432).into())
+    {
+        Some(embedded_database(&mut config, None).await?)
+    } else {
+        None
+    };
     let db = startup::prepare_database(&config, true, startup::Patience::Briefly).await?;
     let pool = db.pool.clone();
     startup::check_secrets(&pool, &config).await?;

@@ -45,6 +45,8 @@
 //!   protocol (`delivery::handoff`), the claim loop, one attempt (prepare → send → classify →
 //!   record), the batched success recorder, the HTTP send.
 //! - [`sim`]: simulators of 3Dolphins and of a third party (demo, tests).
+//! - [`embedded_db`]: a private PostgreSQL from the installed server binaries (`demo` and
+//!   the tests when no server runs, `serve --embedded-db DIR`).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 
 pub mod cli;
@@ -56,6 +58,7 @@ pub mod demo;
 pub mod doctor;
 pub mod dolphins;
 pub mod domain;
+pub mod embedded_db;
 pub mod heartbeat;
 pub mod history;
 pub mod housekeeping;

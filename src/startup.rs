@@ -294,7 +294,8 @@ impl App {
     }
 }
 
-async fn wait_for_signal() {
+/// Returns on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

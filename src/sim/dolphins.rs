@@ -90,8 +90,13 @@ pub struct DolphinsSim {
 }
 
 impl DolphinsSim {
-    /// Starts with `customers` generated customers.
+    /// Starts with `customers` generated customers on a random loopback port.
     pub async fn start(customers: usize) -> std::io::Result<DolphinsSim> {
+        DolphinsSim::start_on(customers, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts with `customers` generated customers on `address`.
+    pub async fn start_on(customers: usize, address: SocketAddr) -> std::io::Result<DolphinsSim> {
         let mut rng = rand::thread_rng();
         let customers = (0..customers)
             .map(|i| Customer {
@@ -113,7 +118,7 @@ impl DolphinsSim {
             .route(&format!("{API_PREFIX}/graph/contacts/contactById"), get(contact))
             .fallback(receive)
             .with_state(inner.clone());
-        let address = super::serve(app, "127.0.0.1:0".parse().map_err(std::io::Error::other)?).await?;
+        let address = super::serve(app, address).await?;
         Ok(DolphinsSim { address, inner, client: reqwest::Client::new() })
     }
 

@@ -5,8 +5,10 @@
 //!   `/graph/auth`, the conversation-history report and the Contact API from what it saw.
 //! - [`third_party`]: a contact centre: verifies Standard Webhooks signatures, records what
 //!   it receives, answers as an agent after a think time, and closes tickets.
+//! - [`standalone`]: `dolphin-bridge sim …`, each simulator alone against any bridge.
 
 pub mod dolphins;
+pub mod standalone;
 pub mod third_party;
 
 use std::net::SocketAddr;

@@ -69,12 +69,18 @@ pub struct ThirdPartySim {
 }
 
 impl ThirdPartySim {
+    /// Starts on a random loopback port.
     pub async fn start(plan: AgentPlan) -> std::io::Result<ThirdPartySim> {
+        ThirdPartySim::start_on(plan, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `address`.
+    pub async fn start_on(plan: AgentPlan, address: SocketAddr) -> std::io::Result<ThirdPartySim> {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let bridge = Arc::new(Mutex::new(None));
         let state = AppState { inner: inner.clone(), bridge: bridge.clone(), plan, client: reqwest::Client::new() };
         let app = Router::new().fallback(receive).with_state(state);
-        let address = super::serve(app, "127.0.0.1:0".parse().map_err(std::io::Error::other)?).await?;
+        let address = super::serve(app, address).await?;
         Ok(ThirdPartySim { address, inner, bridge })
     }
 
@@ -119,6 +125,7 @@ async fn receive(State(state): State<AppState>, uri: Uri, headers: HeaderMap, bo
     let signature_ok =
         access.as_ref().is_some_and(|a| crate::signature::verify(&a.signing_secret, &body, &headers).is_ok());
     if access.is_some() && !signature_ok {
+        tracing::warn!(path = uri.path(), "a delivery whose signature does not verify: refused with 401");
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
     }
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {

@@ -21,9 +21,27 @@ use uuid::Uuid;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const OWNER: &str = "9c2f4e7a1b3d5c6e8f0a1b2c3d4e5f60";
 
-/// The server part of the test database URL (no database name).
+/// The server part of the test database URL (no database name): `DATABASE_URL`'s, else the
+/// server on 127.0.0.1:5432, else a private cluster started once for the whole run from the
+/// installed server binaries (its watchdog stops it when the test process ends).
 pub fn server_url() -> String {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static PRIVATE: std::sync::OnceLock<dolphin_bridge::embedded_db::Cluster> = std::sync::OnceLock::new();
+    let url = CHOSEN.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if dolphin_bridge::embedded_db::answers(([127, 0, 0, 1], 5432).into()) => {
+            "postgres://postgres@127.0.0.1:5432/postgres".into()
+        }
+        Err(_) => {
+            let cluster = PRIVATE.get_or_init(|| {
+                let started = dolphin_bridge::embedded_db::Cluster::start_temporary();
+                started.unwrap_or_else(|e| panic!("no DATABASE_URL, nothing on 127.0.0.1:5432, and {e:#}"))
+            });
+            eprintln!("tests use a private PostgreSQL: {}", cluster.url("postgres"));
+            cluster.url("postgres")
+        }
+    });
+    let url = url.clone();
     match url.rfind('/') {
         Some(i) if url[..i].contains("://") && i > url.find("://").unwrap_or(0) + 2 => url[..i].to_string(),
         _ => url,

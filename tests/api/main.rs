@@ -14,6 +14,7 @@ mod delivery;
 mod dolphins_api;
 mod dolphins_side;
 mod edge;
+mod embedded;
 mod failover;
 mod faults;
 mod formation;

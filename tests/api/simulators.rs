@@ -136,3 +136,110 @@ async fn a_3dolphins_that_echoes_deliveries_back_is_not_looped_to_the_third_part
     );
     app.finish().await;
 }
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// Lines a child wrote to stdout so far, read on a thread.
+fn lines_of(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    lines
+}
+
+#[tokio::test]
+async fn each_simulator_runs_alone_as_a_command_against_a_real_bridge() {
+    use std::process::{Command, Stdio};
+    let app = TestApp::spawn().await;
+    let (dolphins_port, agent_port) = (free_port(), free_port());
+    let (dolphins_at, agent_at) =
+        (format!("http://127.0.0.1:{dolphins_port}"), format!("http://127.0.0.1:{agent_port}"));
+    let tenant = app
+        .create_tenant_with(json!({
+            "owner": OWNER,
+            "thirdParty": {"incomingUrl": format!("{agent_at}/incoming"), "commandUrl": format!("{agent_at}/command")},
+            "dolphins": {"sendMessageUrl": format!("{dolphins_at}/send"), "commandUrl": format!("{dolphins_at}/command")}
+        }))
+        .await;
+    let sim = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dolphin-bridge"))
+            .arg("sim")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim")
+    };
+    let bridge = app.url("");
+    let agent_listen = format!("127.0.0.1:{agent_port}");
+    let mut agent = sim(&[
+        "third-party",
+        "--listen",
+        &agent_listen,
+        "--secret",
+        &tenant.signing_secret,
+        "--bridge",
+        &bridge,
+        "--key",
+        &tenant.third_party,
+    ]);
+    let agent_lines = lines_of(&mut agent);
+    let dolphins_listen = format!("127.0.0.1:{dolphins_port}");
+    let mut customers = sim(&[
+        "dolphins",
+        "--bridge",
+        &bridge,
+        "--token",
+        &tenant.inbound,
+        "--owner",
+        OWNER,
+        "--rate",
+        "5",
+        "--listen",
+        &dolphins_listen,
+    ]);
+    let customer_lines = lines_of(&mut customers);
+
+    // Customers write in, the agent gets them signed and replies, 3Dolphins gets the replies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = customer_lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.starts_with("sent Incoming Event") && l.ends_with("→ 200"));
+        let signed =
+            agent_lines.lock().expect("lines").iter().any(|l| l.contains("/incoming") && l.contains("signature ok"));
+        let replied = customer_lines.lock().expect("lines").iter().any(|l| l.starts_with("received /send"));
+        if sent && signed && replied {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "customers {:?}\nagent {:?}",
+            customer_lines.lock(),
+            agent_lines.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let messages_out =
+        app.count(&format!("SELECT count(*) FROM messages WHERE owner = '{OWNER}' AND direction = 'out'")).await;
+    assert!(messages_out >= 1, "the agent's replies went through the bridge");
+    for mut child in [agent, customers] {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(child.wait().expect("wait").success(), "stops cleanly on SIGTERM");
+    }
+    app.finish().await;
+}
