@@ -165,6 +165,14 @@ fn key_kinds() -> utoipa::openapi::Object {
         .build()
 }
 
+/// The console's sign-in form.
+#[derive(serde::Deserialize, ToSchema)]
+pub struct SignInForm {
+    /// A read key, a third-party key, or the admin token.
+    #[schema(min_length = 1)]
+    key: String,
+}
+
 /// Which deliveries to send again.
 #[derive(serde::Deserialize, ToSchema)]
 pub struct ReplayIn {

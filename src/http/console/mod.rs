@@ -42,8 +42,22 @@ pub fn routes() -> Routes {
         .op(
             Method::GET,
             "/console/sign-in",
-            protected(get(sign_in::show).post(sign_in::submit)),
+            protected(get(sign_in::show)),
             doc("consoleSignIn", "The console's sign-in page", Auth::Public).text(200, "text/html", "the sign-in form"),
+        )
+        .op(
+            Method::POST,
+            "/console/sign-in",
+            protected(post(sign_in::submit)),
+            doc("consoleSignInSubmit", "Sign in with a key", Auth::Public)
+                .form::<crate::http::bodies::SignInForm>()
+                .redirect(
+                    303,
+                    "signed in (a session cookie): to the overview, or to the tenant picker for the admin token",
+                )
+                .text(400, "text/html", "the form again: no key entered")
+                .text(401, "text/html", "the form again, saying why the key was refused")
+                .text(403, "text/html", "posted from another site"),
         )
         .pages(pages())
 }

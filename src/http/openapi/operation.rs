@@ -110,6 +110,12 @@ impl Doc {
         self
     }
 
+    /// A form (`application/x-www-form-urlencoded`) request body of type `T`.
+    pub fn form<T: ToSchema>(mut self) -> Self {
+        self.body = Some(("application/x-www-form-urlencoded", reference::<T>(&mut self.types)));
+        self
+    }
+
     /// A JSON request body of type `T`.
     pub fn body<T: ToSchema>(mut self) -> Self {
         self.body = Some(("application/json", reference::<T>(&mut self.types)));
@@ -141,9 +147,9 @@ impl Doc {
         if matches!(self.auth, Auth::Read | Auth::Write) {
             statuses.push(404); // with the admin token: X-Bridge-Owner names no tenant
         }
-        if self.body.is_some() {
+        if let Some((content_type, _)) = &self.body {
             statuses.extend([400, 413]);
-            if self.auth != Auth::Inbound {
+            if *content_type == "application/json" && self.auth != Auth::Inbound {
                 statuses.push(415);
             }
         }
@@ -201,7 +207,8 @@ impl Doc {
         for (status, response) in &self.replies {
             op = op.response(status.to_string(), with_request_id(response.clone()));
         }
-        for status in self.all_errors(path) {
+        // A status the operation answers in its own way (the console's HTML forms) keeps it.
+        for status in self.all_errors(path).into_iter().filter(|s| self.replies.iter().all(|(r, _)| r != s)) {
             op = op.response(status.to_string(), error_response(status));
         }
         op.securities(Some(self.security())).build()
