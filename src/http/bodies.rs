@@ -88,6 +88,16 @@ pub enum OutgoingOrCommand {
     Command(CommandEvent),
 }
 
+fn instant_or_date() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+    let with = |format| {
+        utoipa::openapi::ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    let any =
+        utoipa::openapi::schema::AnyOfBuilder::new().item(with(KnownFormat::DateTime)).item(with(KnownFormat::Date));
+    utoipa::openapi::Schema::AnyOf(any.build())
+}
+
 fn replayable() -> utoipa::openapi::Array {
     let status = utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
@@ -180,10 +190,10 @@ pub struct ReplayIn {
     #[schema(schema_with = super::shapes::target)]
     target: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD` (tenant's local date): created at or after; before `to`.
-    #[schema(min_length = 10)]
+    #[schema(schema_with = instant_or_date)]
     from: String,
     /// Created before; default now.
-    #[schema(min_length = 10, nullable = false)]
+    #[schema(schema_with = instant_or_date)]
     to: Option<String>,
     /// Default `["dead"]`.
     #[schema(schema_with = replayable, nullable = false)]
