@@ -95,7 +95,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let mut config = config;
             // Held until `serve` returns: dropping it stops the server.
             let _cluster = match embedded_db {
-                Some(dir) => Some(crate::demo::embedded_database(&mut config, Some(dir)).await?),
+                Some(dir) => Some(crate::embedded_db::start_for(&mut config, Some(dir)).await?),
                 None => None,
             };
             if config.admin_token.is_none() {

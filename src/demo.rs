@@ -27,31 +27,6 @@ pub const DEMO_OWNER: &str = "demo-tenant";
 /// How often a simulated customer writes in.
 const TRAFFIC_EVERY: Duration = Duration::from_millis(1500);
 
-/// Starts a private cluster (kept in `dir`, else temporary) and points `config` at it; says
-/// so in one line. Never called when DATABASE_URL was given.
-pub async fn embedded_database(
-    config: &mut Config,
-    dir: Option<std::path::PathBuf>,
-) -> anyhow::Result<embedded_db::Cluster> {
-    if std::env::var_os("DATABASE_URL").is_some() {
-        anyhow::bail!("DATABASE_URL is set: unset it to use --embedded-db, or drop --embedded-db");
-    }
-    let cluster = tokio::task::spawn_blocking(move || match dir {
-        Some(dir) => embedded_db::Cluster::start_in(&dir),
-        None => embedded_db::Cluster::start_temporary(),
-    })
-    .await??;
-    config.database_url = cluster.url("dolphin_bridge");
-    config.read_database_url = None;
-    let lifetime = if cluster.kept() { "kept there" } else { "removed on exit" };
-    println!(
-        "started a private PostgreSQL on {} (files in {}, {lifetime}); set DATABASE_URL to use your own",
-        crate::config::redact_url(&config.database_url),
-        cluster.dir().display()
-    );
-    Ok(cluster)
-}
-
 /// Keys of the demo tenant for this run.
 struct DemoKeys {
     inbound: String,
@@ -65,7 +40,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // stopped and removed when this function returns (or the process ends).
     let _cluster = if std::env::var_os("DATABASE_URL").is_none() && !embedded_db::answers(([127, 0, 0, 1], 5432).into())
     {
-        Some(embedded_database(&mut config, None).await?)
+        Some(embedded_db::start_for(&mut config, None).await?)
     } else {
         None
     };

@@ -213,6 +213,31 @@ impl Drop for Cluster {
     }
 }
 
+/// Starts a private cluster (kept in `dir`, else temporary) and points `config` at it; says
+/// so in one line. Refused when DATABASE_URL is set: an explicit one is never overridden.
+pub async fn start_for(
+    config: &mut crate::config::Config,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<Cluster> {
+    if std::env::var_os("DATABASE_URL").is_some() {
+        anyhow::bail!("DATABASE_URL is set: unset it to use --embedded-db, or drop --embedded-db");
+    }
+    let cluster = tokio::task::spawn_blocking(move || match dir {
+        Some(dir) => Cluster::start_in(&dir),
+        None => Cluster::start_temporary(),
+    })
+    .await??;
+    config.database_url = cluster.url("dolphin_bridge");
+    config.read_database_url = None;
+    let lifetime = if cluster.kept() { "kept there" } else { "removed on exit" };
+    println!(
+        "started a private PostgreSQL on {} (files in {}, {lifetime}); set DATABASE_URL to use your own",
+        crate::config::redact_url(&config.database_url),
+        cluster.dir().display()
+    );
+    Ok(cluster)
+}
+
 fn is_root() -> bool {
     // The effective uid, as the kernel reports it (no libc call needed).
     std::fs::read_to_string("/proc/self/status")
