@@ -4,10 +4,11 @@ WORKDIR /src
 # Cache dependencies separately from the sources.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked && rm -rf src
+    && cargo build --release --locked --bin dolphin-bridge && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+# Only the service binary (not the bench).
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin dolphin-bridge
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/dolphin-bridge /usr/local/bin/dolphin-bridge

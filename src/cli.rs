@@ -1,5 +1,5 @@
 //! The command line (README *Command line*): `serve`, `migrate`, `demo`, `tenant add`,
-//! `tenant list`, `doctor`, `encrypt-secrets`, `sim dolphins|third-party`.
+//! `tenant list`, `doctor`, `encrypt-secrets`, `healthcheck`, `sim dolphins|third-party`.
 
 use std::sync::Arc;
 
@@ -45,6 +45,13 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Ask a running bridge whether it is ready (GET /readyz): exit 0 if it is, 1 if not or
+    /// no answer within 5 s. For container healthchecks (the image has no shell).
+    Healthcheck {
+        /// The readiness URL; default `/readyz` on BRIDGE_LISTEN's port of this host.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Run one peer's simulator alone against any bridge (to test your own side).
     #[command(subcommand)]
     Sim(crate::sim::standalone::SimCommand),
@@ -116,6 +123,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Demo => crate::demo::run(config).await?,
         Command::Sim(command) => crate::sim::standalone::run(command).await?,
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.listen.port()));
+            healthcheck(&url).await?;
+        }
         Command::Doctor => {
             if !crate::doctor::run(&config).await? {
                 anyhow::bail!("doctor found problems (see above)");
@@ -191,6 +202,19 @@ fn draft_from_args(args: &TenantAdd) -> anyhow::Result<crate::domain::tenant::Te
         let listed: Vec<String> = problems.iter().map(|p| format!("{} {}", p.field, p.problem)).collect();
         anyhow::anyhow!("invalid tenant: {}", listed.join("; "))
     })
+}
+
+/// `GET url` within 5 s: `Ok` on a 2xx, else an error saying what came back.
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let response = client.get(url).send().await.with_context(|| format!("no answer from {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("not ready ({status}): {}", body.trim());
+    }
+    println!("ready: {}", body.trim());
+    Ok(())
 }
 
 fn print_created(created: &tenancy::TenantCreatedOut, as_json: bool) {

@@ -35,12 +35,15 @@ pub fn metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; ours then stays unused.
         let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
 }
 
 /// Metric names, in one place so dashboards and code agree.
 pub mod names {
+    /// Gauge, always 1: the running `version` (to tell which build a process runs).
+    pub const BUILD_INFO: &str = "bridge_build_info";
     /// Counter: HTTP requests by `route`, `method`, `status`.
     pub const HTTP_REQUESTS: &str = "bridge_http_requests_total";
     /// Histogram: HTTP request duration by `route`.

@@ -238,3 +238,38 @@ async fn doctor_lists_each_host_of_the_list_with_its_role_and_fails_on_one_that_
     assert!(report.lines().any(|l| l.starts_with("ok") && l.contains("migrations")), "the primary is used: {report}");
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_ready_and_1_when_not_or_silent_within_5_s() {
+    let app = TestApp::spawn().await;
+    // Run on the blocking pool: the bridge under test is served by this test's runtime.
+    let healthcheck = |url: String| async move {
+        tokio::task::spawn_blocking(move || bridge().args(["healthcheck", "--url", &url]).output())
+            .await
+            .expect("join")
+            .expect("healthcheck")
+    };
+    let ready = healthcheck(app.url("/readyz")).await;
+    assert_eq!(ready.status.code(), Some(0), "{}", String::from_utf8_lossy(&ready.stderr));
+    assert!(String::from_utf8_lossy(&ready.stdout).starts_with("ready"));
+    app.finish().await;
+
+    // A 503 (a bridge whose database is gone answers so) is "not ready".
+    let unready = Receiver::start().await;
+    unready.reply_next(503, &[], r#"{"status":"not_ready","database":"unreachable"}"#);
+    let not_ready = healthcheck(unready.url("/readyz")).await;
+    assert_eq!(not_ready.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_ready.stderr).contains("not ready (503"), "{not_ready:?}");
+
+    // Nothing listening: 1, at once; a peer that never answers: 1 within the 5 s.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let gone =
+        bridge().args(["healthcheck", "--url", &format!("http://127.0.0.1:{closed}/readyz")]).output().expect("run");
+    assert_eq!(gone.status.code(), Some(1));
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let started = Instant::now();
+    let url = format!("http://{}/readyz", silent.local_addr().expect("address"));
+    let hung = healthcheck(url).await;
+    assert_eq!(hung.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(7), "gave up after {:?}", started.elapsed());
+}

@@ -78,6 +78,8 @@ async fn metrics_count_events_warnings_deliveries_and_show_the_queue() {
         assert!(value_of(&text, counter) >= value_of(&before, counter) + 1.0, "{counter} counted the event:\n{text}");
     }
     assert!(text.contains("bridge_delivery_attempt_duration_seconds_bucket"));
+    let build = format!("bridge_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.contains(&build), "{build} in the metrics");
     assert!(text.contains("bridge_delivery_queue_depth{target=\"dolphins_message\"}"));
     assert!(text.contains("bridge_endpoint_breakers{target=\"third_party_incoming\",state=\"open\"}"));
     assert!(text.contains("bridge_http_requests_total{route=\"/webhooks/3dolphins/incoming\""));
