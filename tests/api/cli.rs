@@ -273,3 +273,30 @@ async fn healthcheck_exits_0_when_ready_and_1_when_not_or_silent_within_5_s() {
     assert_eq!(hung.status.code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(7), "gave up after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn doctor_probes_every_endpoint_at_once() {
+    // Five endpoints that each take 2 s to answer: one after another that is 10 s.
+    let slow = Receiver::start().await;
+    slow.set_delay(Duration::from_secs(2));
+    let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{db}", server_url());
+    let added = bridge()
+        .args(["tenant", "add", "--owner", "slow-owner", "--third-party-url", &slow.url("/in")])
+        .args(["--third-party-outgoing-url", &slow.url("/out"), "--third-party-command-url", &slow.url("/cmd")])
+        .args(["--dolphins-url", &slow.url("/send"), "--dolphins-command-url", &slow.url("/command")])
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("tenant add");
+    assert!(added.status.success());
+    let mut doctor = bridge();
+    doctor.arg("doctor").env("DATABASE_URL", &url);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || doctor.output()).await.expect("join").expect("doctor");
+    let took = started.elapsed();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let probed = report.lines().filter(|l| l.starts_with("ok") && l.contains("slow-owner")).count();
+    assert_eq!(probed, 5, "{report}");
+    assert!(took < Duration::from_secs(6), "five 2-second probes took {took:?}");
+    drop_database(&db).await;
+}
