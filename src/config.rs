@@ -26,6 +26,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// When the console's session cookie carries `Secure` (`BRIDGE_COOKIE_SECURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// When the request came over HTTPS, as a TLS proxy says with `X-Forwarded-Proto: https`
+    /// (a browser drops a `Secure` cookie set over plain HTTP, so a trial on a LAN address
+    /// can sign in).
+    Auto,
+    /// Always (behind a TLS proxy that does not send `X-Forwarded-Proto`).
+    Always,
+    /// Never.
+    Never,
+}
+
 /// The process settings. Secrets are kept out of `Debug`.
 #[derive(Clone)]
 pub struct Config {
@@ -59,6 +72,7 @@ pub struct Config {
     /// `/api/v1`; `None` turns limiting off.
     pub rate_limit: Option<RateLimit>,
     pub log_format: LogFormat,
+    pub cookie_secure: CookieSecure,
 }
 
 impl fmt::Debug for Config {
@@ -83,6 +97,7 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("rate_limit", &self.rate_limit)
             .field("log_format", &self.log_format)
+            .field("cookie_secure", &self.cookie_secure)
             .finish()
     }
 }
@@ -198,6 +213,12 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("expected pretty or json".into()),
         })?;
+        let cookie_secure = parse_with_any(get("BRIDGE_COOKIE_SECURE", "auto"), "BRIDGE_COOKIE_SECURE", |v| match v {
+            "auto" => Ok(CookieSecure::Auto),
+            "always" => Ok(CookieSecure::Always),
+            "never" => Ok(CookieSecure::Never),
+            _ => Err("expected auto, always or never".into()),
+        })?;
         Ok(Config {
             database_url,
             read_database_url,
@@ -218,6 +239,7 @@ impl Config {
             max_connections,
             rate_limit,
             log_format,
+            cookie_secure,
         })
     }
 }
@@ -328,6 +350,7 @@ mod tests {
         assert_eq!(config(&[("BRIDGE_LISTEN", "nowhere")]).unwrap_err().var, "BRIDGE_LISTEN");
         assert_eq!(config(&[("BRIDGE_SECRET_KEY", "c2hvcnQ=")]).unwrap_err().var, "BRIDGE_SECRET_KEY");
         assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(config(&[("BRIDGE_COOKIE_SECURE", "sometimes")]).unwrap_err().var, "BRIDGE_COOKIE_SECURE");
     }
 
     #[test]

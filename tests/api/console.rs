@@ -439,3 +439,39 @@ async fn the_ticket_page_merges_3dolphins_history_and_shows_the_contact() {
     assert!(page.contains("could not be merged"), "{page}");
     app.finish().await;
 }
+
+/// The `Set-Cookie` of a sign-in sent with `headers`.
+async fn sign_in_cookie(app: &TestApp, key: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = client().post(app.url("/console/sign-in")).form(&[("key", key)]);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("sign in");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_over_https_and_signs_in_over_plain_http_on_a_lan() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("console-proxy").await;
+    let lan = [("host", "192.168.1.20:8080")];
+    assert!(!sign_in_cookie(&app, &tenant.read, &lan).await.contains("Secure"), "plain HTTP on a LAN address");
+    let proxied = [("host", "bridge.example.com"), ("x-forwarded-proto", "https")];
+    assert!(sign_in_cookie(&app, &tenant.read, &proxied).await.contains("; Secure"), "behind a TLS proxy");
+    app.finish().await;
+
+    for (setting, expected) in [("always", true), ("never", false)] {
+        let app = TestApp::spawn_with(crate::helpers::Options {
+            env: vec![("BRIDGE_COOKIE_SECURE", setting.into())],
+            ..Default::default()
+        })
+        .await;
+        let tenant = app.create_tenant("console-proxy").await;
+        let cookie = sign_in_cookie(&app, &tenant.read, &[("x-forwarded-proto", "https")]).await;
+        assert_eq!(cookie.contains("; Secure"), expected, "{setting}: {cookie}");
+        let plain = sign_in_cookie(&app, &tenant.read, &lan).await;
+        assert_eq!(plain.contains("; Secure"), expected, "{setting}: {plain}");
+        app.finish().await;
+    }
+}

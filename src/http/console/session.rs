@@ -15,7 +15,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::ConsoleError;
-use crate::config::Config;
+use crate::config::{Config, CookieSecure};
 use crate::credentials::constant_time_eq;
 use crate::domain::KeyKind;
 use crate::http::auth::{self, ApiCaller};
@@ -188,7 +188,7 @@ pub async fn sign_in(state: &AppState, presented: &str) -> Result<Result<Claims,
 pub fn cookie(state: &AppState, claims: &Claims, headers: &HeaderMap) -> String {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
     let signature = URL_SAFE_NO_PAD.encode(sign(&state.config, payload.as_bytes()));
-    let secure = if served_on_loopback(headers) { "" } else { "; Secure" };
+    let secure = if cookie_is_secure(state.config.cookie_secure, headers) { "; Secure" } else { "" };
     format!(
         "{COOKIE}={payload}.{signature}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         LIFETIME.num_seconds()
@@ -200,21 +200,20 @@ pub fn cleared_cookie() -> String {
     format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-/// Browsers refuse `Secure` cookies from plain-HTTP hosts other than loopback; the console
-/// on a real host must be served over HTTPS (behind a TLS proxy), where `Secure` holds.
-fn served_on_loopback(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let name = host.rsplit_once(':').map_or(
-        host,
-        |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        },
-    );
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+/// Whether the session cookie says `Secure`: browsers drop a `Secure` cookie set over plain
+/// HTTP (loopback aside), so it is set when the request came over HTTPS — which the bridge,
+/// speaking plain HTTP behind a TLS proxy, learns from `X-Forwarded-Proto` — unless
+/// `BRIDGE_COOKIE_SECURE` says always or never.
+fn cookie_is_secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
+    match setting {
+        CookieSecure::Always => true,
+        CookieSecure::Never => false,
+        CookieSecure::Auto => headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")),
+    }
 }
 
 fn read_cookie(state: &AppState, headers: &HeaderMap) -> Option<Claims> {
