@@ -115,10 +115,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyOut>) {
 
 /// Prometheus text: counters and histograms from the recorder, plus queue depth, oldest
 /// pending age and breaker states read from the database at scrape time (they are shared
-/// by every process, so no single process could count them).
+/// by every process, so no single process could count them). When that read fails those
+/// gauges are left out of the reply: absent, never frozen at their last value.
 async fn metrics_text(State(state): State<AppState>) -> Response {
     use crate::telemetry::names;
-    match crate::store::endpoints::global_overview(&state.pool).await {
+    let read = crate::store::endpoints::global_overview(&state.pool).await;
+    let read_ok = read.is_ok();
+    match read {
         Ok(rows) => {
             let now = state.clock.now();
             for target in Target::ALL {
@@ -141,7 +144,15 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the delivery queue"),
     }
-    let body = crate::telemetry::metrics().render();
+    let mut body = crate::telemetry::metrics().render();
+    if !read_ok {
+        let from_database = [names::QUEUE_DEPTH, names::OLDEST_PENDING, names::BREAKERS, names::PAUSED];
+        let fresh = |line: &&str| {
+            let name = line.trim_start_matches("# TYPE ").trim_start_matches("# HELP ");
+            !from_database.iter().any(|g| name.starts_with(g) && name[g.len()..].starts_with([' ', '{']))
+        };
+        body = body.lines().filter(fresh).map(|l| format!("{l}\n")).collect();
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

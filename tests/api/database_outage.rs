@@ -73,6 +73,8 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     let tenant = app.create_tenant(OWNER).await;
     assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
 
+    let before = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(before.contains("bridge_delivery_queue_depth{"), "{before}");
     proxy.cut();
     let during = with(&fixture("incoming-text"), json!({"message": "sent during the outage"}));
     let response = app.post_as_dolphins("incoming", &tenant, &during).await;
@@ -81,6 +83,17 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     assert_eq!(error["error"]["code"], "unavailable");
     let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
     assert_eq!(ready.status(), 503);
+    // The gauges read from the database are absent while it is gone, not frozen.
+    let queue = "bridge_delivery_queue_depth{";
+    let metrics = |app: &TestApp| {
+        let request = app.http.get(app.url("/metrics"));
+        async move { request.send().await.expect("metrics").text().await.expect("text") }
+    };
+    let during_outage = metrics(&app).await;
+    // (The recorder holds the gauges from the scrape before the outage: leaving them out is
+    // the bridge's doing, not their absence.)
+    assert!(during_outage.contains("bridge_http_requests_total"), "the process's own metrics stay");
+    assert!(!during_outage.contains(queue) && !during_outage.contains("bridge_endpoint_breakers"), "{during_outage}");
 
     proxy.restore();
     let after = with(&fixture("incoming-text"), json!({"message": "after the outage"}));
@@ -99,5 +112,6 @@ async fn a_lost_database_gives_503_and_the_bridge_recovers_when_it_returns() {
     assert_eq!(texts, vec!["Halo, pesanan saya belum sampai", "after the outage"], "nothing half-stored");
     // The workers recover too: both accepted events arrive.
     app.third_party.wait_for("/incoming", 2).await;
+    assert!(metrics(&app).await.contains(queue), "the gauges are back with the database");
     app.finish().await;
 }
