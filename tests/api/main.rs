@@ -26,6 +26,7 @@ mod isolation;
 mod limits;
 mod logs;
 mod openapi;
+mod packaging;
 mod query;
 mod read_replica;
 mod redelivery;
