@@ -207,32 +207,14 @@ async fn ticket_deliveries(
         return Ok(csv.export("deliveries.csv", move |after| {
             let (pool, owner, ticket) = (pool.clone(), caller.owner.clone(), ticket.clone());
             async move {
-                let filter = DeliveryFilter {
-                    statuses: None,
-                    targets: None,
-                    ticket_number: Some(&ticket),
-                    from: None,
-                    to: None,
-                    after,
-                    oldest_first: true,
-                    limit: csv::PAGE,
-                };
+                let filter = DeliveryFilter::of_ticket(&ticket, after, csv::PAGE);
                 let rows = redelivery::list(&pool, &owner, &filter).await?;
                 let last = rows.last().map(|d| (d.created_at, d.id));
                 Ok((with_logs(&pool, &owner, &rows).await?, last))
             }
         }));
     }
-    let filter = DeliveryFilter {
-        statuses: None,
-        targets: None,
-        ticket_number: Some(&ticket),
-        from: None,
-        to: None,
-        after: cursor.map(|c| c.uuid().map(|id| (c.at, id))).transpose()?,
-        oldest_first: true,
-        limit,
-    };
+    let filter = DeliveryFilter::of_ticket(&ticket, cursor.map(|c| c.uuid().map(|id| (c.at, id))).transpose()?, limit);
     let rows = redelivery::list(&state.read_pool, &caller.owner, &filter).await?;
     let data = with_logs(&state.read_pool, &caller.owner, &rows).await?;
     let next = rows.last().map(|d| Cursor::new(&filters, d.created_at, d.id));

@@ -275,16 +275,7 @@ async fn export_ticket(
     let all = i64::MAX;
     let messages = messages::for_ticket(pool, &caller.owner, &ticket, None, all).await?;
     let events = events::for_ticket(pool, &caller.owner, &ticket, None, all).await?;
-    let filter = DeliveryFilter {
-        statuses: None,
-        targets: None,
-        ticket_number: Some(&ticket),
-        from: None,
-        to: None,
-        after: None,
-        oldest_first: true,
-        limit: all,
-    };
+    let filter = DeliveryFilter::of_ticket(&ticket, None, all);
     let deliveries = redelivery::list(pool, &caller.owner, &filter).await?;
     let deliveries = super::deliveries::with_logs(pool, &caller.owner, &deliveries).await?;
     Ok(Json(TicketExport {

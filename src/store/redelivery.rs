@@ -52,6 +52,22 @@ pub struct DeliveryFilter<'a> {
     pub limit: i64,
 }
 
+impl<'a> DeliveryFilter<'a> {
+    /// One ticket's deliveries, oldest first, after `after`.
+    pub fn of_ticket(ticket: &'a str, after: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Self {
+        DeliveryFilter {
+            statuses: None,
+            targets: None,
+            ticket_number: Some(ticket),
+            from: None,
+            to: None,
+            after,
+            oldest_first: true,
+            limit,
+        }
+    }
+}
+
 /// Deliveries newest first, by keyset so pages stay stable while new rows arrive.
 pub async fn list(
     db: impl PgExecutor<'_>,

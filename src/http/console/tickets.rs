@@ -202,16 +202,7 @@ async fn render(
 ) -> Result<Response, ConsoleError> {
     let caller = viewer.tenant()?;
     let row = tickets::get(&state.pool, &caller.owner, ticket).await?.ok_or(ApiError::TicketNotFound)?;
-    let ticket_deliveries = DeliveryFilter {
-        statuses: None,
-        targets: None,
-        ticket_number: Some(ticket),
-        from: None,
-        to: None,
-        after: None,
-        oldest_first: true,
-        limit: TIMELINE_LIMIT,
-    };
+    let ticket_deliveries = DeliveryFilter::of_ticket(ticket, None, TIMELINE_LIMIT);
     let (messages, events, delivery_rows) = tokio::try_join!(
         messages::for_ticket(&state.pool, &caller.owner, ticket, None, TIMELINE_LIMIT),
         events::for_ticket(&state.pool, &caller.owner, ticket, None, TIMELINE_LIMIT),
