@@ -21,6 +21,8 @@
 //!   statement and one commit). Answers after the commit; hands the outbox rows it wrote to
 //!   this process's dispatcher.
 //! - [`housekeeping`]: retention purges and expiry of idempotency replies, in the background.
+//! - [`reports`]: the summary and timeseries, from rollups and the raw rows after them;
+//!   [`rollup_task`] maintains the rollups in the background.
 //! - [`history`]: merging 3Dolphins conversation history into a ticket (the matching rule).
 //! - [`tenancy`]: creating tenants with credentials, keys, deletion.
 //! - [`credentials`]: key and secret generation, hashing, constant-time comparison.
@@ -64,6 +66,8 @@ pub mod history;
 pub mod housekeeping;
 pub mod http;
 pub mod intake;
+pub mod reports;
+pub mod rollup_task;
 pub mod secrets;
 pub mod server;
 pub mod signature;

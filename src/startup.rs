@@ -156,14 +156,15 @@ pub struct App {
     /// Claims of this process's dispatcher that ran out before their outcome was recorded
     /// (0 without workers).
     pub lost_leases: Arc<std::sync::atomic::AtomicU64>,
-    housekeeping: Option<JoinHandle<()>>,
+    /// Housekeeping and the report rollups.
+    background: Vec<JoinHandle<()>>,
     followers: Vec<JoinHandle<()>>,
 }
 
 /// Options for [`start`].
 pub struct StartOptions {
-    /// Run the delivery workers and housekeeping in this process (tests may drive
-    /// `Dispatcher::run_once` and `housekeeping::run_once` instead).
+    /// Run the delivery workers, housekeeping and the report rollups in this process (tests
+    /// may drive `Dispatcher::run_once`, `housekeeping::run_once` and `rollup_task::run_once` instead).
     pub workers: bool,
     /// A socket bound already (by `serve`, which answers 503 on it while it waits for the
     /// database); `None`: bind `config.listen`.
@@ -203,9 +204,14 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
         }
         None => pool.clone(),
     };
-    let housekeeping = options
-        .workers
-        .then(|| tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())));
+    let background = if options.workers {
+        vec![
+            tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::rollup_task::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
+        ]
+    } else {
+        Vec::new()
+    };
     let mut lost_leases = Arc::default();
     let (dispatcher, direct) = if options.workers {
         let delivery_pool = store::delivery_pool(&topology, DELIVERY_CONNECTIONS);
@@ -254,7 +260,7 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let (max_connections, header_timeout) = (config.max_connections, config.header_timeout);
     let server = tokio::spawn(crate::server::serve(listener, router, max_connections, header_timeout, shutdown_rx));
     tracing::info!(%address, "dolphin-bridge listening");
-    Ok(App { address, pool, topologies, shutdown, server, dispatcher, lost_leases, housekeeping, followers })
+    Ok(App { address, pool, topologies, shutdown, server, dispatcher, lost_leases, background, followers })
 }
 
 impl App {
@@ -267,8 +273,8 @@ impl App {
         if let Some(dispatcher) = self.dispatcher {
             let _ = dispatcher.await;
         }
-        if let Some(housekeeping) = self.housekeeping {
-            let _ = housekeeping.await;
+        for task in self.background {
+            let _ = task.await;
         }
         for follower in self.followers {
             let _ = follower.await;

@@ -14,10 +14,11 @@ use utoipa::ToSchema;
 
 use super::auth::{self, Access, ApiCaller};
 use super::error::ApiError;
-use super::openapi::{doc, query_enum, query_string, query_time, query_tz, Auth, Routes};
+use super::openapi::{doc, query_enum, query_integer, query_string, query_time, query_tz, Auth, Routes};
 use super::params::Params;
 use super::AppState;
-use crate::store::reports::{self, Interval, ReportScope};
+use crate::reports::{self, Figures as Rolled, Window};
+use crate::store::reports::Interval;
 
 pub fn routes() -> Routes {
     let window = || {
@@ -28,6 +29,7 @@ pub fn routes() -> Routes {
             query_tz(),
         ]
     };
+    let sla = query_integer("slaSeconds", "adds firstResponseWithinSla: first responses within this many seconds", 1, MAX_SLA_SECONDS);
     Routes::default()
         .op(
             Method::GET,
@@ -39,6 +41,7 @@ pub fn routes() -> Routes {
                 Auth::Read,
             )
             .query(window())
+            .query([sla])
             .reply::<SummaryOut>(200, "the figures of the window"),
         )
         .op(
@@ -76,11 +79,27 @@ pub struct Figures {
     pub messages_in: i64,
     pub messages_out: i64,
     pub first_response_seconds: Seconds,
+    /// With `slaSeconds=N`: the first responses of the window that came within N seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_response_within_sla: Option<WithinSla>,
     pub resolution_seconds: Seconds,
     pub deliveries: DeliveryCounts,
 }
 
-/// A duration's distribution, in seconds; `null` when nothing was measured.
+/// First responses within the SLA: exact for thresholds up to 3 600 s; above, a response
+/// within 1 % of the threshold may be counted either side (the README, *Reports at any size*).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WithinSla {
+    /// The threshold asked for.
+    pub seconds: i64,
+    pub count: i64,
+    /// `count` over the window's first responses; `null` without any.
+    pub share: Option<f64>,
+}
+
+/// A duration's distribution, in seconds; `null` when nothing was measured. Percentiles are
+/// within 1 % of the exact `percentile_cont` (they are merged from rollup histograms); the
+/// mean is exact.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Seconds {
     pub p50: Option<f64>,
@@ -133,11 +152,38 @@ pub struct BucketOut {
 /// The most buckets one timeseries answers (a year of hours is 8 760).
 const MAX_BUCKETS: i64 = 10_000;
 
+/// The largest `slaSeconds` (a year).
+const MAX_SLA_SECONDS: i64 = 31_536_000;
+
 /// The label a channel gets in `byChannel` when the ticket never said.
 const UNKNOWN_CHANNEL: &str = "unknown";
 
-fn seconds(d: Option<&reports::Durations>) -> Seconds {
-    Seconds { p50: d.and_then(|d| d.p50), p90: d.and_then(|d| d.p90), mean: d.and_then(|d| d.mean) }
+fn figures(f: &Rolled, sla: Option<i64>) -> Figures {
+    let first = &f.first_response;
+    Figures {
+        tickets_opened: f.tickets_opened,
+        tickets_closed: f.tickets_closed,
+        tickets_open_now: f.tickets_open_now,
+        messages_in: f.messages_in,
+        messages_out: f.messages_out,
+        first_response_seconds: seconds(first),
+        first_response_within_sla: sla.map(|seconds| {
+            let count = first.histogram.at_most(seconds as f64);
+            WithinSla { seconds, count, share: (first.n > 0).then(|| count as f64 / first.n as f64) }
+        }),
+        resolution_seconds: seconds(&f.resolution),
+        deliveries: DeliveryCounts {
+            delivered: f.deliveries.delivered,
+            failed: f.deliveries.failed,
+            dead: f.deliveries.dead,
+            pending: f.deliveries.pending,
+            cancelled: f.deliveries.cancelled,
+        },
+    }
+}
+
+fn seconds(d: &reports::Durations) -> Seconds {
+    Seconds { p50: d.histogram.percentile(0.5), p90: d.histogram.percentile(0.9), mean: d.mean() }
 }
 
 async fn summary(
@@ -149,64 +195,39 @@ async fn summary(
     Ok(Json(summary_document(&state, &caller, &Params::parse(query.as_deref())).await?))
 }
 
-/// The summary report for `params` (`from`, `to`, `channel`, `tz`).
+/// `slaSeconds`, if given: a whole number of seconds, 1 to a year.
+fn sla_seconds(params: &Params) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = params.get("slaSeconds") else { return Ok(None) };
+    match raw.parse::<i64>() {
+        Ok(n) if (1..=MAX_SLA_SECONDS).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::parameter(
+            "slaSeconds",
+            format!("{raw:?} is not a whole number of seconds from 1 to {MAX_SLA_SECONDS}"),
+        )),
+    }
+}
+
+/// The summary report for `params` (`from`, `to`, `channel`, `tz`, `slaSeconds`).
 pub async fn summary_document(state: &AppState, caller: &ApiCaller, params: &Params) -> Result<SummaryOut, ApiError> {
     let tz = params.timezone(caller.timezone)?;
     let (from, to) = params.time_range(tz, state.clock.now())?;
+    let sla = sla_seconds(params)?;
     let channel = params.get("channel").map(str::to_lowercase);
-    let scope = ReportScope { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let s = reports::summary(&state.read_pool, &scope).await?;
-
-    // Every channel any family mentions.
-    let mut channels: Vec<String> = Vec::new();
-    let mut note = |total: bool, ch: &Option<String>| {
-        let name = ch.clone().unwrap_or_else(|| UNKNOWN_CHANNEL.into());
-        if !total && !channels.contains(&name) {
-            channels.push(name);
-        }
-    };
-    s.opened.iter().for_each(|r| note(r.total, &r.channel));
-    s.open_now.iter().for_each(|r| note(r.total, &r.channel));
-    s.closed.iter().for_each(|r| note(r.total, &r.channel));
-    s.first_response.iter().for_each(|r| note(r.total, &r.channel));
-    s.messages.iter().for_each(|r| note(r.total, &r.channel));
-    s.deliveries.iter().for_each(|r| note(r.total, &r.channel));
-
-    // `None`: the overall row; else the channel's.
-    let matches = |total: bool, ch: &Option<String>, key: Option<&str>| match key {
-        None => total,
-        Some(k) => !total && ch.as_deref().unwrap_or(UNKNOWN_CHANNEL) == k,
-    };
-    let figures = |key: Option<&str>| -> Figures {
-        let count =
-            |rows: &[reports::Counts]| rows.iter().find(|r| matches(r.total, &r.channel, key)).map_or(0, |r| r.n);
-        let closed = s.closed.iter().find(|r| matches(r.total, &r.channel, key));
-        let first = s.first_response.iter().find(|r| matches(r.total, &r.channel, key));
-        let msgs = s.messages.iter().find(|r| matches(r.total, &r.channel, key));
-        let del = s.deliveries.iter().find(|r| matches(r.total, &r.channel, key)).cloned().unwrap_or_default();
-        Figures {
-            tickets_opened: count(&s.opened),
-            tickets_closed: closed.map_or(0, |c| c.n),
-            tickets_open_now: count(&s.open_now),
-            messages_in: msgs.map_or(0, |m| m.n_in),
-            messages_out: msgs.map_or(0, |m| m.n_out),
-            first_response_seconds: seconds(first),
-            resolution_seconds: seconds(closed),
-            deliveries: DeliveryCounts {
-                delivered: del.delivered,
-                failed: del.failed,
-                dead: del.dead,
-                pending: del.pending,
-                cancelled: del.cancelled,
-            },
-        }
-    };
+    let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
+    let by_channel = reports::summary(&state.read_pool, &window).await?;
+    let mut overall = Rolled::default();
+    let mut labelled: BTreeMap<String, Rolled> = BTreeMap::new();
+    for (channel, f) in &by_channel {
+        overall.merge(f);
+        let label = if channel.is_empty() { UNKNOWN_CHANNEL } else { channel };
+        labelled.entry(label.to_string()).or_default().merge(f);
+    }
     Ok(SummaryOut {
         from,
         to,
         tz: tz.name().to_string(),
-        overall: figures(None),
-        by_channel: channels.iter().map(|name| (name.clone(), figures(Some(name)))).collect(),
+        overall: figures(&overall, sla),
+        by_channel: labelled.iter().map(|(name, f)| (name.clone(), figures(f, sla))).collect(),
     })
 }
 
@@ -237,16 +258,18 @@ pub async fn timeseries_document(
         return Err(ApiError::parameter("from", format!("the window holds more than {MAX_BUCKETS} buckets")));
     }
     let channel = params.get("channel").map(str::to_lowercase);
-    let scope = ReportScope { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let rows = reports::timeseries(&state.read_pool, &scope, interval, tz.name()).await?;
-    let data = rows
+    let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
+    let starts = crate::store::reports::bucket_starts(&state.read_pool, from, to, interval, tz.name()).await?;
+    let counts = reports::timeseries(&state.read_pool, &window, &starts).await?;
+    let data = starts
         .iter()
-        .map(|b| BucketOut {
-            bucket: b.bucket,
-            tickets_opened: b.tickets_opened,
-            tickets_closed: b.tickets_closed,
-            messages_in: b.messages_in,
-            messages_out: b.messages_out,
+        .zip(counts)
+        .map(|(bucket, c)| BucketOut {
+            bucket: *bucket,
+            tickets_opened: c.tickets_opened,
+            tickets_closed: c.tickets_closed,
+            messages_in: c.messages_in,
+            messages_out: c.messages_out,
         })
         .collect();
     Ok(TimeseriesOut { interval: interval.as_str(), tz: tz.name().to_string(), from, to, data })

@@ -235,6 +235,7 @@ pub async fn cancel(
     .bind(actor)
     .execute(&mut *tx)
     .await?;
+    super::rollups::mark_deliveries_dirty(&mut *tx, owner, &[id], now).await?;
     tx.commit().await?;
     Ok(Ok(()))
 }
@@ -343,6 +344,7 @@ async fn requeue(
     .bind(detail)
     .execute(&mut *db)
     .await?;
+    super::rollups::mark_deliveries_dirty(&mut *db, owner, ids, now).await?;
     sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *db).await?;
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! Report queries (the definitions in the README, *Shapes and reports*). Each family of figures is one query grouped by
+//! The report figures straight from the raw rows: the definitions in the README, *Shapes and
+//! reports*, exact. The API answers from rollups (`crate::reports`); these are what the
+//! rollups are checked against (`dolphin-bridge rollups verify`, the tests). Each family of figures is one query grouped by
 //! `GROUPING SETS ((channel), ())`, so the overall row and the per-channel rows come from
 //! the same scan and percentiles are computed over the right samples (they cannot be
 //! merged from per-channel figures).
@@ -19,6 +21,8 @@ pub struct ReportScope<'a> {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub channel: Option<&'a str>,
+    /// The threshold of `firstResponseWithinSla`.
+    pub sla_seconds: Option<i64>,
 }
 
 /// One row per channel plus the overall row (`total = true`). Channel `None` on a
@@ -38,6 +42,8 @@ pub struct Durations {
     pub p50: Option<f64>,
     pub p90: Option<f64>,
     pub mean: Option<f64>,
+    /// Samples of at most `sla_seconds` (first responses only).
+    pub within: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, FromRow)]
@@ -94,13 +100,15 @@ pub async fn summary(pool: &PgPool, s: &ReportScope<'_>) -> Result<Summary, sqlx
     // Resolution samples: closes after the first customer message.
     let resolution = "EXTRACT(EPOCH FROM e.at - t.first_message_at)::float8";
     let closed = format!(
-        "SELECT {head}, count(*) AS n, {} FROM ticket_events e
+        "SELECT {head}, count(*) AS n, NULL::bigint AS within, {} FROM ticket_events e
          JOIN tickets t ON t.owner = e.owner AND t.ticket_number = e.ticket_number
          WHERE e.owner = $1 AND e.kind = 'closed' AND e.at >= $2 AND e.at < $3 AND {channel} {BY_CHANNEL}",
         durations(&format!("CASE WHEN e.at >= t.first_message_at THEN {resolution} END"))
     );
     let first_response = format!(
-        "SELECT {head}, count(*) AS n, {} FROM tickets t
+        "SELECT {head}, count(*) AS n,
+                count(*) FILTER (WHERE t.first_response_at - t.first_message_at <= make_interval(secs => $5)) AS within,
+                {} FROM tickets t
          WHERE t.owner = $1 AND t.first_response_at >= $2 AND t.first_response_at < $3
            AND t.first_message_at IS NOT NULL AND t.first_response_at >= t.first_message_at
            AND {channel} {BY_CHANNEL}",
@@ -131,7 +139,13 @@ pub async fn summary(pool: &PgPool, s: &ReportScope<'_>) -> Result<Summary, sqlx
         run!(opened),
         run!(open_now),
         run!(closed),
-        run!(first_response),
+        sqlx::query_as(&first_response)
+            .bind(s.owner)
+            .bind(s.from)
+            .bind(s.to)
+            .bind(s.channel)
+            .bind(s.sla_seconds.map(|n| n as f64))
+            .fetch_all(pool),
         run!(messages),
         run!(deliveries)
     )?;
@@ -208,4 +222,25 @@ pub async fn timeseries(
         .bind(tz)
         .fetch_all(pool)
         .await
+}
+
+/// The starts of the local hours or days in `tz` that `[from, to)` touches, as UTC instants.
+pub async fn bucket_starts(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    interval: Interval,
+    tz: &str,
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT b AT TIME ZONE $4 FROM generate_series(date_trunc($3, $1 AT TIME ZONE $4), $2 AT TIME ZONE $4,
+                                                       ('1 ' || $3)::interval) AS b
+         WHERE b < $2 AT TIME ZONE $4 ORDER BY b",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(interval.as_str())
+    .bind(tz)
+    .fetch_all(pool)
+    .await
 }

@@ -19,25 +19,39 @@ pub async fn lock(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<
 }
 
 /// Inserts a new open ticket; `false` when another transaction created it first
-/// (the caller then locks the existing row instead).
+/// (the caller then locks the existing row instead). A ticket opened (by its createdDate)
+/// before `late` marks its quarter dirty in the same statement: the report rollups may
+/// have covered it already (`store::rollups::mark_dirty`).
 pub async fn insert_new(
     db: impl PgExecutor<'_>,
     owner: &str,
     ticket: &str,
     opened_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    late: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO tickets (owner, ticket_number, status, opened_at, created_at, updated_at)
-         VALUES ($1, $2, 'open', $3, $4, $4) ON CONFLICT DO NOTHING",
-    )
+    let inserted: i64 = sqlx::query_scalar(concat!(
+        "WITH ins AS (
+             INSERT INTO tickets (owner, ticket_number, status, opened_at, created_at, updated_at)
+             VALUES ($1, $2, 'open', $3, $4, $4) ON CONFLICT DO NOTHING
+             RETURNING opened_at),
+         mark AS (
+             INSERT INTO report_dirty (owner, start, marked_at)
+             SELECT $1, ",
+        super::rollups::quarter_of!("opened_at"),
+        ", $4 FROM ins WHERE opened_at < $5
+             ON CONFLICT (owner, start) DO UPDATE SET marked_at = excluded.marked_at
+             RETURNING 1)
+         SELECT count(*) FROM ins"
+    ))
     .bind(owner)
     .bind(ticket)
     .bind(opened_at)
     .bind(now)
-    .execute(db)
+    .bind(late)
+    .fetch_one(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(inserted == 1)
 }
 
 /// What one accepted event changes on its ticket.
@@ -74,14 +88,15 @@ pub struct Sequences {
 /// `new_channel`, `new_account_id`, `new_contact_id`, `new_customer_name`, `new_group_id`,
 /// `new_language`, `new_created_date`, `direction`, `next_tp`, `next_d` (0 or 1) and `at`.
 ///
-/// Descriptive fields keep their last non-empty value; `created_date` keeps the first one
-/// seen; first message/response times are set once and never reset by a reopen.
+/// Descriptive fields keep their last non-empty value, except `channel` and `created_date`,
+/// which keep the first one seen (a ticket is one channel's conversation; its report figures
+/// stay under that channel); first message/response times are set once and never reset by a reopen.
 macro_rules! ticket_change_set {
     () => {
         "status = COALESCE(c.new_status, status),
          closed_at = CASE WHEN c.closes THEN c.at WHEN c.reopens THEN NULL ELSE closed_at END,
          reopen_count = reopen_count + CASE WHEN c.reopens THEN 1 ELSE 0 END,
-         channel = COALESCE(NULLIF(c.new_channel, ''), channel),
+         channel = COALESCE(channel, NULLIF(c.new_channel, '')),
          account_id = COALESCE(NULLIF(c.new_account_id, ''), account_id),
          contact_id = COALESCE(NULLIF(c.new_contact_id, ''), contact_id),
          customer_name = COALESCE(NULLIF(c.new_customer_name, ''), customer_name),

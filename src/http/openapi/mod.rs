@@ -21,7 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr, Schema};
 
 pub use operation::{doc, Doc};
-pub use parameters::{paging, query_bool, query_enum, query_list, query_string, query_time, query_tz};
+pub use parameters::{paging, query_bool, query_enum, query_integer, query_list, query_string, query_time, query_tz};
 
 use super::error::ErrorOut;
 use super::AppState;

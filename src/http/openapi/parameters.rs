@@ -31,6 +31,15 @@ pub fn query_bool(name: &str, description: &str) -> Parameter {
     query_param(name, description, ObjectBuilder::new().schema_type(Type::Boolean))
 }
 
+/// A whole number from `min` to `max`.
+pub fn query_integer(name: &str, description: &str, min: i64, max: i64) -> Parameter {
+    query_param(
+        name,
+        description,
+        ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min as f64)).maximum(Some(max as f64)),
+    )
+}
+
 /// One of `names`.
 pub fn query_enum(name: &str, description: &str, names: &[&str]) -> Parameter {
     query_param(

@@ -1,0 +1,104 @@
+//! The rollup task: keeps every tenant's report rollups (`store::rollups`) up to
+//! [`LAG`] behind now, off the webhook path. Each step is one transaction holding the
+//! tenant's watermark row, so any number of processes can run it: a tenant being rolled by
+//! one is skipped by the others.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::store::{rollups, tenants};
+
+/// How far behind now the rollups stay. A row is written with its request's clock and
+/// committed within the request's time limit; the lag leaves room for that and for clocks
+/// of several processes that disagree a little, so no row can commit into a quarter that
+/// was already rolled up (rows whose own time lies further in the past mark their
+/// quarter dirty instead, see [`LATE`]).
+pub const LAG: chrono::Duration = chrono::Duration::minutes(5);
+/// A ticket opened (by its createdDate) more than this before it is stored marks its
+/// quarter dirty; well inside [`LAG`].
+pub const LATE: chrono::Duration = chrono::Duration::minutes(1);
+/// The most one step (one transaction) rolls up at once.
+pub const STEP: chrono::Duration = chrono::Duration::days(1);
+/// How often the task runs.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+/// How long one pass keeps rolling a tenant that is far behind before moving on.
+const BUDGET: Duration = Duration::from_secs(5);
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub steps: u64,
+    pub quarters: i64,
+}
+
+/// The watermark the rollups aim for at `now`.
+pub fn limit(now: DateTime<Utc>) -> DateTime<Utc> {
+    rollups::floor_quarter(now - LAG)
+}
+
+/// Rolls every live tenant towards [`limit`]`(now)`, for at most [`BUDGET`] each.
+pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<Pass, sqlx::Error> {
+    let mut pass = Pass::default();
+    for tenant in tenants::list(pool).await? {
+        if tenant.deleted_at.is_some() {
+            continue;
+        }
+        let p = roll_tenant(pool, &tenant.owner, limit(now), Some(BUDGET)).await?;
+        pass.steps += p.steps;
+        pass.quarters += p.quarters;
+    }
+    Ok(pass)
+}
+
+/// Steps `owner` towards `limit` until it is there, another process holds it, or `budget`
+/// is spent.
+pub async fn roll_tenant(
+    pool: &PgPool,
+    owner: &str,
+    limit: DateTime<Utc>,
+    budget: Option<Duration>,
+) -> Result<Pass, sqlx::Error> {
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    let mut pass = Pass::default();
+    while let Some(step) = rollups::roll_step(&mut conn, owner, limit, STEP).await? {
+        pass.steps += 1;
+        pass.quarters += step.quarters;
+        if step.caught_up || budget.is_some_and(|b| started.elapsed() >= b) {
+            break;
+        }
+    }
+    Ok(pass)
+}
+
+/// Forgets `owner`'s rollups and builds them again from the raw rows
+/// (`dolphin-bridge rollups rebuild`).
+pub async fn rebuild(pool: &PgPool, owner: &str, now: DateTime<Utc>) -> Result<Pass, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    rollups::forget(&mut conn, owner).await?;
+    drop(conn);
+    roll_tenant(pool, owner, limit(now), None).await
+}
+
+/// Runs [`run_once`] every [`INTERVAL`] until `shutdown` turns true.
+pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match run_once(&pool, clock.now()).await {
+            Ok(pass) if pass.quarters > 0 => tracing::debug!(?pass, "report rollups"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "report rollups failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
