@@ -32,6 +32,7 @@ mod read_replica;
 mod redelivery;
 mod reports;
 mod retention;
+mod rollups;
 mod schema_check;
 mod secrets;
 mod simulators;

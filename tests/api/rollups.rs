@@ -1,0 +1,317 @@
+//! Report rollups: for random streams of events (opens, replies from both sides, closes,
+//! reopens, tickets whose createdDate lies in the past, tickets that name their channel
+//! late, failed and retried deliveries, cancels, contact erasure and retention purges) over
+//! days, the API's summary and timeseries — read from rollups plus the raw rows after
+//! them — equal the figures computed straight from the raw rows (`store::reports`, the
+//! definitions), for random windows, time zones and channels; the timeseries buckets add
+//! up to the summary. The rollup task runs at random moments, sometimes in two "processes"
+//! at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use dolphin_bridge::store::reports::{self, Interval, ReportScope};
+
+use crate::helpers::*;
+
+/// A small deterministic generator (xorshift64*), seeded per run and printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const CHANNELS: [&str; 3] = ["whatsapp", "telegrambot", "webchat"];
+const ZONES: [&str; 4] = ["UTC", "Asia/Jakarta", "Asia/Kathmandu", "America/St_Johns"];
+
+async fn roll(app: &TestApp, rng: &mut Rng) {
+    let now = app.clock_now();
+    if rng.chance(30) {
+        // Two processes at once: the watermark row lets one do the work.
+        let (a, b) = tokio::join!(
+            dolphin_bridge::rollup_task::run_once(&app.pool, now),
+            dolphin_bridge::rollup_task::run_once(&app.pool, now)
+        );
+        a.expect("rollups");
+        b.expect("rollups");
+    } else {
+        dolphin_bridge::rollup_task::run_once(&app.pool, now).await.expect("rollups");
+    }
+}
+
+/// One random event (or operation) on one of `tickets`.
+async fn step(app: &TestApp, tenant: &Tenant, rng: &mut Rng, tickets: &mut Vec<(String, Option<&'static str>)>) {
+    let now = app.clock_now();
+    let new_ticket = tickets.is_empty() || rng.chance(25);
+    if new_ticket {
+        let channel = (!rng.chance(10)).then(|| *rng.pick(&CHANNELS));
+        tickets.push((format!("T{}", tickets.len()), channel));
+    }
+    let index = if new_ticket { tickets.len() - 1 } else { rng.below(tickets.len() as u64) as usize };
+    let (ticket, channel) = tickets[index].clone();
+    // A channel-less ticket names its channel later, sometimes.
+    let named = match channel {
+        None if !new_ticket && rng.chance(30) => {
+            let c = *rng.pick(&CHANNELS);
+            tickets[index].1 = Some(c);
+            Some(c)
+        }
+        c => c,
+    };
+    let contact = format!("contact-{}", index % 5);
+    match rng.below(100) {
+        0..=44 => {
+            // A customer message (opens, or reopens a closed ticket); createdDate sometimes
+            // hours or days in the past.
+            let created = if rng.chance(20) { now - chrono::Duration::minutes(rng.below(4 * 1440) as i64) } else { now };
+            let mut body = with(
+                &fixture("incoming-text"),
+                json!({"ticketNumber": ticket, "owner": tenant.owner, "contactId": contact,
+                       "createdDate": created.to_rfc3339()}),
+            );
+            match named {
+                Some(c) => body["channel"] = json!(c),
+                None => body = without(&body, "channel"),
+            }
+            app.post_as_dolphins("incoming", tenant, &body).await;
+        }
+        45..=64 => {
+            let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": ticket, "owner": tenant.owner}));
+            app.post_as_third_party("messages", tenant, &reply).await;
+        }
+        65..=72 => {
+            let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": ticket, "owner": tenant.owner}));
+            app.post_as_dolphins("outgoing", tenant, &reply).await;
+        }
+        73..=84 => {
+            let close = with(&fixture("command-close"), json!({"ticketNumber": ticket, "owner": tenant.owner}));
+            app.post_as_third_party("commands", tenant, &close).await;
+        }
+        85..=89 => {
+            // A manual retry or cancel of some delivery.
+            let id: Option<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT id FROM deliveries WHERE owner = $1 ORDER BY created_at OFFSET $2 LIMIT 1",
+            )
+            .bind(&tenant.owner)
+            .bind(rng.below(40) as i64)
+            .fetch_optional(&app.pool)
+            .await
+            .expect("a delivery");
+            if let Some(id) = id {
+                let action = if rng.chance(50) { "retry" } else { "cancel" };
+                app.http
+                    .post(app.url(&format!("/api/v1/deliveries/{id}/{action}")))
+                    .bearer_auth(&tenant.third_party)
+                    .send()
+                    .await
+                    .expect("request");
+            }
+        }
+        90..=92 => {
+            app.http
+                .delete(app.url(&format!("/api/v1/contacts/{contact}/data")))
+                .bearer_auth(&tenant.third_party)
+                .send()
+                .await
+                .expect("request");
+        }
+        _ => {
+            // Deliveries go out; the third party fails some.
+            if rng.chance(40) {
+                app.third_party.reply_next(500, &[], "down");
+            }
+            app.dispatch().await;
+        }
+    }
+}
+
+fn window(rng: &mut Rng, start: DateTime<Utc>, end: DateTime<Utc>) -> (String, String, &'static str) {
+    let zone = *rng.pick(&ZONES);
+    let span = (end - start).num_seconds().max(1) as u64;
+    let a = start + chrono::Duration::seconds(rng.below(span) as i64 - 3_600);
+    let b = a + chrono::Duration::seconds(rng.below(span) as i64 + 1);
+    if rng.chance(30) {
+        // Local dates in the zone.
+        let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+        let day = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d").to_string();
+        let (from, to) = (day(a), day(b + chrono::Duration::days(1)));
+        return (from, to, zone);
+    }
+    (a.to_rfc3339(), b.to_rfc3339(), zone)
+}
+
+fn enc(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+fn near(got: &Value, want: Option<f64>, relative: f64) -> bool {
+    match (got.as_f64(), want) {
+        (None, None) => got.is_null(),
+        (Some(g), Some(w)) => (g - w).abs() <= relative * w.abs() + 1e-6,
+        _ => false,
+    }
+}
+
+/// The API's summary of a window against the raw rows' figures, overall and per channel.
+async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<Utc>, seed: u64) {
+    let (from, to, zone) = window(rng, start, app.clock_now() + chrono::Duration::hours(2));
+    let channel = rng.chance(25).then(|| *rng.pick(&CHANNELS));
+    let sla = *rng.pick(&[30i64, 60, 300, 900, 3_600]);
+    let mut query = format!("from={}&to={}&tz={zone}&slaSeconds={sla}", enc(&from), enc(&to));
+    if let Some(c) = channel {
+        query.push_str(&format!("&channel={c}"));
+    }
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/reports/summary?{query}")))
+        .bearer_auth(&tenant.read)
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("JSON");
+    let context = format!("seed {seed}, {query}: {got}");
+    let parse = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let (f, t) = (parse(got["from"].as_str().expect("from")), parse(got["to"].as_str().expect("to")));
+    let scope = ReportScope { owner: &tenant.owner, from: f, to: t, channel, sla_seconds: Some(sla) };
+    let raw = reports::summary(&app.pool, &scope).await.expect("raw summary");
+
+    let mut labels: Vec<(bool, Option<String>)> = vec![(true, None)];
+    for r in &raw.opened {
+        if !r.total {
+            labels.push((false, Some(r.channel.clone().unwrap_or_else(|| "unknown".into()))));
+        }
+    }
+    for (total, label) in labels {
+        let figures = match &label {
+            None => got.clone(),
+            Some(l) => got["byChannel"][l].clone(),
+        };
+        let is = |row_total: bool, ch: &Option<String>| match &label {
+            None => row_total,
+            Some(l) => !row_total && ch.as_deref().unwrap_or("unknown") == l,
+        };
+        let count = |rows: &[reports::Counts]| rows.iter().find(|r| is(r.total, &r.channel)).map_or(0, |r| r.n);
+        let ctx = format!("{label:?} (total {total}) in {context}");
+        assert_eq!(figures["ticketsOpened"].as_i64(), Some(count(&raw.opened)), "ticketsOpened of {ctx}");
+        assert_eq!(figures["ticketsOpenNow"].as_i64(), Some(count(&raw.open_now)), "ticketsOpenNow of {ctx}");
+        let msgs = raw.messages.iter().find(|r| is(r.total, &r.channel));
+        assert_eq!(figures["messagesIn"].as_i64(), Some(msgs.map_or(0, |m| m.n_in)), "messagesIn of {ctx}");
+        assert_eq!(figures["messagesOut"].as_i64(), Some(msgs.map_or(0, |m| m.n_out)), "messagesOut of {ctx}");
+        let closed = raw.closed.iter().find(|r| is(r.total, &r.channel));
+        assert_eq!(figures["ticketsClosed"].as_i64(), Some(closed.map_or(0, |c| c.n)), "ticketsClosed of {ctx}");
+        for (key, d) in
+            [("firstResponseSeconds", raw.first_response.iter().find(|r| is(r.total, &r.channel))), ("resolutionSeconds", closed)]
+        {
+            let d = d.cloned().unwrap_or_default();
+            assert!(near(&figures[key]["p50"], d.p50, 0.01), "{key} p50 {:?} of {ctx}", d.p50);
+            assert!(near(&figures[key]["p90"], d.p90, 0.01), "{key} p90 {:?} of {ctx}", d.p90);
+            assert!(near(&figures[key]["mean"], d.mean, 1e-9), "{key} mean {:?} of {ctx}", d.mean);
+        }
+        let first = raw.first_response.iter().find(|r| is(r.total, &r.channel)).cloned().unwrap_or_default();
+        let within = &figures["firstResponseWithinSla"];
+        assert_eq!(within["seconds"].as_i64(), Some(sla), "{ctx}");
+        assert_eq!(within["count"].as_i64(), Some(first.within.unwrap_or(0)), "firstResponseWithinSla of {ctx}");
+        let dels = raw.deliveries.iter().find(|r| is(r.total, &r.channel)).cloned().unwrap_or_default();
+        for (key, n) in [
+            ("delivered", dels.delivered),
+            ("failed", dels.failed),
+            ("dead", dels.dead),
+            ("pending", dels.pending),
+            ("cancelled", dels.cancelled),
+        ] {
+            assert_eq!(figures["deliveries"][key].as_i64(), Some(n), "deliveries.{key} of {ctx}");
+        }
+    }
+
+    // The timeseries: bucket by bucket as the raw rows say, adding up to the summary.
+    let interval = if rng.chance(50) { Interval::Hour } else { Interval::Day };
+    let series: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/reports/timeseries?{query}&interval={}", interval.as_str())))
+        .bearer_auth(&tenant.read)
+        .send()
+        .await
+        .expect("timeseries")
+        .json()
+        .await
+        .expect("JSON");
+    let raw = reports::timeseries(&app.pool, &scope, interval, zone).await.expect("raw timeseries");
+    let buckets = series["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(buckets.len(), raw.len(), "{context}");
+    for (b, r) in buckets.iter().zip(&raw) {
+        let want = [r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out];
+        let have = ["ticketsOpened", "ticketsClosed", "messagesIn", "messagesOut"].map(|k| b[k].as_i64().unwrap_or(-1));
+        assert_eq!(have, want, "bucket {} of {} in {context}", b["bucket"], interval.as_str());
+    }
+    for key in ["ticketsOpened", "ticketsClosed", "messagesIn", "messagesOut"] {
+        let sum: i64 = buckets.iter().map(|b| b[key].as_i64().unwrap_or(0)).sum();
+        assert_eq!(Some(sum), got[key].as_i64(), "buckets of {key} in {context}");
+    }
+}
+
+#[tokio::test]
+async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_and_channels() {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
+    let mut rng = Rng(seed);
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app
+        .create_tenant_with(json!({"owner": OWNER, "retentionDays": 2,
+                                   "thirdParty": {"incomingUrl": app.third_party.url("/incoming"),
+                                                  "outgoingUrl": app.third_party.url("/outgoing"),
+                                                  "commandUrl": app.third_party.url("/command")}}))
+        .await;
+    let start = app.clock_now();
+    let mut tickets = Vec::new();
+    for i in 0..260 {
+        step(&app, &tenant, &mut rng, &mut tickets).await;
+        // Time passes: seconds to hours.
+        let pause = match rng.below(10) {
+            0..=5 => rng.below(120),
+            6..=8 => rng.below(3_600),
+            _ => rng.below(8 * 3_600),
+        };
+        app.clock.advance(Duration::from_secs(pause) + Duration::from_micros(rng.below(1_000_000)));
+        if rng.chance(15) {
+            roll(&app, &mut rng).await;
+        }
+        if rng.chance(3) {
+            dolphin_bridge::housekeeping::run_once(&app.pool, app.clock_now()).await.expect("housekeeping");
+        }
+        if i % 40 == 39 {
+            roll(&app, &mut rng).await;
+            for _ in 0..4 {
+                compare(&app, &tenant, &mut rng, start, seed).await;
+            }
+        }
+    }
+    roll(&app, &mut rng).await;
+    let rolled: i64 = app.count("SELECT count(*) FROM report_rollups WHERE span = 'quarter'").await;
+    assert!(rolled > 0, "the stream spans days: quarters were rolled up");
+    for _ in 0..6 {
+        compare(&app, &tenant, &mut rng, start, seed).await;
+    }
+    // Rebuilt from the raw rows, the answers stay the same.
+    dolphin_bridge::rollup_task::rebuild(&app.pool, &tenant.owner, app.clock_now()).await.expect("rebuild");
+    for _ in 0..4 {
+        compare(&app, &tenant, &mut rng, start, seed).await;
+    }
+    app.finish().await;
+}
