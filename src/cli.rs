@@ -55,6 +55,20 @@ pub enum Command {
     /// Run one peer's simulator alone against any bridge (to test your own side).
     #[command(subcommand)]
     Sim(crate::sim::standalone::SimCommand),
+    /// Manage the report rollups.
+    #[command(subcommand)]
+    Rollups(RollupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollupsCommand {
+    /// Forget the report rollups and build them again from the raw rows (every tenant, or
+    /// one). Reports stay exact meanwhile: what is not rolled up yet is read raw.
+    Rebuild {
+        /// Only this tenant.
+        #[arg(long, value_name = "ID")]
+        owner: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +165,25 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
             let created = tenancy::create(&pool, &draft_from_args(&args)?, &Sealer::new(config.secret_key)).await?;
             print_created(&created, args.json);
+        }
+        Command::Rollups(RollupsCommand::Rebuild { owner }) => {
+            let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;
+            let owners = match owner {
+                Some(owner) => vec![owner],
+                None => tenants::list(&pool).await?.into_iter().map(|t| t.owner).collect(),
+            };
+            for owner in owners {
+                let started = std::time::Instant::now();
+                let pass = crate::rollup_task::rebuild(&pool, &owner, chrono::Utc::now())
+                    .await
+                    .with_context(|| format!("rebuilding the rollups of {owner}"))?;
+                println!(
+                    "{owner}: {} quarter hours rolled up in {} steps, {:.1} s",
+                    pass.quarters,
+                    pass.steps,
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         Command::Tenant(TenantCommand::List) => {
             let pool = startup::prepare_database(&config, true, Patience::Briefly).await?.pool;

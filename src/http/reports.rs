@@ -29,7 +29,12 @@ pub fn routes() -> Routes {
             query_tz(),
         ]
     };
-    let sla = query_integer("slaSeconds", "adds firstResponseWithinSla: first responses within this many seconds", 1, MAX_SLA_SECONDS);
+    let sla = query_integer(
+        "slaSeconds",
+        "adds firstResponseWithinSla: first responses within this many seconds",
+        1,
+        MAX_SLA_SECONDS,
+    );
     Routes::default()
         .op(
             Method::GET,

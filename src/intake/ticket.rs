@@ -22,7 +22,10 @@ pub(super) async fn lock_or_create(
 ) -> Result<Transition, IntakeError> {
     let current = tickets::lock(&mut *tx, ctx.owner, ticket).await?;
     let t = transition(current, action)?;
-    if !t.created || tickets::insert_new(&mut *tx, ctx.owner, ticket, opened_at, ctx.now, ctx.now - crate::rollup_task::LATE).await? {
+    if !t.created
+        || tickets::insert_new(&mut *tx, ctx.owner, ticket, opened_at, ctx.now, ctx.now - crate::rollup_task::LATE)
+            .await?
+    {
         return Ok(t);
     }
     // A concurrent request created it between our lock and insert: take its row.

@@ -391,7 +391,12 @@ pub async fn unsettled(
 /// caller's transaction. The upsert locks an existing mark until the caller commits, so the
 /// task, which deletes the marks before it recomputes, either waits and sees this change or
 /// leaves the new mark for its next pass.
-pub async fn mark_dirty(db: impl PgExecutor<'_>, owner: &str, times: &[DateTime<Utc>], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn mark_dirty(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    times: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     if times.is_empty() {
         return Ok(());
     }
@@ -776,10 +781,7 @@ async fn recompute_levels(tx: &mut PgConnection, owner: &str, ranges: &[Range]) 
 /// Forgets every rollup of `owner` (the next steps rebuild them from the raw rows).
 pub async fn forget(db: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *db).await?;
-    sqlx::query("SELECT 1 FROM report_watermarks WHERE owner = $1 FOR UPDATE")
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT 1 FROM report_watermarks WHERE owner = $1 FOR UPDATE").bind(owner).execute(&mut *tx).await?;
     for table in ["report_rollups", "report_dirty", "report_unsettled", "report_unknown_channel", "report_totals"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE owner = $1")).bind(owner).execute(&mut *tx).await?;
     }

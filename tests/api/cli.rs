@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -299,4 +299,40 @@ async fn doctor_probes_every_endpoint_at_once() {
     assert_eq!(probed, 5, "{report}");
     assert!(took < Duration::from_secs(6), "five 2-second probes took {took:?}");
     drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn rollups_rebuild_restores_the_rollups_from_the_raw_rows() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app.create_tenant(OWNER).await;
+    let two_days_ago = (app.clock_now() - chrono::Duration::days(2)).to_rfc3339();
+    for ticket in ["R1", "R2"] {
+        let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "createdDate": two_days_ago}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+    }
+    let read = || async {
+        let r = app.http.get(app.url("/api/v1/reports/summary")).bearer_auth(&tenant.read).send().await.expect("get");
+        r.json::<Value>().await.expect("JSON")
+    };
+    dolphin_bridge::rollup_task::run_once(&app.pool, app.clock_now()).await.expect("rollups");
+    let rolled =
+        app.count("SELECT COALESCE(sum(tickets_opened), 0)::bigint FROM report_rollups WHERE span = 'quarter'").await;
+    assert_eq!(rolled, 2, "the tickets' quarter is rolled up");
+    assert_eq!(read().await["ticketsOpened"], 2);
+
+    // Damaged rollups give wrong answers; the command rebuilds them from the raw rows.
+    sqlx::query("UPDATE report_rollups SET tickets_opened = 99").execute(&app.pool).await.expect("damage");
+    assert_eq!(read().await["ticketsOpened"], 99, "the summary reads the rollup rows");
+    let url = format!("{}/{}", server_url(), app.db_name);
+    let out = tokio::task::spawn_blocking(move || {
+        bridge().args(["rollups", "rebuild", "--owner", OWNER]).env("DATABASE_URL", url).output()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with(&format!("{OWNER}: ")) && stdout.contains("quarter hours rolled up"), "{stdout}");
+    assert_eq!(read().await["ticketsOpened"], 2);
+    app.finish().await;
 }

@@ -79,7 +79,8 @@ async fn step(app: &TestApp, tenant: &Tenant, rng: &mut Rng, tickets: &mut Vec<(
         0..=44 => {
             // A customer message (opens, or reopens a closed ticket); createdDate sometimes
             // hours or days in the past.
-            let created = if rng.chance(20) { now - chrono::Duration::minutes(rng.below(4 * 1440) as i64) } else { now };
+            let created =
+                if rng.chance(20) { now - chrono::Duration::minutes(rng.below(4 * 1440) as i64) } else { now };
             let mut body = with(
                 &fixture("incoming-text"),
                 json!({"ticketNumber": ticket, "owner": tenant.owner, "contactId": contact,
@@ -105,14 +106,13 @@ async fn step(app: &TestApp, tenant: &Tenant, rng: &mut Rng, tickets: &mut Vec<(
         }
         85..=89 => {
             // A manual retry or cancel of some delivery.
-            let id: Option<uuid::Uuid> = sqlx::query_scalar(
-                "SELECT id FROM deliveries WHERE owner = $1 ORDER BY created_at OFFSET $2 LIMIT 1",
-            )
-            .bind(&tenant.owner)
-            .bind(rng.below(40) as i64)
-            .fetch_optional(&app.pool)
-            .await
-            .expect("a delivery");
+            let id: Option<uuid::Uuid> =
+                sqlx::query_scalar("SELECT id FROM deliveries WHERE owner = $1 ORDER BY created_at OFFSET $2 LIMIT 1")
+                    .bind(&tenant.owner)
+                    .bind(rng.below(40) as i64)
+                    .fetch_optional(&app.pool)
+                    .await
+                    .expect("a delivery");
             if let Some(id) = id {
                 let action = if rng.chance(50) { "retry" } else { "cancel" };
                 app.http
@@ -217,9 +217,10 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
         assert_eq!(figures["messagesOut"].as_i64(), Some(msgs.map_or(0, |m| m.n_out)), "messagesOut of {ctx}");
         let closed = raw.closed.iter().find(|r| is(r.total, &r.channel));
         assert_eq!(figures["ticketsClosed"].as_i64(), Some(closed.map_or(0, |c| c.n)), "ticketsClosed of {ctx}");
-        for (key, d) in
-            [("firstResponseSeconds", raw.first_response.iter().find(|r| is(r.total, &r.channel))), ("resolutionSeconds", closed)]
-        {
+        for (key, d) in [
+            ("firstResponseSeconds", raw.first_response.iter().find(|r| is(r.total, &r.channel))),
+            ("resolutionSeconds", closed),
+        ] {
             let d = d.cloned().unwrap_or_default();
             assert!(near(&figures[key]["p50"], d.p50, 0.01), "{key} p50 {:?} of {ctx}", d.p50);
             assert!(near(&figures[key]["p90"], d.p90, 0.01), "{key} p90 {:?} of {ctx}", d.p90);
@@ -269,7 +270,8 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
 
 #[tokio::test]
 async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_and_channels() {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
     let mut rng = Rng(seed);
     let app = TestApp::spawn_stepped().await;
     let tenant = app
@@ -305,6 +307,13 @@ async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_a
     roll(&app, &mut rng).await;
     let rolled: i64 = app.count("SELECT count(*) FROM report_rollups WHERE span = 'quarter'").await;
     assert!(rolled > 0, "the stream spans days: quarters were rolled up");
+    let folded_in = app
+        .count(
+            "SELECT count(*) FROM report_unsettled u JOIN deliveries d ON d.owner = u.owner AND d.id = u.delivery_id
+             WHERE d.status NOT IN ('pending', 'failed')",
+        )
+        .await;
+    assert_eq!(folded_in, 0, "a pass folds settled deliveries into the rollups");
     for _ in 0..6 {
         compare(&app, &tenant, &mut rng, start, seed).await;
     }
