@@ -1,6 +1,8 @@
 //! The operator console over plain HTTP: sessions, CSRF, who may press what, and that the
 //! pages show the same store as the API. (`browser.rs` drives the same pages in Chromium.)
 
+use std::time::Duration;
+
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -474,4 +476,34 @@ async fn the_session_cookie_is_secure_over_https_and_signs_in_over_plain_http_on
         assert_eq!(plain.contains("; Secure"), expected, "{setting}: {plain}");
         app.finish().await;
     }
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_share_of_first_responses_within_the_chosen_target() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("console-sla").await;
+    for ticket in ["S1", "S2"] {
+        let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "owner": tenant.owner}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+    }
+    app.clock.advance(Duration::from_secs(40));
+    let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": "S1", "owner": tenant.owner}));
+    assert_eq!(app.post_as_third_party("messages", &tenant, &reply).await.status(), 200);
+    app.clock.advance(Duration::from_secs(100));
+    let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": "S2", "owner": tenant.owner}));
+    assert_eq!(app.post_as_third_party("messages", &tenant, &reply).await.status(), 200);
+
+    let session = sign_in(&app, &tenant.read).await.1.expect("a session");
+    // S1 answered after 40 s, S2 after 140 s.
+    for (target, words, share) in [("60", "within 1 min 00 s", "50 % (1)"), ("300", "within 5 min 00 s", "100 % (2)")] {
+        let (status, page) = session.get(&format!("/console/overview?slaSeconds={target}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains(words) && page.contains(share), "{target}: {page}");
+    }
+    let (_, page) = session.get("/console/overview").await;
+    assert!(page.contains("within 5 min 00 s"), "300 s unless chosen");
+    let (status, page) = session.get("/console/overview?slaSeconds=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("slaSeconds"), "{page}");
+    app.finish().await;
 }

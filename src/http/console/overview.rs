@@ -18,6 +18,8 @@ use crate::store::redelivery;
 
 /// Days the chart shows.
 const CHART_DAYS: u64 = 14;
+/// The first-response target the cards measure against unless `?slaSeconds=` says otherwise.
+const DEFAULT_SLA_SECONDS: i64 = 300;
 
 pub async fn show(
     State(state): State<AppState>,
@@ -31,8 +33,11 @@ pub async fn show(
     let today = now.with_timezone(&caller.timezone).date_naive();
     let days_ago = |n: u64| today.checked_sub_days(Days::new(n)).unwrap_or(today);
     let report = |from: chrono::NaiveDate, extra: &str| Params::parse(Some(&format!("from={from}{extra}")));
+    // A bad value is refused by the report, naming the parameter, like the API's.
+    let sla = params.get("slaSeconds").map_or(DEFAULT_SLA_SECONDS.to_string(), str::to_string);
+    let sla_param = format!("&slaSeconds={}", url_escape(&sla));
     let (today_scope, week_scope, chart_scope) =
-        (report(today, ""), report(days_ago(6), ""), report(days_ago(CHART_DAYS - 1), "&interval=day"));
+        (report(today, &sla_param), report(days_ago(6), &sla_param), report(days_ago(CHART_DAYS - 1), "&interval=day"));
     let (today_figures, week_figures, daily, targets, recent) = tokio::try_join!(
         reports::summary_document(&state, caller, &today_scope),
         reports::summary_document(&state, caller, &week_scope),
@@ -47,6 +52,11 @@ pub async fn show(
         div id="live" data-refresh="30" {
             section aria-labelledby="figures" {
                 h2 id="figures" { "Tickets" }
+                form.inline method="get" action="/console/overview" {
+                    label for="sla" { "First-response target (seconds)" }
+                    input id="sla" name="slaSeconds" type="number" min="1" value=(sla);
+                    button type="submit" { "Show" }
+                }
                 div.cards {
                     (figures("Today", &today_figures))
                     (figures("Last 7 days", &week_figures))
@@ -99,6 +109,14 @@ pub async fn show(
     Ok(page_only(html::page(Some(&viewer), Nav::Overview, "Overview", notice.as_deref(), body)))
 }
 
+/// `value` safe inside a query string.
+fn url_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// A circuit breaker's state in an operator's words.
 fn breaker(state: &str) -> Markup {
     let words = match state {
@@ -121,6 +139,16 @@ fn figures(label: &str, s: &Value) -> Markup {
                 div { dt { "Closed" } dd { (figure(&s["ticketsClosed"])) } }
                 div { dt { "Open now" } dd { (figure(&s["ticketsOpenNow"])) } }
                 div { dt { "First response, median" } dd { (html::duration(s["firstResponseSeconds"]["p50"].as_f64())) } }
+                @let within = &s["firstResponseWithinSla"];
+                div {
+                    dt { "Answered within " (html::duration(within["seconds"].as_f64())) }
+                    dd {
+                        @match within["share"].as_f64() {
+                            Some(share) => { (format!("{:.0} %", share * 100.0)) " (" (figure(&within["count"])) ")" }
+                            None => { "—" }
+                        }
+                    }
+                }
                 div { dt { "Resolution, median" } dd { (html::duration(s["resolutionSeconds"]["p50"].as_f64())) } }
                 div { dt { "Messages in / out" } dd { (figure(&s["messagesIn"])) " / " (figure(&s["messagesOut"])) } }
             }
