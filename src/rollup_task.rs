@@ -13,12 +13,19 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::store::{rollups, tenants};
 
-/// How far behind now the rollups stay. A row is written with its request's clock and
-/// committed within the request's time limit; the lag leaves room for that and for clocks
-/// of several processes that disagree a little, so no row can commit into a quarter that
-/// was already rolled up (rows whose own time lies further in the past mark their
-/// quarter dirty instead, see [`LATE`]).
+/// How far behind now the rollups stay, at least ([`lag`]). A row is written with its
+/// request's clock and committed within the request's time limit; the lag leaves room for
+/// that and for clocks of several processes that disagree a little, so no row can commit
+/// into a quarter that was already rolled up (rows whose own time lies further in the past
+/// mark their quarter dirty instead, see [`LATE`]).
 pub const LAG: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The lag for a process whose requests may last `request_timeout`: [`LAG`], or twice the
+/// time limit when that is longer.
+pub fn lag(request_timeout: Duration) -> chrono::Duration {
+    let twice = chrono::Duration::from_std(request_timeout * 2).unwrap_or(LAG);
+    twice.max(LAG)
+}
 /// A ticket opened (by its createdDate) more than this before it is stored marks its
 /// quarter dirty; well inside [`LAG`].
 pub const LATE: chrono::Duration = chrono::Duration::minutes(1);
@@ -36,19 +43,27 @@ pub struct Pass {
     pub quarters: i64,
 }
 
-/// The watermark the rollups aim for at `now`.
+/// The watermark the rollups aim for at `now` with the default [`LAG`].
 pub fn limit(now: DateTime<Utc>) -> DateTime<Utc> {
-    rollups::floor_quarter(now - LAG)
+    limit_with(now, LAG)
+}
+
+fn limit_with(now: DateTime<Utc>, lag: chrono::Duration) -> DateTime<Utc> {
+    rollups::floor_quarter(now - lag)
 }
 
 /// Rolls every live tenant towards [`limit`]`(now)`, for at most [`BUDGET`] each.
 pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<Pass, sqlx::Error> {
+    run_once_with(pool, now, LAG).await
+}
+
+async fn run_once_with(pool: &PgPool, now: DateTime<Utc>, lag: chrono::Duration) -> Result<Pass, sqlx::Error> {
     let mut pass = Pass::default();
     for tenant in tenants::list(pool).await? {
         if tenant.deleted_at.is_some() {
             continue;
         }
-        let p = roll_tenant(pool, &tenant.owner, limit(now), Some(BUDGET)).await?;
+        let p = roll_tenant(pool, &tenant.owner, limit_with(now, lag), Some(BUDGET)).await?;
         pass.steps += p.steps;
         pass.quarters += p.quarters;
     }
@@ -85,10 +100,10 @@ pub async fn rebuild(pool: &PgPool, owner: &str, now: DateTime<Utc>) -> Result<P
     roll_tenant(pool, owner, limit(now), None).await
 }
 
-/// Runs [`run_once`] every [`INTERVAL`] until `shutdown` turns true.
-pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+/// Runs a pass every [`INTERVAL`] until `shutdown` turns true, `lag` behind now ([`lag`]).
+pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, lag: chrono::Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
-        match run_once(&pool, clock.now()).await {
+        match run_once_with(&pool, clock.now(), lag).await {
             Ok(pass) if pass.quarters > 0 => tracing::debug!(?pass, "report rollups"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "report rollups failed; will retry"),

@@ -207,7 +207,12 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let background = if options.workers {
         vec![
             tokio::spawn(crate::housekeeping::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
-            tokio::spawn(crate::rollup_task::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::rollup_task::run(
+                pool.clone(),
+                clock.clone(),
+                crate::rollup_task::lag(config.request_timeout),
+                shutdown_rx.clone(),
+            )),
         ]
     } else {
         Vec::new()

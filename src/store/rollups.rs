@@ -329,19 +329,23 @@ pub async fn rolled(
     }
     let spans: Vec<&str> = pieces.iter().map(|(s, _)| s.as_str()).collect();
     let starts: Vec<DateTime<Utc>> = pieces.iter().map(|(_, t)| *t).collect();
-    let columns = if counts_only {
-        ROLLED_COLUMNS
-            .replace("first_response_bins", "'{}'::int[] AS first_response_bins")
-            .replace("first_response_counts", "'{}'::bigint[] AS first_response_counts")
-            .replace("resolution_bins", "'{}'::int[] AS resolution_bins")
-            .replace("resolution_counts", "'{}'::bigint[] AS resolution_counts")
-    } else {
-        ROLLED_COLUMNS.to_string()
-    };
+    // Each piece is a primary-key lookup (owner, span, start): the pieces drive the join.
+    let columns = ROLLED_COLUMNS
+        .split(',')
+        .map(|c| {
+            let c = c.trim();
+            match (counts_only, c.ends_with("_bins"), c.ends_with("_counts")) {
+                (true, true, _) => format!("'{{}}'::int[] AS {c}"),
+                (true, _, true) => format!("'{{}}'::bigint[] AS {c}"),
+                _ => format!("x.{c}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     sqlx::query_as(&format!(
-        "SELECT {columns} FROM report_rollups
-         WHERE owner = $1 AND ($2::text IS NULL OR channel = $2)
-           AND (span, start) IN (SELECT * FROM unnest($3::text[], $4::timestamptz[]))"
+        "SELECT {columns} FROM unnest($3::text[], $4::timestamptz[]) AS p(span, start)
+         JOIN report_rollups x ON x.owner = $1 AND x.span = p.span AND x.start = p.start
+         WHERE ($2::text IS NULL OR x.channel = $2)"
     ))
     .bind(owner)
     .bind(channel)
