@@ -91,8 +91,9 @@ pub struct Figures {
     pub deliveries: DeliveryCounts,
 }
 
-/// First responses within the SLA: exact for thresholds up to 3 600 s; above, a response
-/// within 1 % of the threshold may be counted either side (the README, *Reports at any size*).
+/// First responses within the SLA: exact for whole seconds up to 100, whole minutes up to an
+/// hour and whole hours up to a day; for other thresholds a response within 1 % of it may be
+/// counted either side (the README, *Reports at any size*).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WithinSla {
     /// The threshold asked for.

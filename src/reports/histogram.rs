@@ -1,38 +1,32 @@
 //! Durations as histograms, so percentiles can be merged across rollup rows.
 //!
-//! A duration (in microseconds) falls in one bin, named by an integer key; keys sort as the
-//! durations do. The bins are chosen so that:
+//! A duration falls in one bin, named by an integer key; keys sort as the durations do.
+//! A bin is the intersection of two grids:
 //!
-//! - every bin's representative value is within **1 %** of every duration in it, so a
-//!   percentile computed over the representatives (`percentile_cont`, as the README defines
-//!   it) is within 1 % of the exact one (an interpolation of values each within 1 % is within
-//!   1 % of the interpolation);
-//! - up to one hour, bins never straddle a whole second (0.01 s wide up to 100 s, 1 s wide
-//!   up to 3 600 s), so "how many first responses came within N seconds" is **exact** for
-//!   any whole N up to 3 600; above that it is the count of bins whose representative is
-//!   within N (a response within 1 % of N may fall either side).
+//! - **log bins** `(γ^(k−1), γ^k]` with `γ = 1.01 / 0.99` (each about 2 % wide): a bin's
+//!   representative, the harmonic mean of its ends, is within **1 %** of every duration in
+//!   it, so a percentile computed over the representatives (`percentile_cont`, as the
+//!   README defines it) is within 1 % of the exact one (an interpolation of values each
+//!   within 1 % is within 1 % of the interpolation);
+//! - **round thresholds**: whole seconds up to 100 s, whole minutes up to an hour, whole
+//!   hours up to a day. No bin straddles one, so "how many first responses came within N
+//!   seconds" is **exact** for those N; for any other N it counts the bins whose
+//!   representative is within N (a response within 1 % of N may fall either side).
 //!
-//! | duration `x` | key | bin |
-//! |---|---|---|
-//! | `x ≤ 0` | `ZERO` | exactly 0 |
-//! | `0 < x ≤ 1 s` | `⌈ln x / ln γ⌉` (≤ 0) | `(γ^(k−1), γ^k]` |
-//! | `1 s < x ≤ 100 s` | `100 000 + ⌈x / 0.01 s⌉` | `((c−1)/100, c/100]` |
-//! | `100 s < x ≤ 3 600 s` | `200 000 + ⌈x / 1 s⌉` | `(s−1, s]` |
-//! | `x > 3 600 s` | `300 000 + ⌈ln x / ln γ⌉` | `(γ^(j−1), γ^j]` |
-//!
-//! with `γ = 1.01 / 0.99`; a log bin's representative `2γ^k / (γ + 1)` is within 1 % of
-//! both its ends. The keys are computed in SQL ([`bin_sql`]) wherever a sample is binned, so
-//! a rolled-up sample and a raw one land in the same bin.
+//! The key is `k · 1000 + u`, `u` the position on the threshold grid (1–100 for seconds,
+//! 101–160 for minutes, 201–224 for hours, 300 beyond a day), so it sorts as durations do.
+//! A realistic spread of durations (seconds to a day) fills at most ~750 bins. The keys are
+//! computed in SQL ([`bin_sql`]) wherever a sample is binned, so a rolled-up sample and a
+//! raw one land in the same bin.
 
 use std::collections::BTreeMap;
 
 /// The relative error bound of the log bins.
 const ALPHA: f64 = 0.01;
 /// The key of a zero duration.
-const ZERO: i32 = -1_000_000;
-const CENTI_BASE: i32 = 100_000;
-const SECOND_BASE: i32 = 200_000;
-const LONG_BASE: i32 = 300_000;
+const ZERO: i32 = -1_000_000_000;
+/// Keys per log bin.
+const PER_LOG_BIN: i32 = 1_000;
 
 fn gamma() -> f64 {
     (1.0 + ALPHA) / (1.0 - ALPHA)
@@ -43,32 +37,36 @@ pub fn bin_sql(us: &str) -> String {
     let ln_gamma = gamma().ln();
     format!(
         "(CASE WHEN {us} <= 0 THEN {ZERO}
-               WHEN {us} <= 1000000 THEN ceil(ln(({us})::float8 / 1e6) / {ln_gamma})::int
-               WHEN {us} <= 100000000 THEN {CENTI_BASE} + (({us} + 9999) / 10000)::int
-               WHEN {us} <= 3600000000 THEN {SECOND_BASE} + (({us} + 999999) / 1000000)::int
-               ELSE {LONG_BASE} + ceil(ln(({us})::float8 / 1e6) / {ln_gamma})::int END)"
+               ELSE ceil(ln(({us})::float8 / 1e6) / {ln_gamma})::int * {PER_LOG_BIN}
+                    + CASE WHEN {us} <= 100000000 THEN (({us} + 999999) / 1000000)::int
+                           WHEN {us} <= 3600000000 THEN 100 + (({us} + 59999999) / 60000000)::int
+                           WHEN {us} <= 86400000000 THEN 200 + (({us} + 3599999999) / 3600000000)::int
+                           ELSE 300 END END)"
     )
+}
+
+/// The threshold-grid interval `(lower, upper]` of position `u`, in seconds.
+fn grid(u: i32) -> (f64, f64) {
+    let u = f64::from(u);
+    match u {
+        u if u <= 100.0 => (u - 1.0, u),
+        u if u <= 160.0 => (((u - 101.0) * 60.0).max(100.0), (u - 100.0) * 60.0),
+        u if u <= 224.0 => (((u - 201.0) * 3_600.0).max(3_600.0), (u - 200.0) * 3_600.0),
+        _ => (86_400.0, f64::INFINITY),
+    }
 }
 
 /// The value (seconds) that stands for every duration of bin `key`, and the bin's upper end.
 fn bin(key: i32) -> (f64, f64) {
-    let log = |k: i32| {
-        let upper = gamma().powi(k);
-        (2.0 * upper / (gamma() + 1.0), upper)
-    };
-    match key {
-        ZERO => (0.0, 0.0),
-        k if k < CENTI_BASE => log(k),
-        k if k < SECOND_BASE => {
-            let c = f64::from(k - CENTI_BASE);
-            ((c - 0.5) / 100.0, c / 100.0)
-        }
-        k if k < LONG_BASE => {
-            let s = f64::from(k - SECOND_BASE);
-            (s - 0.5, s)
-        }
-        k => log(k - LONG_BASE),
+    if key == ZERO {
+        return (0.0, 0.0);
     }
+    let (k, u) = (key.div_euclid(PER_LOG_BIN), key.rem_euclid(PER_LOG_BIN));
+    let (log_lower, log_upper) = (gamma().powi(k - 1), gamma().powi(k));
+    let (grid_lower, grid_upper) = grid(u);
+    let (lower, upper) = (log_lower.max(grid_lower), log_upper.min(grid_upper));
+    // The harmonic mean of the ends is within ALPHA of both when upper/lower ≤ γ.
+    (2.0 * lower * upper / (lower + upper), upper)
 }
 
 /// A histogram of durations: bin key → samples.
@@ -123,14 +121,14 @@ impl Histogram {
         None
     }
 
-    /// How many samples are at most `seconds` (exact for whole seconds up to 3 600, see the
-    /// module's documentation).
+    /// How many samples are at most `seconds` (exact on the threshold grid, see the module's
+    /// documentation).
     pub fn at_most(&self, seconds: f64) -> i64 {
         self.bins
             .iter()
             .filter(|(key, _)| {
                 let (value, upper) = bin(**key);
-                upper <= seconds || (**key >= LONG_BASE && value <= seconds)
+                upper <= seconds || value <= seconds
             })
             .map(|(_, n)| n)
             .sum()
@@ -146,16 +144,19 @@ impl Histogram {
     }
 }
 
-/// The key [`bin_sql`] gives `us` microseconds, in Rust (for tests of the SQL).
+/// The key [`bin_sql`] gives `us` microseconds, in Rust (for tests).
 pub fn key_of(us: i64) -> i32 {
-    let ln = |us: i64| ((us as f64 / 1e6).ln() / gamma().ln()).ceil() as i32;
-    match us {
-        i64::MIN..=0 => ZERO,
-        1..=1_000_000 => ln(us),
-        1_000_001..=100_000_000 => CENTI_BASE + ((us + 9_999) / 10_000) as i32,
-        100_000_001..=3_600_000_000 => SECOND_BASE + ((us + 999_999) / 1_000_000) as i32,
-        _ => LONG_BASE + ln(us),
+    if us <= 0 {
+        return ZERO;
     }
+    let k = ((us as f64 / 1e6).ln() / gamma().ln()).ceil() as i32;
+    let u = match us {
+        ..=100_000_000 => (us + 999_999) / 1_000_000,
+        ..=3_600_000_000 => 100 + (us + 59_999_999) / 60_000_000,
+        ..=86_400_000_000 => 200 + (us + 3_599_999_999) / 3_600_000_000,
+        _ => 300,
+    };
+    k * PER_LOG_BIN + u as i32
 }
 
 #[cfg(test)]
@@ -179,6 +180,13 @@ mod tests {
             us = us + us / 7 + 1;
         }
         assert_eq!(bin(key_of(0)).0, 0.0);
+    }
+
+    #[test]
+    fn a_realistic_spread_fills_few_bins() {
+        // A duration every 50 ms from 0 to a day.
+        let keys: std::collections::BTreeSet<i32> = (0..1_728_000i64).map(|i| key_of(i * 50_000)).collect();
+        assert!(keys.len() < 900, "{} bins", keys.len());
     }
 
     #[test]
@@ -210,11 +218,11 @@ mod tests {
     }
 
     #[test]
-    fn counts_within_whole_seconds_up_to_an_hour_are_exact() {
-        let samples: Vec<i64> = (0..5_000i64).map(|i| i * 997_331 % 4_000_000_000).collect();
+    fn counts_within_round_thresholds_are_exact() {
+        let samples: Vec<i64> = (0..20_000i64).map(|i| i * 9_973_331 % 100_000_000_000).collect();
         let mut h = Histogram::default();
         samples.iter().for_each(|us| h.add(key_of(*us), 1));
-        for n in [1i64, 2, 30, 59, 60, 61, 99, 100, 101, 300, 900, 3_599, 3_600] {
+        for n in [1i64, 2, 30, 59, 60, 61, 99, 100, 120, 300, 900, 1_800, 3_540, 3_600, 7_200, 86_400] {
             let exact = samples.iter().filter(|us| **us <= n * 1_000_000).count() as i64;
             assert_eq!(h.at_most(n as f64), exact, "within {n} s");
         }

@@ -324,3 +324,23 @@ async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_a
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_sql_bins_durations_as_the_histogram_reads_them() {
+    let app = TestApp::spawn_stepped().await;
+    let mut samples: Vec<i64> = vec![0, 1, 999_999, 1_000_000, 1_000_001, 59_999_999, 60_000_000, 100_000_000];
+    samples.extend([100_000_001, 3_599_999_999, 3_600_000_000, 3_600_000_001, 86_400_000_000, 86_400_000_001]);
+    let mut us: i64 = 3;
+    while us < 1_000_000_000_000 {
+        samples.push(us);
+        us = us * 3 / 2 + 7;
+    }
+    let sql =
+        format!("SELECT us, {} FROM unnest($1::bigint[]) AS us", dolphin_bridge::reports::histogram::bin_sql("us"));
+    let keys: Vec<(i64, i32)> = sqlx::query_as(&sql).bind(&samples).fetch_all(&app.pool).await.expect("bins");
+    assert_eq!(keys.len(), samples.len());
+    for (us, key) in keys {
+        assert_eq!(key, dolphin_bridge::reports::histogram::key_of(us), "{us} µs");
+    }
+    app.finish().await;
+}
