@@ -251,7 +251,7 @@ pub async fn timeseries(
             b.messages_out += out;
         }
     };
-    for r in rollups::rolled(&mut *tx, w.owner, w.channel, &pieces).await? {
+    for r in rollups::rolled_counts(&mut *tx, w.owner, w.channel, &pieces).await? {
         add(r.start, r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out);
     }
     for p in rollups::partials(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {

@@ -366,6 +366,47 @@ pub async fn rolled(
     .await
 }
 
+/// A timeseries' counts of one rollup row, summed over the channels.
+#[derive(Debug, Clone, FromRow)]
+pub struct RolledCounts {
+    pub start: DateTime<Utc>,
+    pub tickets_opened: i64,
+    pub tickets_closed: i64,
+    pub messages_in: i64,
+    pub messages_out: i64,
+}
+
+/// The counts a timeseries needs of `pieces`, one row per piece (the channels summed here:
+/// a month of hours is 720 rows, not 720 per channel).
+pub async fn rolled_counts(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    channel: Option<&str>,
+    pieces: &[(Span, DateTime<Utc>)],
+) -> Result<Vec<RolledCounts>, sqlx::Error> {
+    if pieces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (spans, froms, tos) = runs(pieces);
+    sqlx::query_as(
+        "SELECT x.start, sum(x.tickets_opened)::bigint AS tickets_opened, sum(x.tickets_closed)::bigint AS tickets_closed,
+                sum(x.messages_in)::bigint AS messages_in, sum(x.messages_out)::bigint AS messages_out
+         FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS p(span, s, e)
+         JOIN LATERAL (SELECT start, tickets_opened, tickets_closed, messages_in, messages_out
+                       FROM report_rollups x
+                       WHERE x.owner = $1 AND x.span = p.span AND x.start >= p.s AND x.start < p.e
+                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true
+         GROUP BY x.start",
+    )
+    .bind(owner)
+    .bind(channel)
+    .bind(spans)
+    .bind(froms)
+    .bind(tos)
+    .fetch_all(db)
+    .await
+}
+
 /// The duration histograms of `pieces`.
 pub async fn rolled_histograms(
     db: impl PgExecutor<'_>,
