@@ -127,6 +127,9 @@ pub async fn check_secrets(pool: &sqlx::PgPool, config: &Config) -> anyhow::Resu
     Ok(())
 }
 
+/// Connections of the reports' pool (`AppState::report_pool`).
+const REPORT_CONNECTIONS: u32 = 2;
+
 /// Connections of the main pool (HTTP requests, housekeeping): as many as workers plus
 /// eight, at most 64. PostgreSQL gains nothing from more sessions than it has cores to
 /// run them; the rest wait in the pool's queue.
@@ -194,15 +197,18 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let Database { topology, pool } = db;
     let mut topologies = vec![topology.clone()];
     let mut followers = vec![tokio::spawn(topology.clone().follow(false, shutdown_rx.clone()))];
-    let read_pool = match &config.read_database_url {
+    let (read_pool, report_pool) = match &config.read_database_url {
         Some(url) => {
             let reads = Topology::new("BRIDGE_READ_DATABASE_URL", url, false).map_err(anyhow::Error::msg)?;
-            let read_pool = reads.pool(pool_size(&config), Duration::ZERO, &[]);
+            let pools = (
+                reads.pool(pool_size(&config), Duration::ZERO, &[]),
+                reads.pool(REPORT_CONNECTIONS, Duration::ZERO, &[]),
+            );
             followers.push(tokio::spawn(reads.clone().follow(true, shutdown_rx.clone())));
             topologies.push(reads);
-            read_pool
+            pools
         }
-        None => pool.clone(),
+        None => (pool.clone(), topology.pool(REPORT_CONNECTIONS, Duration::ZERO, &[])),
     };
     let background = if options.workers {
         vec![
@@ -241,6 +247,7 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let state = AppState {
         pool: pool.clone(),
         read_pool,
+        report_pool,
         database: topology.clone(),
         group_commit,
         config: config.clone(),

@@ -270,8 +270,10 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     }
     sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
     println!("dolphin-bridge query bench: {rows} tickets seeded in {:.0} s", started.elapsed().as_secs_f64());
-    // The report rollups of the seeded month, as the rollup task builds them (the bridge's
-    // own task may take some steps meanwhile: each step locks the tenant, no work is done twice).
+    // The report rollups of the seeded month, built again from the raw rows as the rollup
+    // task builds them (`rollups rebuild`): the bridge's own task may have rolled part of the
+    // month while the seeding was under way, before every table was filled. It may take some
+    // steps meanwhile too: each step locks the tenant, no work is done twice.
     let events: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM ticket_events WHERE kind = 'closed')",
     )
@@ -280,6 +282,7 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     let started = Instant::now();
     let pg_cpu_before = postgres_cpu_seconds();
     let limit = dolphin_bridge::rollup_task::limit(chrono::Utc::now());
+    dolphin_bridge::rollup_task::rebuild(&pool, owner, chrono::Utc::now()).await?;
     loop {
         dolphin_bridge::rollup_task::roll_tenant(&pool, owner, limit, None).await?;
         let rolled_to: Option<chrono::DateTime<chrono::Utc>> =

@@ -47,6 +47,11 @@ pub struct AppState {
     pub pool: PgPool,
     /// Lists, reports and CSV exports: `BRIDGE_READ_DATABASE_URL`'s pool, or `pool` when unset.
     pub read_pool: PgPool,
+    /// The summary and timeseries reports: two connections of their own on `read_pool`'s
+    /// servers. Their statements are planned once per connection (the raw-row query costs
+    /// about 5 ms to plan), and a pool that hands out any of twenty connections made most
+    /// reports pay that again.
+    pub report_pool: PgPool,
     /// The servers of `DATABASE_URL` and the one in use (`/readyz`).
     pub database: std::sync::Arc<crate::store::topology::Topology>,
     pub config: Arc<Config>,

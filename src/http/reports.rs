@@ -220,7 +220,7 @@ pub async fn summary_document(state: &AppState, caller: &ApiCaller, params: &Par
     let sla = sla_seconds(params)?;
     let channel = params.get("channel").map(str::to_lowercase);
     let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let by_channel = reports::summary(&state.read_pool, &window).await?;
+    let by_channel = reports::summary(&state.report_pool, &window).await?;
     let mut overall = Rolled::default();
     let mut labelled: BTreeMap<String, Rolled> = BTreeMap::new();
     for (channel, f) in &by_channel {
@@ -265,8 +265,8 @@ pub async fn timeseries_document(
     }
     let channel = params.get("channel").map(str::to_lowercase);
     let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let starts = crate::store::reports::bucket_starts(&state.read_pool, from, to, interval, tz.name()).await?;
-    let counts = reports::timeseries(&state.read_pool, &window, &starts).await?;
+    let starts = crate::store::reports::bucket_starts(&state.report_pool, from, to, interval, tz.name()).await?;
+    let counts = reports::timeseries(&state.report_pool, &window, &starts).await?;
     let data = starts
         .iter()
         .zip(counts)

@@ -13,6 +13,7 @@
 
 pub mod histogram;
 pub mod plan;
+pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -187,15 +188,7 @@ async fn open_now(
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let mut open: HashMap<String, i64> = HashMap::new();
     let Some(rolled_to) = coverage.rolled_to else {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT COALESCE(channel, ''), count(*) FROM tickets
-             WHERE owner = $1 AND status = 'open' AND ($2::text IS NULL OR channel = $2) GROUP BY 1",
-        )
-        .bind(w.owner)
-        .bind(w.channel)
-        .fetch_all(&mut *tx)
-        .await?;
-        return Ok(rows.into_iter().collect());
+        return Ok(rollups::open_tickets(&mut *tx, w.owner, w.channel).await?.into_iter().collect());
     };
     let mut add = |channel: String, n: i64| *open.entry(channel).or_default() += n;
     for t in rollups::totals(&mut *tx, w.owner, w.channel).await? {

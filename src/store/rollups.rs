@@ -234,6 +234,22 @@ pub async fn raw_turnover(
     .await
 }
 
+/// Tickets open now per channel, counted (for a tenant without rollups yet).
+pub async fn open_tickets(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    channel: Option<&str>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE(channel, ''), count(*) FROM tickets
+         WHERE owner = $1 AND status = 'open' AND ($2::text IS NULL OR channel = $2) GROUP BY 1",
+    )
+    .bind(owner)
+    .bind(channel)
+    .fetch_all(db)
+    .await
+}
+
 /// Opened, closed and reopened over every rolled-up quarter, per channel.
 pub async fn totals(db: impl PgExecutor<'_>, owner: &str, channel: Option<&str>) -> Result<Vec<Turnover>, sqlx::Error> {
     sqlx::query_as(

@@ -302,7 +302,7 @@ async fn doctor_probes_every_endpoint_at_once() {
 }
 
 #[tokio::test]
-async fn rollups_rebuild_restores_the_rollups_from_the_raw_rows() {
+async fn rollups_verify_finds_damaged_rollups_and_rebuild_restores_them_from_the_raw_rows() {
     let app = TestApp::spawn_stepped().await;
     let tenant = app.create_tenant(OWNER).await;
     let two_days_ago = (app.clock_now() - chrono::Duration::days(2)).to_rfc3339();
@@ -320,19 +320,33 @@ async fn rollups_rebuild_restores_the_rollups_from_the_raw_rows() {
     assert_eq!(rolled, 2, "the tickets' quarter is rolled up");
     assert_eq!(read().await["ticketsOpened"], 2);
 
-    // Damaged rollups give wrong answers; the command rebuilds them from the raw rows.
+    let url = format!("{}/{}", server_url(), app.db_name);
+    let rollups = |args: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                bridge().arg("rollups").args(args).args(["--owner", OWNER]).env("DATABASE_URL", url).output()
+            })
+            .await
+            .expect("join")
+            .expect("run");
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        }
+    };
+    let (code, stdout) = rollups(&["verify"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("agree with the raw rows"), "{stdout}");
+
+    // Damaged rollups give wrong answers, verify says where; rebuild restores them.
     sqlx::query("UPDATE report_rollups SET tickets_opened = 99").execute(&app.pool).await.expect("damage");
     assert_eq!(read().await["ticketsOpened"], 99, "the summary reads the rollup rows");
-    let url = format!("{}/{}", server_url(), app.db_name);
-    let out = tokio::task::spawn_blocking(move || {
-        bridge().args(["rollups", "rebuild", "--owner", OWNER]).env("DATABASE_URL", url).output()
-    })
-    .await
-    .expect("join")
-    .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let (code, stdout) = rollups(&["verify"]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("overall: ticketsOpened 99 from rollups, 2 from the raw rows"), "{stdout}");
+    let (code, stdout) = rollups(&["rebuild"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.starts_with(&format!("{OWNER}: ")) && stdout.contains("quarter hours rolled up"), "{stdout}");
     assert_eq!(read().await["ticketsOpened"], 2);
+    assert_eq!(rollups(&["verify"]).await.0, Some(0));
     app.finish().await;
 }
