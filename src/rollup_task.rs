@@ -52,7 +52,7 @@ fn limit_with(now: DateTime<Utc>, lag: chrono::Duration) -> DateTime<Utc> {
     rollups::floor_quarter(now - lag)
 }
 
-/// Rolls every live tenant towards [`limit`]`(now)`, for at most [`BUDGET`] each.
+/// Rolls every live tenant towards [`limit`]`(now)`, for at most 5 s of work each.
 pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<Pass, sqlx::Error> {
     run_once_with(pool, now, LAG).await
 }
