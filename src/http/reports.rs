@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::openapi::{doc, query_enum, query_integer, query_string, query_time, query_tz, Auth, Routes};
 use super::params::Params;
 use super::AppState;
-use crate::reports::{self, Figures as Rolled, Window};
+use crate::reports::{self, Figures as ReportFigures, Window};
 use crate::store::reports::Interval;
 
 pub fn routes() -> Routes {
@@ -164,7 +164,7 @@ const MAX_SLA_SECONDS: i64 = 31_536_000;
 /// The label a channel gets in `byChannel` when the ticket never said.
 const UNKNOWN_CHANNEL: &str = "unknown";
 
-fn figures(f: &Rolled, sla: Option<i64>) -> Figures {
+fn figures(f: &ReportFigures, sla: Option<i64>) -> Figures {
     let first = &f.first_response;
     Figures {
         tickets_opened: f.tickets_opened,
@@ -221,8 +221,8 @@ pub async fn summary_document(state: &AppState, caller: &ApiCaller, params: &Par
     let channel = params.get("channel").map(str::to_lowercase);
     let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
     let by_channel = reports::summary(&state.report_pool, &window).await?;
-    let mut overall = Rolled::default();
-    let mut labelled: BTreeMap<String, Rolled> = BTreeMap::new();
+    let mut overall = ReportFigures::default();
+    let mut labelled: BTreeMap<String, ReportFigures> = BTreeMap::new();
     for (channel, f) in &by_channel {
         overall.merge(f);
         let label = if channel.is_empty() { UNKNOWN_CHANNEL } else { channel };
