@@ -54,11 +54,14 @@ CREATE TABLE report_watermarks (
 -- Quarters before the watermark whose raw rows changed after they were rolled up (a ticket
 -- whose createdDate lies in the past, a manual retry of a settled delivery). Reports read
 -- them raw until the rollup task recomputes them.
+-- One row per change (`source`: the ticket number or the delivery id), not per quarter: a
+-- burst of such tickets in one quarter would otherwise all wait on one row's lock.
 CREATE TABLE report_dirty (
     owner     text NOT NULL,
     start     timestamptz NOT NULL,
+    source    text NOT NULL,
     marked_at timestamptz NOT NULL,
-    PRIMARY KEY (owner, start)
+    PRIMARY KEY (owner, start, source)
 );
 
 -- Deliveries of rolled-up quarters that were still waiting (pending, failed) when rolled up.

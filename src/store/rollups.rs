@@ -6,7 +6,10 @@
 //! What keeps them true when the past changes:
 //! - a ticket whose `opened_at` (3Dolphins' `createdDate`) lies in the past, and a manual
 //!   retry, cancel or replay of a delivery, mark their quarter dirty in their own transaction
-//!   ([`mark_dirty`]); reports read dirty quarters raw until the task recomputes them;
+//!   (`tickets::insert_new`, [`mark_deliveries_dirty`]), one row per ticket or delivery so
+//!   no two transactions wait on one mark; the task deletes only marks it can see, that is
+//!   committed ones, before it recomputes their quarters; reports read dirty quarters raw
+//!   until then;
 //! - deliveries still waiting when their quarter was rolled up are kept in
 //!   `report_unsettled` and counted by their status at query time, until the task folds them in;
 //! - tickets rolled up without a channel are kept in `report_unknown_channel`; when one gets
@@ -273,7 +276,7 @@ pub async fn coverage(db: &mut PgConnection, owner: &str) -> Result<Coverage, sq
         .bind(owner)
         .fetch_optional(&mut *db)
         .await?;
-    let dirty = sqlx::query_scalar("SELECT start FROM report_dirty WHERE owner = $1 ORDER BY start")
+    let dirty = sqlx::query_scalar("SELECT DISTINCT start FROM report_dirty WHERE owner = $1 ORDER BY start")
         .bind(owner)
         .fetch_all(&mut *db)
         .await?;
@@ -487,34 +490,6 @@ pub async fn unsettled(
     .await
 }
 
-/// Marks the quarters of `times` dirty (changed after they may have been rolled up), in the
-/// caller's transaction. The upsert locks an existing mark until the caller commits, so the
-/// task, which deletes the marks before it recomputes, either waits and sees this change or
-/// leaves the new mark for its next pass.
-pub async fn mark_dirty(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    times: &[DateTime<Utc>],
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    if times.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(concat!(
-        "INSERT INTO report_dirty (owner, start, marked_at)
-         SELECT DISTINCT $1, ",
-        quarter_of!("t"),
-        ", $3::timestamptz FROM unnest($2::timestamptz[]) AS t
-         ON CONFLICT (owner, start) DO UPDATE SET marked_at = excluded.marked_at"
-    ))
-    .bind(owner)
-    .bind(times)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// Marks the quarters of deliveries `ids` (created at) dirty: a manual retry, cancel or
 /// replay changes the status of deliveries a rollup may count as settled.
 pub async fn mark_deliveries_dirty(
@@ -527,11 +502,11 @@ pub async fn mark_deliveries_dirty(
         return Ok(());
     }
     sqlx::query(concat!(
-        "INSERT INTO report_dirty (owner, start, marked_at)
-         SELECT DISTINCT $1, ",
+        "INSERT INTO report_dirty (owner, start, source, marked_at)
+         SELECT $1, ",
         quarter_of!("d.created_at"),
-        ", $3::timestamptz FROM deliveries d WHERE d.owner = $1 AND d.id = ANY($2)
-         ON CONFLICT (owner, start) DO UPDATE SET marked_at = excluded.marked_at"
+        ", d.id::text, $3::timestamptz FROM deliveries d WHERE d.owner = $1 AND d.id = ANY($2)
+         ON CONFLICT (owner, start, source) DO UPDATE SET marked_at = excluded.marked_at"
     ))
     .bind(owner)
     .bind(ids)

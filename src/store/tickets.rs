@@ -21,7 +21,8 @@ pub async fn lock(db: impl PgExecutor<'_>, owner: &str, ticket: &str) -> Result<
 /// Inserts a new open ticket; `false` when another transaction created it first
 /// (the caller then locks the existing row instead). A ticket opened (by its createdDate)
 /// before `late` marks its quarter dirty in the same statement: the report rollups may
-/// have covered it already (`store::rollups::mark_dirty`).
+/// have covered it already (see `store::rollups`: the mark is this ticket's own row, and
+/// the rollup task only ever deletes marks that are committed).
 pub async fn insert_new(
     db: impl PgExecutor<'_>,
     owner: &str,
@@ -36,11 +37,11 @@ pub async fn insert_new(
              VALUES ($1, $2, 'open', $3, $4, $4) ON CONFLICT DO NOTHING
              RETURNING opened_at),
          mark AS (
-             INSERT INTO report_dirty (owner, start, marked_at)
+             INSERT INTO report_dirty (owner, start, source, marked_at)
              SELECT $1, ",
         super::rollups::quarter_of!("opened_at"),
-        ", $4 FROM ins WHERE opened_at < $5
-             ON CONFLICT (owner, start) DO UPDATE SET marked_at = excluded.marked_at
+        ", $2, $4 FROM ins WHERE opened_at < $5
+             ON CONFLICT (owner, start, source) DO UPDATE SET marked_at = excluded.marked_at
              RETURNING 1)
          SELECT count(*) FROM ins"
     ))
