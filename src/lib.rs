@@ -30,7 +30,8 @@
 //! - [`signature`]: Standard Webhooks signing and verification.
 //! - [`store`]: all SQL, one file per table family (`deliveries` is the outbox and
 //!   dispatcher side, `successes` the batched success records and the claims of successors,
-//!   `redelivery` the API and operator side of the same table, `message_writes` the intake's
+//!   `redelivery` the API and operator side of the same table, `rollups` the report rollups'
+//!   tables and reads, `rollup_steps` the rollup task's writes, `message_writes` the intake's
 //!   grouped statement, `outbox_rules` the rules every outbox
 //!   statement shares: when a delivery may be sent, what a claim returns), and the
 //!   database's servers: `database_url` parses libpq's host lists, `topology` chooses the

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::store::{rollups, tenants};
+use crate::store::{rollup_steps, rollups, tenants};
 
 /// How far behind now the rollups stay, at least ([`lag`]). A row is written with its
 /// request's clock and committed within the request's time limit; the lag leaves room for
@@ -81,7 +81,7 @@ pub async fn roll_tenant(
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
     let mut pass = Pass::default();
-    while let Some(step) = rollups::roll_step(&mut conn, owner, limit, STEP).await? {
+    while let Some(step) = rollup_steps::roll_step(&mut conn, owner, limit, STEP).await? {
         pass.steps += 1;
         pass.quarters += step.quarters;
         if step.caught_up || budget.is_some_and(|b| started.elapsed() >= b) {
@@ -95,7 +95,7 @@ pub async fn roll_tenant(
 /// (`dolphin-bridge rollups rebuild`).
 pub async fn rebuild(pool: &PgPool, owner: &str, now: DateTime<Utc>) -> Result<Pass, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    rollups::forget(&mut conn, owner).await?;
+    rollup_steps::forget(&mut conn, owner).await?;
     drop(conn);
     roll_tenant(pool, owner, limit(now), None).await
 }

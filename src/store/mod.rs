@@ -15,6 +15,7 @@ pub mod outbox_rules;
 pub mod redelivery;
 pub mod reports;
 pub mod retention;
+pub mod rollup_steps;
 pub mod rollups;
 pub mod schema;
 pub mod successes;
