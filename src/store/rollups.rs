@@ -368,6 +368,17 @@ fn runs(pieces: &[(Span, DateTime<Utc>)]) -> (Vec<&'static str>, Vec<DateTime<Ut
     (spans, froms, tos)
 }
 
+/// The `FROM` of a read of `table`'s rows in the runs of pieces bound as `$3`–`$5` ([`runs`]),
+/// `$1` the owner and `$2` a channel or NULL: one index range per run, fenced (`OFFSET 0`).
+fn over_pieces(table: &str, columns: &str) -> String {
+    format!(
+        "FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS p(span, s, e)
+         JOIN LATERAL (SELECT {columns} FROM {table} x
+                       WHERE x.owner = $1 AND x.span = p.span AND x.start >= p.s AND x.start < p.e
+                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true"
+    )
+}
+
 /// The rollup rows (counts) of `pieces`; consecutive pieces of one span are read as one
 /// index range.
 pub async fn rolled(
@@ -380,15 +391,15 @@ pub async fn rolled(
         return Ok(Vec::new());
     }
     let (spans, froms, tos) = runs(pieces);
-    sqlx::query_as(
-        "SELECT x.* FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS p(span, s, e)
-         JOIN LATERAL (SELECT start, channel, tickets_opened, tickets_closed, tickets_reopened, messages_in,
-                              messages_out, first_response_n, first_response_sum_us, resolution_n, resolution_sum_us,
-                              deliveries_delivered, deliveries_dead, deliveries_cancelled
-                       FROM report_rollups x
-                       WHERE x.owner = $1 AND x.span = p.span AND x.start >= p.s AND x.start < p.e
-                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true",
-    )
+    sqlx::query_as(&format!(
+        "SELECT x.* {}",
+        over_pieces(
+            "report_rollups",
+            "start, channel, tickets_opened, tickets_closed, tickets_reopened, messages_in, messages_out,
+                 first_response_n, first_response_sum_us, resolution_n, resolution_sum_us,
+                 deliveries_delivered, deliveries_dead, deliveries_cancelled"
+        )
+    ))
     .bind(owner)
     .bind(channel)
     .bind(spans)
@@ -420,16 +431,13 @@ pub async fn rolled_counts(
         return Ok(Vec::new());
     }
     let (spans, froms, tos) = runs(pieces);
-    sqlx::query_as(
-        "SELECT x.start, sum(x.tickets_opened)::bigint AS tickets_opened, sum(x.tickets_closed)::bigint AS tickets_closed,
-                sum(x.messages_in)::bigint AS messages_in, sum(x.messages_out)::bigint AS messages_out
-         FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS p(span, s, e)
-         JOIN LATERAL (SELECT start, tickets_opened, tickets_closed, messages_in, messages_out
-                       FROM report_rollups x
-                       WHERE x.owner = $1 AND x.span = p.span AND x.start >= p.s AND x.start < p.e
-                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true
-         GROUP BY x.start",
-    )
+    sqlx::query_as(&format!(
+        "SELECT x.start, sum(x.tickets_opened)::bigint AS tickets_opened,
+                    sum(x.tickets_closed)::bigint AS tickets_closed, sum(x.messages_in)::bigint AS messages_in,
+                    sum(x.messages_out)::bigint AS messages_out {}
+             GROUP BY x.start",
+        over_pieces("report_rollups", "start, tickets_opened, tickets_closed, messages_in, messages_out")
+    ))
     .bind(owner)
     .bind(channel)
     .bind(spans)
@@ -450,13 +458,13 @@ pub async fn rolled_histograms(
         return Ok(Vec::new());
     }
     let (spans, froms, tos) = runs(pieces);
-    sqlx::query_as(
-        "SELECT x.* FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS p(span, s, e)
-         JOIN LATERAL (SELECT channel, first_response_bins, first_response_counts, resolution_bins, resolution_counts
-                       FROM report_histograms x
-                       WHERE x.owner = $1 AND x.span = p.span AND x.start >= p.s AND x.start < p.e
-                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true",
-    )
+    sqlx::query_as(&format!(
+        "SELECT x.* {}",
+        over_pieces(
+            "report_histograms",
+            "channel, first_response_bins, first_response_counts, resolution_bins, resolution_counts"
+        )
+    ))
     .bind(owner)
     .bind(channel)
     .bind(spans)
