@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tracing::Instrument;
 
-use super::send::{self, AttemptOutcome};
+use super::send::{self, AttemptOutcome, SentRequest};
 use super::Dispatcher;
 use crate::config::{parse_duration, parse_schedule};
 use crate::dolphins::token::Account;
@@ -145,12 +145,14 @@ impl Dispatcher {
                 duration_ms,
                 http_status: outcome.http_status.map(i32::from),
                 response_head: outcome.response_head.clone(),
+                request: outcome.request.as_ref().and_then(SentRequest::to_json),
             };
             if successes.send(success).await.is_ok() {
                 tracing::debug!(attempt, "delivered");
                 return false;
             }
         }
+        let request = outcome.request.as_ref().and_then(SentRequest::to_json);
         let record = AttemptRecord {
             status: c.status,
             event: c.event,
@@ -160,6 +162,7 @@ impl Dispatcher {
             http_status: outcome.http_status.map(i32::from),
             error: outcome.error.as_deref(),
             response_head: outcome.response_head.as_deref(),
+            request: request.as_deref(),
             next_attempt_at: c.next_attempt_at,
             endpoint_failed: c.endpoint_failed,
         };

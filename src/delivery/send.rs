@@ -1,9 +1,11 @@
 //! One attempt: build the request for a claimed delivery, send it, and read enough of
 //! the reply to classify it. Holds no database connection.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::retry::{parse_retry_after, Reply};
@@ -27,6 +29,48 @@ pub struct AttemptOutcome {
     pub error: Option<String>,
     pub response_head: Option<String>,
     pub duration: Duration,
+    /// What was sent (`None` when nothing was).
+    pub request: Option<SentRequest>,
+}
+
+/// The request of one attempt as the attempt log keeps it: the URL and every header sent,
+/// names in lower case, with credentials masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AttemptRequest)]
+pub struct SentRequest {
+    pub url: String,
+    /// Header name → value; `Authorization` and the tenant's own configured headers (often
+    /// API keys) read `***`.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a masked header value reads in the attempt log.
+pub const MASKED: &str = "***";
+
+impl SentRequest {
+    /// The record of `headers` sent to `url`; `secret` headers (the tenant's configured ones)
+    /// and `Authorization` are masked.
+    fn new(url: &str, headers: &HeaderMap, secret: &BTreeMap<String, String>) -> SentRequest {
+        let masked =
+            |name: &HeaderName| *name == AUTHORIZATION || secret.keys().any(|s| s.eq_ignore_ascii_case(name.as_str()));
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if masked(name) {
+                    MASKED.to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_string(), shown)
+            })
+            .collect();
+        SentRequest { url: url.to_string(), headers }
+    }
+
+    /// The record as the database stores it (JSON text).
+    pub fn to_json(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
 }
 
 impl AttemptOutcome {
@@ -38,6 +82,7 @@ impl AttemptOutcome {
             error: Some(error),
             response_head: None,
             duration: Duration::ZERO,
+            request: None,
         }
     }
 
@@ -49,6 +94,7 @@ impl AttemptOutcome {
             error: Some(error),
             response_head: None,
             duration: Duration::ZERO,
+            request: None,
         }
     }
 }
@@ -73,6 +119,7 @@ pub async fn attempt(
         Ok(h) => h,
         Err(e) => return AttemptOutcome::failed_before_sending(e),
     };
+    let request = Some(SentRequest::new(url, &headers, settings.headers_for(target.peer())));
     let started = Instant::now();
     let sent = client.post(url).headers(headers).body(claim.body.clone()).timeout(timeout).send().await;
     let response = match sent {
@@ -85,6 +132,7 @@ pub async fn attempt(
                 error: Some(describe(&e)),
                 response_head: None,
                 duration: started.elapsed(),
+                request,
             };
         }
     };
@@ -111,6 +159,7 @@ pub async fn attempt(
         error,
         response_head: (!head.is_empty()).then_some(head),
         duration,
+        request,
     }
 }
 
@@ -133,7 +182,7 @@ fn build_headers(
     if let Some(token) = bearer {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| "the 3Dolphins token is not a valid header")?;
-        headers.insert(reqwest::header::AUTHORIZATION, value);
+        headers.insert(AUTHORIZATION, value);
     }
     if target.peer() == Peer::ThirdParty {
         let id = claim.id.to_string();

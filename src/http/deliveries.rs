@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::auth::{self, Access, ApiCaller};
 use super::error::ApiError;
-use super::openapi::{doc, paging, query_list, query_time, query_tz, Auth, Routes};
+use super::openapi::{doc, paging, query_list, query_string, query_time, query_tz, Auth, Routes};
 use super::params::{parse_instant, Cursor, Params};
 use super::shapes::{DeliveryOut, DeliveryPage, MessageOut, MessageWithDelivery};
 use super::AppState;
@@ -37,7 +37,9 @@ pub fn routes() -> Routes {
         [
             query_list("status", "only deliveries in these states", &statuses),
             query_list("target", "only deliveries to these peer endpoints", &targets),
-            query_time("from", "created at or after; default 30 days ago"),
+            query_string("id", "one delivery by its id, which is also the webhook-id header it was sent with"),
+            query_string("messageId", "the delivery of one message"),
+            query_time("from", "created at or after; default 30 days ago (no limit with id or messageId)"),
             query_time("to", "created before; default now"),
             query_tz(),
         ]
@@ -146,11 +148,15 @@ async fn list_deliveries(
     let statuses = params.list_of("status", &status_names())?;
     let targets = params.list_of("target", &target_names())?;
     let tz = params.timezone(caller.timezone)?;
+    let (id, message_id) = (params.uuid("id")?, params.uuid("messageId")?);
     let (from, to) = params.time_range(tz, state.clock.now())?;
+    // Looking one up by its id finds it however old it is, unless a window is given.
+    let by_id = (id.is_some() || message_id.is_some()) && params.get("from").is_none() && params.get("to").is_none();
+    let (from, to) = if by_id { (None, None) } else { (Some(from), Some(to)) };
     let limit = params.limit()?;
     // The cursor is bound to the filters as given: a defaulted `to` (now) moves between
     // pages, but the keyset position keeps later rows out anyway.
-    let filters = params.fingerprint("deliveries", &["status", "target", "from", "to", "tz"]);
+    let filters = params.fingerprint("deliveries", &["status", "target", "id", "messageId", "from", "to", "tz"]);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     if let Some(csv) = csv::wanted(&params, &headers)? {
         let pool = state.read_pool.clone();
@@ -162,8 +168,10 @@ async fn list_deliveries(
                     statuses: statuses.as_deref(),
                     targets: targets.as_deref(),
                     ticket_number: None,
-                    from: Some(from),
-                    to: Some(to),
+                    id,
+                    message_id,
+                    from,
+                    to,
                     after,
                     oldest_first: false,
                     limit: csv::PAGE,
@@ -178,8 +186,10 @@ async fn list_deliveries(
         statuses: statuses.as_deref(),
         targets: targets.as_deref(),
         ticket_number: None,
-        from: Some(from),
-        to: Some(to),
+        id,
+        message_id,
+        from,
+        to,
         after: cursor.map(|c| c.uuid().map(|id| (c.at, id))).transpose()?,
         oldest_first: false,
         limit,

@@ -220,6 +220,15 @@ impl ApiError {
         }
     }
 
+    /// The problems a refusal of the request names (none for other errors), to collect
+    /// several checks' problems into one 400.
+    pub fn into_problems(self) -> Vec<Problem> {
+        match self {
+            ApiError::InvalidPayload(p) | ApiError::UnsupportedEvent(p) | ApiError::InvalidParameter(p) => p,
+            _ => Vec::new(),
+        }
+    }
+
     pub fn parameter(field: &str, problem: impl Into<String>) -> Self {
         ApiError::InvalidParameter(vec![Problem::new(field, problem)])
     }

@@ -71,6 +71,13 @@ impl Params {
         Ok(Some(items))
     }
 
+    /// A UUID parameter, if given.
+    pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, ApiError> {
+        self.get(name)
+            .map(|raw| Uuid::parse_str(raw).map_err(|_| ApiError::parameter(name, format!("{raw:?} is not a UUID"))))
+            .transpose()
+    }
+
     /// `tz`, defaulting to the tenant's.
     pub fn timezone(&self, default: Tz) -> Result<Tz, ApiError> {
         match self.get("tz") {

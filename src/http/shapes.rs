@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::params::Cursor;
+use crate::delivery::send::SentRequest;
 use crate::domain::payload::Problem;
 use crate::store::events::EventRow;
 use crate::store::messages::MessageRow;
@@ -163,6 +164,10 @@ pub struct AttemptOut {
     pub error: Option<String>,
     /// The first bytes of the peer's reply.
     pub response_head: Option<String>,
+    /// What was sent: the URL and every header, credentials masked (absent when nothing
+    /// was sent, and for attempts recorded before the bridge kept it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<SentRequest>,
 }
 
 impl From<&AttemptRow> for AttemptOut {
@@ -174,6 +179,7 @@ impl From<&AttemptRow> for AttemptOut {
             http_status: a.http_status,
             error: a.error.clone(),
             response_head: a.response_head.clone(),
+            request: a.request.clone().and_then(|r| serde_json::from_value(r).ok()),
         }
     }
 }

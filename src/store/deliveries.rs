@@ -156,6 +156,8 @@ pub struct AttemptRecord<'a> {
     pub http_status: Option<i32>,
     pub error: Option<&'a str>,
     pub response_head: Option<&'a str>,
+    /// What was sent, as JSON text (`SentRequest`).
+    pub request: Option<&'a str>,
     /// When to try again (for `failed`).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Whether the endpoint failed (a retryable outcome): feeds its circuit breaker.
@@ -179,8 +181,9 @@ pub async fn record_attempt(
              WHERE ctid = $16::tid AND owner = $1 AND id = $2 AND lease_token = $3
              RETURNING owner, id, ticket_number, target, attempts),
          att AS (
-             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
-             SELECT owner, id, attempts, $7, $9, $10, $6, $11 FROM upd
+             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head,
+                                            request)
+             SELECT owner, id, attempts, $7, $9, $10, $6, $11, $17::text::jsonb FROM upd
              RETURNING n),
          failed AS (
              INSERT INTO endpoints (owner, target, consecutive_failures, state, opened_at, retry_at)
@@ -225,6 +228,7 @@ pub async fn record_attempt(
     .bind(BREAKER_THRESHOLD)
     .bind(chrono::Duration::from_std(BREAKER_COOLDOWN).unwrap_or(chrono::Duration::seconds(30)))
     .bind(&claim.row_id)
+    .bind(a.request)
     .fetch_optional(db)
     .await?;
     Ok(recorded.is_some())

@@ -42,6 +42,10 @@ pub struct DeliveryFilter<'a> {
     pub statuses: Option<&'a [String]>,
     pub targets: Option<&'a [String]>,
     pub ticket_number: Option<&'a str>,
+    /// One delivery by its id (which is also the `webhook-id` it was sent with).
+    pub id: Option<Uuid>,
+    /// The delivery of one message.
+    pub message_id: Option<Uuid>,
     /// Acceptance time window; `None` leaves that side open.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -59,6 +63,8 @@ impl<'a> DeliveryFilter<'a> {
             statuses: None,
             targets: None,
             ticket_number: Some(ticket),
+            id: None,
+            message_id: None,
             from: None,
             to: None,
             after,
@@ -82,6 +88,7 @@ pub async fn list(
            AND ($4::text[] IS NULL OR status = ANY($4)) AND ($5::text[] IS NULL OR target = ANY($5))
            AND ($6::text IS NULL OR ticket_number = $6)
            AND ($7::timestamptz IS NULL OR (created_at, id) {after} ($7, $8))
+           AND ($10::uuid IS NULL OR id = $10) AND ($11::uuid IS NULL OR message_id = $11)
          ORDER BY created_at {order}, id {order}
          LIMIT $9"
     ))
@@ -94,6 +101,8 @@ pub async fn list(
     .bind(f.after.map(|a| a.0))
     .bind(f.after.map(|a| a.1))
     .bind(f.limit)
+    .bind(f.id)
+    .bind(f.message_id)
     .fetch_all(db)
     .await
 }
@@ -123,12 +132,14 @@ pub struct AttemptRow {
     pub http_status: Option<i32>,
     pub error: Option<String>,
     pub response_head: Option<String>,
+    /// What was sent (`delivery::send::SentRequest` as JSON); `None` before it was recorded.
+    pub request: Option<Value>,
 }
 
 /// The attempt logs of several deliveries of one tenant.
 pub async fn attempts(db: impl PgExecutor<'_>, owner: &str, ids: &[Uuid]) -> Result<Vec<AttemptRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT delivery_id, n, at, duration_ms, http_status, error, response_head FROM delivery_attempts
+        "SELECT delivery_id, n, at, duration_ms, http_status, error, response_head, request FROM delivery_attempts
          WHERE owner = $1 AND delivery_id = ANY($2) ORDER BY delivery_id, n",
     )
     .bind(owner)

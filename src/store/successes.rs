@@ -25,6 +25,8 @@ pub struct Success {
     pub duration_ms: i32,
     pub http_status: Option<i32>,
     pub response_head: Option<String>,
+    /// What was sent, as JSON text (`delivery::send::SentRequest`).
+    pub request: Option<String>,
 }
 
 /// Records many successful attempts in one statement: the same rows as
@@ -74,14 +76,15 @@ pub async fn record_successes(
     let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.http_status).collect();
     let heads: Vec<Option<&str>> = batch.iter().map(|s| s.response_head.as_deref()).collect();
     let row_ids: Vec<&str> = batch.iter().map(|s| s.row_id.as_str()).collect();
+    let requests: Vec<Option<&str>> = batch.iter().map(|s| s.request.as_deref()).collect();
     let successor_token = successors.map(|_| Uuid::new_v4());
     let now = successors.map(|s| s.now);
     let lease_until = successors.map(|s| s.until());
     let rows = sqlx::query(concat!(
         "WITH input AS (
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[])
-                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id)),
+                                  $6::int[], $7::int[], $8::text[], $9::text[]::tid[], $15::text[])
+                 AS i(owner, id, token, started_at, finished_at, duration_ms, http_status, head, row_id, request)),
          locked AS (
              SELECT l.* FROM UNNEST($13::text[], $14::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
                  SELECT t.owner, t.ticket_number, t.seq_third_party, t.seq_dolphins FROM tickets t
@@ -94,10 +97,11 @@ pub async fn record_successes(
              WHERE d.ctid = ANY($9::text[]::tid[]) AND d.ctid = i.row_id AND d.owner = i.owner AND d.id = i.id
                AND d.lease_token = i.token AND (SELECT count(*) FROM locked) >= 0
              RETURNING d.owner, d.id, d.ticket_number, d.target, d.peer, d.sequence, d.attempts, i.started_at,
-                       i.finished_at, i.duration_ms, i.http_status, i.head),
+                       i.finished_at, i.duration_ms, i.http_status, i.head, i.request),
          att AS (
-             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head)
-             SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head FROM upd
+             INSERT INTO delivery_attempts (owner, delivery_id, n, at, duration_ms, http_status, error, response_head,
+                                            request)
+             SELECT owner, id, attempts, started_at, duration_ms, http_status, NULL, head, request::jsonb FROM upd
              RETURNING 1),
          reset AS (",
         reset_breakers!("(SELECT DISTINCT owner, target FROM upd) u", "TRUE"),
@@ -150,6 +154,7 @@ pub async fn record_successes(
     .bind(lease_until)
     .bind(locks.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
     .bind(locks.iter().map(|(_, ticket)| *ticket).collect::<Vec<_>>())
+    .bind(requests)
     .fetch_all(db)
     .await?;
     let mut recorded = SuccessesRecorded { recorded: rows.len(), ..SuccessesRecorded::default() };

@@ -507,3 +507,69 @@ async fn the_overview_shows_the_share_of_first_responses_within_the_chosen_targe
     assert!(page.contains("slaSeconds"), "{page}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_deliveries_page_finds_a_delivery_by_any_id_filters_by_day_shows_what_was_sent_and_downloads_csv() {
+    let app = TestApp::spawn().await;
+    let (tenant, ticket, dead) = ticket_with_dead_delivery(&app, "console-find").await;
+    let second = with(&fixture("incoming-text"), json!({"owner": "console-find", "ticketNumber": "console-find-T2"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &second).await.status(), 200);
+    app.dispatch().await;
+    let (delivered, message): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT id, message_id FROM deliveries WHERE owner = 'console-find' AND ticket_number = 'console-find-T2'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the second delivery");
+    let (_, session) = sign_in(&app, &tenant.read).await;
+    let session = session.expect("session");
+
+    // By default only what needs an operator; found by its id or its message's id, any status.
+    let (_, page) = session.get("/console/deliveries").await;
+    assert!(page.contains(&ticket) && !page.contains("console-find-T2"), "failed or dead only");
+    for find in [delivered, message] {
+        let (status, page) = session.get(&format!("/console/deliveries?find={find}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("console-find-T2") && !page.contains(&format!(">{ticket}<")), "find={find}: {page}");
+    }
+    let (status, page) = session.get("/console/deliveries?find=not-an-id").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("find"), "the page names the field: {page}");
+
+    // What was sent: the URL and headers, the secret header masked.
+    let (_, page) = session.get(&format!("/console/deliveries?find={dead}")).await;
+    assert!(page.contains(&app.third_party.url("/incoming")), "the request's URL is shown");
+    assert!(page.contains("webhook-signature") && page.contains("***"), "headers shown, secret masked");
+    assert!(!page.contains("tp-header-value"), "the secret header's value is not on the page");
+
+    // Day range in the tenant's zone, `to` included.
+    let created: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT created_at FROM deliveries WHERE id = $1")
+        .bind(delivered)
+        .fetch_one(&app.pool)
+        .await
+        .expect("created");
+    let day = created.with_timezone(&chrono_tz::Asia::Jakarta).date_naive();
+    let (_, page) = session.get(&format!("/console/deliveries?status=delivered&from={day}&to={day}")).await;
+    assert!(page.contains("console-find-T2"), "that day holds it");
+    let before = day.pred_opt().expect("a day before");
+    let (_, page) = session.get(&format!("/console/deliveries?status=delivered&from={before}&to={before}")).await;
+    assert!(page.contains("No delivery matches"), "the day before holds none");
+
+    // CSV of the current filter: the API's delivery columns and the same rows.
+    let (status, csv) = session.get(&format!("/console/deliveries.csv?status=delivered&from={day}&to={day}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let api_csv = app
+        .http
+        .get(app.url("/api/v1/deliveries?status=delivered&format=csv"))
+        .bearer_auth(&tenant.read)
+        .send()
+        .await
+        .expect("API CSV")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(csv, api_csv);
+    assert_eq!(csv.lines().count(), 2, "header and the delivered one: {csv}");
+    assert!(csv.contains(&delivered.to_string()));
+    app.finish().await;
+}

@@ -182,6 +182,33 @@ async fn use_api_token_puts_the_3dolphins_token_on_deliveries_and_refreshes_it_o
         app.count("SELECT count(*) FROM deliveries WHERE status = 'delivered' AND target = 'dolphins_message'").await,
         2
     );
+    // The attempt log shows the request with the token masked, and never the token itself.
+    let list: Value = app
+        .http
+        .get(app.url("/api/v1/deliveries?target=dolphins_message&status=delivered"))
+        .bearer_auth(&tenant.read)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON");
+    for d in list["data"].as_array().expect("deliveries") {
+        let one: Value = app
+            .http
+            .get(app.url(&format!("/api/v1/deliveries/{}", d["id"].as_str().expect("id"))))
+            .bearer_auth(&tenant.read)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("JSON");
+        let request = &one["attemptLog"][0]["request"];
+        assert_eq!(request["url"], app.dolphins.url("/send"));
+        assert_eq!(request["headers"]["authorization"], "***", "{one}");
+        assert!(!one.to_string().contains("token-"), "no token in the attempt log: {one}");
+    }
     app.finish().await;
 }
 

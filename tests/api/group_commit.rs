@@ -231,6 +231,7 @@ fn success_of(claimed: &Claimed) -> Success {
         duration_ms: 1,
         http_status: Some(200),
         response_head: None,
+        request: None,
     }
 }
 

@@ -61,6 +61,65 @@ async fn a_dead_delivery_retried_by_hand_succeeds_with_its_original_webhook_id()
 }
 
 #[tokio::test]
+async fn every_attempt_shows_the_request_it_sent_with_secrets_masked_and_a_delivery_is_found_by_its_ids() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    app.third_party.reply_next(500, &[], "down for a moment");
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &fixture("incoming-text")).await.status(), 200);
+    app.dispatch().await;
+    let failed = first_delivery(&app, &tenant).await;
+    assert_eq!(failed["status"], "failed");
+    let id = failed["id"].as_str().expect("id").to_string();
+    let (status, _) =
+        api(&app, reqwest::Method::POST, &tenant.third_party, &format!("/api/v1/deliveries/{id}/retry"), None).await;
+    assert_eq!(status, 202);
+    app.dispatch().await;
+
+    // Each attempt (the failure recorded by its worker, the success by the batch recorder)
+    // shows exactly the headers the receiver got, the configured secret header masked.
+    let (_, one) = api(&app, reqwest::Method::GET, &tenant.read, &format!("/api/v1/deliveries/{id}"), None).await;
+    let log = one["attemptLog"].as_array().expect("attempt log");
+    let got = app.third_party.received_at("/incoming");
+    assert_eq!((log.len(), got.len()), (2, 2), "{one}");
+    for (attempt, received) in log.iter().zip(&got) {
+        let request = &attempt["request"];
+        assert_eq!(request["url"], app.third_party.url("/incoming"));
+        let headers = request["headers"].as_object().expect("headers");
+        assert_eq!(headers.get("webhook-id").and_then(Value::as_str), Some(id.as_str()));
+        assert_eq!(headers.get("x-api-key").and_then(Value::as_str), Some("***"));
+        assert_eq!(received.header("x-api-key"), Some("tp-header-value"));
+        for (name, value) in headers.iter().filter(|(name, _)| *name != "x-api-key") {
+            assert_eq!(received.header(name), value.as_str(), "header {name} as sent");
+        }
+        for name in ["content-type", "user-agent", "x-ticket-sequence", "webhook-timestamp", "webhook-signature"] {
+            assert!(headers.contains_key(name), "{name} is in the log: {request}");
+        }
+    }
+    assert!(!one.to_string().contains("tp-header-value"), "the secret header's value is never shown: {one}");
+
+    // Found by its id (the webhook-id the receiver logged) or its message's id, however old.
+    let message_id = one["messageId"].as_str().expect("message id").to_string();
+    app.clock.advance(std::time::Duration::from_secs(40 * 86_400));
+    for query in [format!("id={id}"), format!("messageId={message_id}")] {
+        let (status, page) =
+            api(&app, reqwest::Method::GET, &tenant.read, &format!("/api/v1/deliveries?{query}"), None).await;
+        let ids: Vec<&str> =
+            page["data"].as_array().map_or(vec![], |d| d.iter().filter_map(|d| d["id"].as_str()).collect());
+        assert_eq!((status, ids), (200, vec![id.as_str()]), "{query}");
+    }
+    let other = uuid::Uuid::new_v4();
+    let (status, page) =
+        api(&app, reqwest::Method::GET, &tenant.read, &format!("/api/v1/deliveries?id={other}"), None).await;
+    assert_eq!((status, page["data"].as_array().map(Vec::len)), (200, Some(0)));
+    let (status, page) = api(&app, reqwest::Method::GET, &tenant.read, "/api/v1/deliveries?messageId=nope", None).await;
+    assert_eq!((status, page["error"]["fields"][0]["field"].as_str()), (400, Some("messageId")), "{page}");
+    let stranger = app.create_tenant("someone-else").await;
+    let (_, page) = api(&app, reqwest::Method::GET, &stranger.read, &format!("/api/v1/deliveries?id={id}"), None).await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(0), "another tenant finds nothing");
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn cancelling_a_stuck_delivery_unblocks_its_ticket() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;

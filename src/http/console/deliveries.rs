@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup};
 use serde_json::{json, Value};
@@ -14,12 +15,15 @@ use serde_json::{json, Value};
 use super::html::{self, Nav};
 use super::session::Viewer;
 use super::{check_form, form, page_only, ConsoleError};
+use crate::domain::payload::Problem;
 use crate::domain::{DeliveryStatus, Target};
+use crate::http::csv::{self, Csv};
 use crate::http::deliveries::{read_replay, refused};
 use crate::http::error::ApiError;
-use crate::http::params::{Cursor, Params};
+use crate::http::params::{parse_instant, Cursor, Params};
+use crate::http::shapes::DeliveryOut;
 use crate::http::AppState;
-use crate::store::redelivery::{self, DeliveryFilter, ReplayFilter};
+use crate::store::redelivery::{self, DeliveryFilter, DeliveryRow, ReplayFilter};
 
 const PAGE: i64 = 50;
 
@@ -29,6 +33,103 @@ const NEEDS_ATTENTION: [&str; 2] = ["failed", "dead"];
 /// The statuses a replay may pick (as the API's replay).
 const REPLAYABLE: [&str; 4] = ["dead", "failed", "cancelled", "delivered"];
 
+/// The list's filters as the console's form gives them: a status (default: what needs an
+/// operator), a target, a ticket, a day range in the tenant's zone (`to` included), and
+/// `find`, a delivery id (the `webhook-id` a receiver logged) or a message id.
+struct ListQuery {
+    statuses: Option<Vec<String>>,
+    targets: Option<Vec<String>>,
+    ticket: Option<String>,
+    find: Option<uuid::Uuid>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// The form fields the list keeps in its links (next page, CSV).
+const FIELDS: [&str; 6] = ["status", "target", "ticket", "find", "from", "to"];
+
+impl ListQuery {
+    fn parse(params: &Params, tz: Tz) -> Result<ListQuery, ApiError> {
+        let mut problems = Vec::new();
+        let find = params.uuid("find").map_err(|e| problems.extend(e.into_problems())).ok().flatten();
+        let statuses = match params.get("status") {
+            Some(s) if DeliveryStatus::parse(s).is_some() => Some(vec![s.to_string()]),
+            Some(s) => {
+                problems.push(Problem::new("status", format!("{s:?} is not a delivery status")));
+                None
+            }
+            // Looking one up shows it whatever its status.
+            None if find.is_some() => None,
+            None => Some(NEEDS_ATTENTION.iter().map(|s| s.to_string()).collect()),
+        };
+        let targets = match params.get("target") {
+            Some(t) if Target::parse(t).is_some() => Some(vec![t.to_string()]),
+            Some(t) => {
+                problems.push(Problem::new("target", format!("{t:?} is not a delivery target")));
+                None
+            }
+            None => None,
+        };
+        let mut day = |name: &str, next: bool| {
+            let raw = params.get(name)?;
+            let raw = match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+                Ok(d) if next => d.succ_opt().map_or(raw.to_string(), |d| d.to_string()),
+                _ => raw.to_string(),
+            };
+            parse_instant(name, &raw, tz).map_err(|e| problems.extend(e.into_problems())).ok()
+        };
+        let (from, to) = (day("from", false), day("to", true));
+        if let (Some(from), Some(to)) = (from, to) {
+            if from >= to {
+                problems.push(Problem::new("from", "must be before to"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::InvalidParameter(problems));
+        }
+        Ok(ListQuery { statuses, targets, ticket: params.get("ticket").map(str::to_string), find, from, to })
+    }
+
+    /// One page after `after`: with `find`, the delivery of that id, else of that message.
+    async fn page(
+        &self,
+        pool: &sqlx::PgPool,
+        owner: &str,
+        after: Option<(DateTime<Utc>, uuid::Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+        let filter = |id, message_id| DeliveryFilter {
+            statuses: self.statuses.as_deref(),
+            targets: self.targets.as_deref(),
+            ticket_number: self.ticket.as_deref(),
+            id,
+            message_id,
+            from: self.from,
+            to: self.to,
+            after,
+            oldest_first: false,
+            limit,
+        };
+        let Some(find) = self.find else { return redelivery::list(pool, owner, &filter(None, None)).await };
+        let by_id = redelivery::list(pool, owner, &filter(Some(find), None)).await?;
+        if !by_id.is_empty() {
+            return Ok(by_id);
+        }
+        redelivery::list(pool, owner, &filter(None, Some(find))).await
+    }
+}
+
+/// The list's own query string, without the cursor.
+fn filters_query(params: &Params) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for name in FIELDS {
+        if let Some(v) = params.get(name) {
+            q.append_pair(name, v);
+        }
+    }
+    q.finish()
+}
+
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -37,48 +138,21 @@ pub async fn list(
     let viewer = Viewer::from_request(&state, &headers).await?;
     let caller = viewer.tenant()?;
     let params = Params::parse(raw.as_deref());
-    let statuses: Vec<String> = match params.get("status") {
-        Some(s) if DeliveryStatus::parse(s).is_some() => vec![s.to_string()],
-        Some(s) => return Err(ApiError::parameter("status", format!("{s:?} is not a delivery status")).into()),
-        None => NEEDS_ATTENTION.iter().map(|s| s.to_string()).collect(),
-    };
-    let targets: Option<Vec<String>> = match params.get("target") {
-        Some(t) if Target::parse(t).is_some() => Some(vec![t.to_string()]),
-        Some(t) => return Err(ApiError::parameter("target", format!("{t:?} is not a delivery target")).into()),
-        None => None,
-    };
-    let ticket = params.get("ticket");
-    let filters = params.fingerprint("console-deliveries", &["status", "target", "ticket"]);
+    let tz = caller.timezone;
+    let query = ListQuery::parse(&params, tz)?;
+    let filters = params.fingerprint("console-deliveries", &FIELDS);
     let cursor = Cursor::decode(params.get("cursor"), &filters)?;
     let after = cursor.as_ref().map(|c| c.uuid().map(|id| (c.at, id))).transpose()?;
-    let rows = redelivery::list(
-        &state.pool,
-        &caller.owner,
-        &DeliveryFilter {
-            statuses: Some(&statuses),
-            targets: targets.as_deref(),
-            ticket_number: ticket,
-            from: None,
-            to: None,
-            after,
-            oldest_first: false,
-            limit: PAGE,
-        },
-    )
-    .await?;
+    let rows = query.page(&state.pool, &caller.owner, after, PAGE).await?;
+    let shown_filters = filters_query(&params);
     let next = rows.last().filter(|_| rows.len() as i64 == PAGE).map(|d| {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for name in ["status", "target", "ticket"] {
-            if let Some(v) = params.get(name) {
-                q.append_pair(name, v);
-            }
-        }
+        let mut q = url::form_urlencoded::Serializer::new(shown_filters.clone());
         q.append_pair("cursor", &Cursor::new(&filters, d.created_at, d.id).encode());
         q.finish()
     });
     let shown = crate::http::deliveries::with_logs(&state.pool, &caller.owner, &rows).await?;
-    let tz = caller.timezone;
     let back = format!("/console/deliveries?{}", raw.as_deref().unwrap_or(""));
+    let value = |name: &str| params.get(name).unwrap_or("").to_string();
     let body = html! {
         form.filters method="get" action="/console/deliveries" role="search" {
             div { label for="status" { "Status" }
@@ -97,9 +171,18 @@ pub async fn list(
                     }
                 }
             }
-            div.grow { label for="ticket" { "Ticket number" } input id="ticket" name="ticket" value=(ticket.unwrap_or("")); }
-            div.buttons { button type="submit" { "Filter" } a href="/console/deliveries" { "Clear" } }
+            div { label for="from" { "Accepted from (day)" } input id="from" name="from" type="date" value=(value("from")); }
+            div { label for="to" { "To (day, included)" } input id="to" name="to" type="date" value=(value("to")); }
+            div.grow { label for="ticket" { "Ticket number" } input id="ticket" name="ticket" value=(value("ticket")); }
+            div.grow { label for="find" { "Delivery id, webhook-id or message id" }
+                input id="find" name="find" type="search" value=(value("find")); }
+            div.buttons {
+                button type="submit" { "Filter" }
+                a href="/console/deliveries" { "Clear" }
+                a href={ "/console/deliveries.csv?" (shown_filters) } download { "Download CSV" }
+            }
         }
+        p.muted { "Days in " (tz.name()) ". With an id, any status." }
         @if shown.is_empty() {
             p { "No delivery matches." }
         } @else {
@@ -119,6 +202,26 @@ pub async fn list(
     };
     let notice = super::notice(params.get("notice"), params.get("n"));
     Ok(page_only(html::page(Some(&viewer), Nav::Deliveries, "Deliveries", notice.as_deref(), body)))
+}
+
+/// The list's current filters as CSV (every page), in the API's delivery columns.
+pub async fn csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let viewer = Viewer::from_request(&state, &headers).await?;
+    let caller = viewer.tenant()?;
+    let query = std::sync::Arc::new(ListQuery::parse(&Params::parse(raw.as_deref()), caller.timezone)?);
+    let (pool, owner) = (state.pool.clone(), caller.owner.clone());
+    Ok(Csv::default().export("deliveries.csv", move |after| {
+        let (pool, owner, query) = (pool.clone(), owner.clone(), query.clone());
+        async move {
+            let rows = query.page(&pool, &owner, after, csv::PAGE).await?;
+            let last = rows.last().map(|d| (d.created_at, d.id));
+            Ok((rows.iter().map(|d| DeliveryOut::new(d, None)).collect::<Vec<_>>(), last))
+        }
+    }))
 }
 
 /// Deliveries with their attempts, and the buttons the viewer may press. `back` is where
@@ -150,6 +253,7 @@ pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str)
                             div.scroll {
                                 table {
                                     thead { tr { th scope="col" { "#" } th scope="col" { "At" } th scope="col" { "Took" }
+                                                 th scope="col" { "Request sent" }
                                                  th scope="col" { "HTTP" } th scope="col" { "Error" } th scope="col" { "Reply (start)" } } }
                                     tbody {
                                         @for a in log {
@@ -157,6 +261,7 @@ pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str)
                                                 td { (html::text(&a["n"])) }
                                                 td { (html::time_of(&a["at"], tz)) }
                                                 td { (html::text(&a["durationMs"])) " ms" }
+                                                td { (sent_request(&a["request"])) }
                                                 td { (html::text(&a["httpStatus"])) }
                                                 td { (html::text(&a["error"])) }
                                                 td { code.head { (html::text(&a["responseHead"])) } }
@@ -179,6 +284,26 @@ pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str)
                     }
                 }
             }
+        }
+    }
+}
+
+/// What an attempt sent: the URL, and its headers on demand (credentials already masked).
+fn sent_request(request: &Value) -> Markup {
+    html! {
+        @if let Some(url) = request["url"].as_str() {
+            details.request {
+                summary { "POST " code { (url) } }
+                dl.headers {
+                    @if let Some(headers) = request["headers"].as_object() {
+                        @for (name, value) in headers {
+                            div { dt { code { (name) } } dd { code { (html::text(value)) } } }
+                        }
+                    }
+                }
+            }
+        } @else {
+            span.muted { "not sent" }
         }
     }
 }

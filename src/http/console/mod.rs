@@ -76,6 +76,7 @@ fn pages() -> Router<AppState> {
         .route("/console/tickets/{ticket}/history", post(tickets::fetch_history))
         .route("/console/contacts/{contact}", get(tickets::contact))
         .route("/console/deliveries", get(deliveries::list))
+        .route("/console/deliveries.csv", get(deliveries::csv))
         .route("/console/deliveries/replay", post(deliveries::replay))
         .route("/console/deliveries/{id}/retry", post(deliveries::retry))
         .route("/console/deliveries/{id}/cancel", post(deliveries::cancel))
