@@ -52,6 +52,7 @@
 //!   the tests when no server runs, `serve --embedded-db DIR`).
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 
+pub mod alert_task;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -166,8 +166,9 @@ pub struct App {
 
 /// Options for [`start`].
 pub struct StartOptions {
-    /// Run the delivery workers, housekeeping and the report rollups in this process (tests
-    /// may drive `Dispatcher::run_once`, `housekeeping::run_once` and `rollup_task::run_once` instead).
+    /// Run the delivery workers, housekeeping, the report rollups and the backlog alerts in
+    /// this process (tests may drive `Dispatcher::run_once`, `housekeeping::run_once`,
+    /// `rollup_task::run_once` and `alert_task::run_once` instead).
     pub workers: bool,
     /// A socket bound already (by `serve`, which answers 503 on it while it waits for the
     /// database); `None`: bind `config.listen`.
@@ -219,6 +220,7 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
                 crate::rollup_task::lag(config.request_timeout),
                 shutdown_rx.clone(),
             )),
+            tokio::spawn(crate::alert_task::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
         ]
     } else {
         Vec::new()

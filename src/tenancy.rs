@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::credentials::{generate_key, generate_signing_secret};
-use crate::domain::tenant::{Delivery, Dolphins, TenantDraft, TenantSettings, ThirdParty};
+use crate::domain::tenant::{Alerts, Delivery, Dolphins, TenantDraft, TenantSettings, ThirdParty};
 use crate::domain::KeyKind;
 use crate::secrets::{is_sealed, Sealer, SecretError};
 use crate::store::{deliveries, keys, tenants, tenants::TenantRow};
@@ -45,6 +45,9 @@ pub struct TenantOut {
     pub third_party: ThirdParty,
     pub dolphins: DolphinsOut,
     pub delivery: Delivery,
+    /// Where operational alerts go (absent: no alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Alerts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,6 +176,7 @@ pub fn view(row: &TenantRow) -> TenantOut {
         third_party: settings.third_party,
         dolphins: DolphinsOut { settings: settings.dolphins, password_set: row.dolphins_password.is_some() },
         delivery: settings.delivery,
+        alerts: settings.alerts,
         retention_days: settings.retention_days,
         rate_limit: settings.rate_limit,
         created_at: row.created_at,

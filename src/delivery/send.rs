@@ -184,7 +184,8 @@ fn build_headers(
             .map_err(|_| "the 3Dolphins token is not a valid header")?;
         headers.insert(AUTHORIZATION, value);
     }
-    if target.peer() == Peer::ThirdParty {
+    // The third party and the alerts receiver verify Standard Webhooks signatures.
+    if target.peer() != Peer::Dolphins {
         let id = claim.id.to_string();
         // During a rotation both secrets sign; receivers accept either entry.
         let mut signature = signature::sign(&claim.signing_secret, &id, now_unix, claim.body.as_bytes())

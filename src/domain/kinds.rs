@@ -46,8 +46,9 @@ text_enum!(
 );
 
 text_enum!(
-    /// The two systems the bridge delivers to; deliveries are ordered per ticket and peer.
-    Peer { ThirdParty = "third_party", Dolphins = "dolphins" }
+    /// Who the bridge delivers to: the two systems it relays between, and the tenant's
+    /// operational alerts receiver. Deliveries are ordered per ticket (or alert queue) and peer.
+    Peer { ThirdParty = "third_party", Dolphins = "dolphins", Alerts = "alerts" }
 );
 
 text_enum!(
@@ -58,6 +59,7 @@ text_enum!(
         ThirdPartyCommand = "third_party_command",
         DolphinsMessage = "dolphins_message",
         DolphinsCommand = "dolphins_command",
+        Alerts = "alerts",
     }
 );
 
@@ -66,9 +68,18 @@ impl Target {
         match self {
             Target::ThirdPartyIncoming | Target::ThirdPartyOutgoing | Target::ThirdPartyCommand => Peer::ThirdParty,
             Target::DolphinsMessage | Target::DolphinsCommand => Peer::Dolphins,
+            Target::Alerts => Peer::Alerts,
         }
     }
+
+    /// The targets an operational alert can be about: every one but `alerts` itself.
+    pub fn watched() -> impl Iterator<Item = Target> {
+        Target::ALL.iter().copied().filter(|t| *t != Target::Alerts)
+    }
 }
+
+/// The ordering key of a tenant's alert deliveries (where a ticket number would be).
+pub const ALERTS_QUEUE: &str = "#alerts";
 
 text_enum!(
     /// Where a delivery stands. `pending` and `failed` are waiting to be sent and hold

@@ -55,10 +55,8 @@ pub(super) async fn apply_command(
     let planned = plan_delivery(target, url, None, &raw, &mut audit)?;
     events::append(&mut *tx, ctx.owner, &c.ticket_number, ctx.now, &audit).await?;
     if let Some(p) = &planned {
-        let sequence = match target.peer() {
-            Peer::ThirdParty => seqs.seq_third_party,
-            Peer::Dolphins => seqs.seq_dolphins,
-        };
+        // A command goes to one of the two relayed systems (never to the alerts receiver).
+        let sequence = if target.peer() == Peer::ThirdParty { seqs.seq_third_party } else { seqs.seq_dolphins };
         tracing::debug!(owner = ctx.owner, ticket = %c.ticket_number, delivery = %p.id, target = %target,
             "delivery enqueued");
         let delivery = deliveries::NewDelivery {

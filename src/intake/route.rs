@@ -67,6 +67,7 @@ pub(super) fn command_route(from: Peer, is_close: bool) -> (&'static str, Target
     match (from, is_close) {
         (Peer::Dolphins, true) => ("3dolphins", Target::ThirdPartyCommand, Action::DolphinsClose),
         (Peer::Dolphins, false) => ("3dolphins", Target::ThirdPartyCommand, Action::DolphinsReply),
-        (Peer::ThirdParty, _) => ("third_party", Target::DolphinsCommand, Action::ThirdPartyClose),
+        // Only the two relayed systems send commands; the alerts receiver sends nothing.
+        (Peer::ThirdParty | Peer::Alerts, _) => ("third_party", Target::DolphinsCommand, Action::ThirdPartyClose),
     }
 }

@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per table family. Functions take an executor (a pool,
 //! a connection or a transaction) so callers decide the transaction boundaries.
 
+pub mod alerts;
 pub mod contacts;
 pub mod database_url;
 pub mod deliveries;

@@ -202,7 +202,7 @@ async fn recompute_quarters(tx: &mut PgConnection, owner: &str, ranges: &[Range]
         " FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e)
          JOIN LATERAL (SELECT id, created_at FROM deliveries d
                        WHERE d.owner = $1 AND d.created_at >= r.s AND d.created_at < r.e
-                         AND d.status IN ('pending', 'failed') OFFSET 0) d ON true
+                         AND d.status IN ('pending', 'failed') AND d.target <> 'alerts' OFFSET 0) d ON true
          ON CONFLICT (owner, delivery_id) DO UPDATE SET quarter = excluded.quarter"
     ))
     .bind(owner)

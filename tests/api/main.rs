@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod alerts;
 mod auth;
 mod breaker;
 mod browser;

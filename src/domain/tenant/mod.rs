@@ -66,6 +66,23 @@ pub struct Delivery {
     pub timeout: Option<String>,
 }
 
+/// Where the tenant wants the bridge's operational alerts (`endpoint.failing`, ...), and
+/// when a backlog counts as stale.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = AlertSettings)]
+pub struct Alerts {
+    /// No URL: no alerts.
+    pub url: Option<String>,
+    /// `backlog.stale` when a target's oldest waiting delivery is older than this; default
+    /// [`DEFAULT_BACKLOG_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_seconds: Option<u32>,
+}
+
+/// A backlog older than this (15 minutes) is stale unless the tenant says otherwise.
+pub const DEFAULT_BACKLOG_SECONDS: u32 = 900;
+
 /// The stored, public part of a tenant's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +92,8 @@ pub struct TenantSettings {
     pub dolphins: Dolphins,
     #[serde(default)]
     pub delivery: Delivery,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Alerts>,
     /// Days after which message bodies and raw payloads are purged (`None`: kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
@@ -92,15 +111,18 @@ impl TenantSettings {
             Target::ThirdPartyCommand => self.third_party.command_url.as_ref(),
             Target::DolphinsMessage => self.dolphins.send_message_url.as_ref(),
             Target::DolphinsCommand => self.dolphins.command_url.as_ref(),
+            Target::Alerts => self.alerts.as_ref().and_then(|a| a.url.as_ref()),
         };
         url.map(String::as_str).filter(|u| !u.is_empty())
     }
 
-    /// The extra headers the tenant wants on every delivery to `peer`.
+    /// The extra headers the tenant wants on every delivery to `peer` (none on alerts).
     pub fn headers_for(&self, peer: Peer) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
         match peer {
             Peer::ThirdParty => &self.third_party.headers,
             Peer::Dolphins => &self.dolphins.headers,
+            Peer::Alerts => &NONE,
         }
     }
 }
@@ -127,6 +149,7 @@ pub fn to_document(draft: &TenantDraft) -> Value {
         "thirdParty": draft.settings.third_party,
         "dolphins": draft.settings.dolphins,
         "delivery": draft.settings.delivery,
+        "alerts": draft.settings.alerts,
         "retentionDays": draft.settings.retention_days,
         "rateLimit": draft.settings.rate_limit,
     });

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
-use super::{check_target_url, default_inbound_auth, Delivery, Dolphins, TenantDraft, TenantSettings, ThirdParty};
+use super::{
+    check_target_url, default_inbound_auth, Alerts, Delivery, Dolphins, TenantDraft, TenantSettings, ThirdParty,
+};
 use super::{DEFAULT_TIMEZONE, INBOUND_AUTH};
 use crate::config::{parse_duration, parse_schedule};
 use crate::domain::payload::Problem;
@@ -69,6 +71,9 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
     if let Some(del) = section("delivery", &mut problems) {
         settings.delivery = read_delivery(del, &mut problems);
     }
+    if let Some(alerts) = section("alerts", &mut problems).filter(|a| !a.is_empty()) {
+        settings.alerts = Some(read_alerts(alerts, &mut problems));
+    }
     settings.retention_days = match obj.get("retentionDays") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
@@ -86,7 +91,7 @@ pub fn read_tenant(doc: &Value) -> Result<TenantDraft, Vec<Problem>> {
     unknown_keys(
         obj,
         "",
-        &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery", "retentionDays", "rateLimit"],
+        &["owner", "name", "timezone", "thirdParty", "dolphins", "delivery", "alerts", "retentionDays", "rateLimit"],
         &mut problems,
     );
 
@@ -173,6 +178,24 @@ fn read_delivery(obj: &Map<String, Value>, problems: &mut Vec<Problem>) -> Deliv
     }
     unknown_keys(obj, "delivery", &["retrySchedule", "timeout"], problems);
     delivery
+}
+
+/// The `alerts` section: an http(s) URL that is not a metadata address, like any endpoint.
+fn read_alerts(obj: &Map<String, Value>, problems: &mut Vec<Problem>) -> Alerts {
+    let url = url_field(obj, "alerts.url", "url", problems);
+    let backlog_seconds = match obj.get("backlogSeconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(seconds @ 60..=604_800) => u32::try_from(seconds).ok(),
+            _ => {
+                problems
+                    .push(Problem::new("alerts.backlogSeconds", "must be a whole number of seconds from 60 to 604800"));
+                None
+            }
+        },
+    };
+    unknown_keys(obj, "alerts", &["url", "backlogSeconds"], problems);
+    Alerts { url, backlog_seconds }
 }
 
 fn valid_owner(s: &str) -> bool {

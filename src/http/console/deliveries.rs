@@ -238,7 +238,11 @@ pub fn delivery_cards(viewer: &Viewer, deliveries: &[Value], tz: Tz, back: &str)
                 li.card {
                     p.delivery-head {
                         strong { (html::text(&d["target"])) } " " (html::badge(status))
-                        " · ticket " a href={ "/console/tickets/" (html::path_segment(&html::text(&d["ticketNumber"]))) } { (html::text(&d["ticketNumber"])) }
+                        @if d["target"] == "alerts" {
+                            " · operational alert"
+                        } @else {
+                            " · ticket " a href={ "/console/tickets/" (html::path_segment(&html::text(&d["ticketNumber"]))) } { (html::text(&d["ticketNumber"])) }
+                        }
                     }
                     dl.facts.small {
                         div { dt { "Accepted" } dd { (html::time_of(&d["createdAt"], tz)) } }
