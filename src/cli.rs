@@ -20,6 +20,8 @@ use crate::tenancy;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub settings: crate::config::Settings,
 }
 
 #[derive(Debug, Subcommand)]

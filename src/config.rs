@@ -44,6 +44,9 @@ pub enum CookieSecure {
 pub struct Config {
     /// Where the bridge writes: one host, or libpq's host list with `target_session_attrs`.
     pub database_url: String,
+    /// Whether `DATABASE_URL` was given (else it is the default, and `demo` or
+    /// `--embedded-db` may bring a database along).
+    pub database_url_given: bool,
     /// Where list, report and CSV endpoints read (a standby); `None`: from `database_url`.
     pub read_database_url: Option<String>,
     pub listen: SocketAddr,
@@ -72,6 +75,8 @@ pub struct Config {
     /// `/api/v1`; `None` turns limiting off.
     pub rate_limit: Option<RateLimit>,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: which logs are written.
+    pub log_filter: String,
     pub cookie_secure: CookieSecure,
 }
 
@@ -97,6 +102,7 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("rate_limit", &self.rate_limit)
             .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
             .field("cookie_secure", &self.cookie_secure)
             .finish()
     }
@@ -110,17 +116,133 @@ pub fn redact_url(raw: &str) -> String {
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/dolphin_bridge";
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h";
 
-impl Config {
-    /// Reads the process environment (after `.env`, which `main` loads).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+/// One setting: its environment variable, the flag that overrides it, its default, and
+/// whether its value may hold a secret (then `--help` never shows the value set).
+pub struct Setting {
+    pub var: &'static str,
+    pub flag: &'static str,
+    pub default: Option<&'static str>,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn setting(var: &'static str, flag: &'static str, default: Option<&'static str>, help: &'static str) -> Setting {
+    Setting { var, flag, default, secret: false, help }
+}
+
+const fn secret(var: &'static str, flag: &'static str, help: &'static str) -> Setting {
+    Setting { var, flag, default: None, secret: true, help }
+}
+
+/// Every setting, declared here once: `--help` lists them from this table (with their
+/// variables and defaults), the command line reads them, and [`Config::from_lookup`] checks
+/// them. A flag overrides its variable.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "DATABASE_URL",
+        flag: "database-url",
+        default: Some(DEFAULT_DATABASE_URL),
+        // The URL may hold a password: `--help` shows the default, never the value set.
+        secret: true,
+        help: "PostgreSQL the bridge writes to (created if missing): one host, or libpq's host list with target_session_attrs",
+    },
+    secret("BRIDGE_READ_DATABASE_URL", "read-database-url",
+        "Where lists, reports and CSV exports read (a standby); default: DATABASE_URL"),
+    setting("BRIDGE_LISTEN", "listen", Some("127.0.0.1:8080"), "HTTP listen address"),
+    secret("BRIDGE_ADMIN_TOKEN", "admin-token",
+        "Bearer token of the admin API (at least 16 characters); unset: the admin API answers 403"),
+    secret("BRIDGE_SECRET_KEY", "secret-key",
+        "32-byte base64 key sealing signing secrets and 3Dolphins passwords at rest (openssl rand -base64 32)"),
+    setting("BRIDGE_WORKERS", "workers", Some("16"), "Deliveries in flight at once in this process (1-1024)"),
+    setting("BRIDGE_RETRY_SCHEDULE", "retry-schedule", Some(DEFAULT_RETRY_SCHEDULE),
+        "Delays between attempts: N delays = N+1 attempts, then dead"),
+    setting("BRIDGE_DELIVERY_TIMEOUT", "delivery-timeout", Some("15s"), "Per-attempt HTTP timeout (kept below the lease)"),
+    setting("BRIDGE_LEASE", "lease", Some("30s"), "How long a claimed delivery belongs to one process"),
+    setting("BRIDGE_POLL_INTERVAL", "poll-interval", Some("1s"),
+        "How often the dispatcher looks for due work nobody woke it for"),
+    setting("BRIDGE_ECHO_WINDOW", "echo-window", Some("5m"), "Echo suppression window (0s: off)"),
+    setting("BRIDGE_DEDUPE_WINDOW", "dedupe-window", Some("0s"),
+        "Fold identical Incoming Events within this window (0s: off)"),
+    setting("BRIDGE_CONTACT_TTL", "contact-ttl", Some("15m"), "Contact API cache lifetime"),
+    setting("BRIDGE_MAX_BODY", "max-body", Some("256KiB"), "Request body limit (413 above it)"),
+    setting("BRIDGE_HEADER_TIMEOUT", "header-timeout", Some("10s"), "A client must send its request headers within this"),
+    setting("BRIDGE_REQUEST_TIMEOUT", "request-timeout", Some("30s"), "A whole request is answered 408 after this"),
+    setting("BRIDGE_MAX_CONNECTIONS", "max-connections", Some("4096"), "Connections served at once"),
+    setting("BRIDGE_RATE_LIMIT", "rate-limit", Some("1000/s"),
+        "Per-credential limit on the third-party webhooks and /api/v1: N/s, N/m, N/s,BURST or off"),
+    setting("BRIDGE_LOG_FORMAT", "log-format", Some("pretty"), "pretty or json"),
+    setting("RUST_LOG", "log", Some("info,sqlx=warn"), "Log filter (tracing's EnvFilter syntax, e.g. debug or info,dolphin_bridge=debug)"),
+    setting("BRIDGE_COOKIE_SECURE", "cookie-secure", Some("auto"),
+        "When the console's cookie says Secure: auto (over HTTPS, X-Forwarded-Proto honoured), always or never"),
+];
+
+/// The settings as given on the command line or in the environment (flattened into the
+/// CLI, so every subcommand's `--help` lists them); checked by [`Config::from_settings`].
+#[derive(Debug, Clone, Default)]
+pub struct Settings(std::collections::HashMap<&'static str, String>);
+
+impl Settings {
+    /// The value given for `var`, if any (empty counts as not given).
+    pub fn get(&self, var: &str) -> Option<String> {
+        self.0.get(var).filter(|v| !v.trim().is_empty()).cloned()
+    }
+}
+
+impl clap::FromArgMatches for Settings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut values = std::collections::HashMap::new();
+        for s in SETTINGS {
+            // The default is applied by `Config::from_lookup`, so only given values count.
+            let given = !matches!(matches.value_source(s.var), None | Some(clap::parser::ValueSource::DefaultValue));
+            if let (true, Some(value)) = (given, matches.get_one::<String>(s.var)) {
+                values.insert(s.var, value.clone());
+            }
+        }
+        Ok(Settings(values))
     }
 
-    /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.next_help_heading("Settings (each flag overrides its environment variable)").args(SETTINGS.iter().map(
+            |s| {
+                let arg = clap::Arg::new(s.var)
+                    .long(s.flag)
+                    .env(s.var)
+                    .value_name("VALUE")
+                    .help(s.help)
+                    .global(true)
+                    .hide_env_values(s.secret);
+                match s.default {
+                    Some(default) => arg.default_value(default),
+                    None => arg,
+                }
+            },
+        ))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl Config {
+    /// Checks the settings the command line read (flags and environment).
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| settings.get(var))
+    }
+
+    /// Reads settings through `lookup` (variable name → value), so tests can pass a map
+    /// instead of the environment. Unset or empty values take their default from [`SETTINGS`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |var: &'static str, default: &str| -> String {
-            lookup(var).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
-        };
+        let lookup = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let default = |var: &str| SETTINGS.iter().find(|s| s.var == var).and_then(|s| s.default).unwrap_or("");
+        let get = |var: &'static str| -> String { lookup(var).unwrap_or_else(|| default(var).to_string()) };
         fn parse_with_any<T>(
             value: String,
             var: &'static str,
@@ -128,11 +250,11 @@ impl Config {
         ) -> Result<T, ConfigError> {
             f(&value).map_err(|reason| ConfigError { var, value, reason })
         }
-        let parse_with = |var: &'static str, default: &str, f: &dyn Fn(&str) -> Result<Duration, String>| {
-            parse_with_any(get(var, default), var, f)
-        };
+        let parse_with =
+            |var: &'static str, f: &dyn Fn(&str) -> Result<Duration, String>| parse_with_any(get(var), var, f);
 
-        let database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL);
+        let database_url_given = lookup("DATABASE_URL").is_some();
+        let database_url = get("DATABASE_URL");
         let checked = |var: &'static str, url: String, writes: bool| {
             let reason = match DatabaseUrl::parse(&url) {
                 Err(reason) => reason,
@@ -150,7 +272,7 @@ impl Config {
             Some(url) => Some(checked("BRIDGE_READ_DATABASE_URL", url, false)?),
             None => None,
         };
-        let listen = parse_with_any(get("BRIDGE_LISTEN", "127.0.0.1:8080"), "BRIDGE_LISTEN", |v| {
+        let listen = parse_with_any(get("BRIDGE_LISTEN"), "BRIDGE_LISTEN", |v| {
             v.parse::<SocketAddr>().map_err(|e| e.to_string())
         })?;
         let admin_token = lookup("BRIDGE_ADMIN_TOKEN").filter(|t| !t.is_empty());
@@ -179,41 +301,36 @@ impl Config {
                 Some(key)
             }
         };
-        let workers = parse_with_any(get("BRIDGE_WORKERS", "16"), "BRIDGE_WORKERS", |v| match v.parse::<usize>() {
+        let workers = parse_with_any(get("BRIDGE_WORKERS"), "BRIDGE_WORKERS", |v| match v.parse::<usize>() {
             Ok(n) if (1..=1024).contains(&n) => Ok(n),
             _ => Err("expected a whole number from 1 to 1024".into()),
         })?;
-        let retry_schedule = parse_with_any(
-            get("BRIDGE_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE),
-            "BRIDGE_RETRY_SCHEDULE",
-            parse_schedule,
-        )?;
+        let retry_schedule = parse_with_any(get("BRIDGE_RETRY_SCHEDULE"), "BRIDGE_RETRY_SCHEDULE", parse_schedule)?;
         let positive = |v: &str| match parse_duration(v)? {
             d if d.is_zero() => Err("must be greater than zero".to_string()),
             d => Ok(d),
         };
-        let delivery_timeout = parse_with("BRIDGE_DELIVERY_TIMEOUT", "15s", &positive)?;
-        let lease = parse_with("BRIDGE_LEASE", "30s", &positive)?;
-        let poll_interval = parse_with("BRIDGE_POLL_INTERVAL", "1s", &positive)?;
-        let echo_window = parse_with("BRIDGE_ECHO_WINDOW", "5m", &parse_duration)?;
-        let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", "0s", &parse_duration)?;
-        let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", "15m", &parse_duration)?;
-        let max_body = parse_with_any(get("BRIDGE_MAX_BODY", "256KiB"), "BRIDGE_MAX_BODY", parse_size)?;
-        let header_timeout = parse_with("BRIDGE_HEADER_TIMEOUT", "10s", &positive)?;
-        let request_timeout = parse_with("BRIDGE_REQUEST_TIMEOUT", "30s", &positive)?;
-        let max_connections = parse_with_any(get("BRIDGE_MAX_CONNECTIONS", "4096"), "BRIDGE_MAX_CONNECTIONS", |v| {
-            match v.parse::<usize>() {
+        let delivery_timeout = parse_with("BRIDGE_DELIVERY_TIMEOUT", &positive)?;
+        let lease = parse_with("BRIDGE_LEASE", &positive)?;
+        let poll_interval = parse_with("BRIDGE_POLL_INTERVAL", &positive)?;
+        let echo_window = parse_with("BRIDGE_ECHO_WINDOW", &parse_duration)?;
+        let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", &parse_duration)?;
+        let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", &parse_duration)?;
+        let max_body = parse_with_any(get("BRIDGE_MAX_BODY"), "BRIDGE_MAX_BODY", parse_size)?;
+        let header_timeout = parse_with("BRIDGE_HEADER_TIMEOUT", &positive)?;
+        let request_timeout = parse_with("BRIDGE_REQUEST_TIMEOUT", &positive)?;
+        let max_connections =
+            parse_with_any(get("BRIDGE_MAX_CONNECTIONS"), "BRIDGE_MAX_CONNECTIONS", |v| match v.parse::<usize>() {
                 Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
                 _ => Err("expected a whole number from 1 to 1000000".into()),
-            }
-        })?;
-        let rate_limit = parse_with_any(get("BRIDGE_RATE_LIMIT", "1000/s"), "BRIDGE_RATE_LIMIT", parse_rate_limit)?;
-        let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT", "pretty"), "BRIDGE_LOG_FORMAT", |v| match v {
+            })?;
+        let rate_limit = parse_with_any(get("BRIDGE_RATE_LIMIT"), "BRIDGE_RATE_LIMIT", parse_rate_limit)?;
+        let log_format = parse_with_any(get("BRIDGE_LOG_FORMAT"), "BRIDGE_LOG_FORMAT", |v| match v {
             "pretty" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
             _ => Err("expected pretty or json".into()),
         })?;
-        let cookie_secure = parse_with_any(get("BRIDGE_COOKIE_SECURE", "auto"), "BRIDGE_COOKIE_SECURE", |v| match v {
+        let cookie_secure = parse_with_any(get("BRIDGE_COOKIE_SECURE"), "BRIDGE_COOKIE_SECURE", |v| match v {
             "auto" => Ok(CookieSecure::Auto),
             "always" => Ok(CookieSecure::Always),
             "never" => Ok(CookieSecure::Never),
@@ -221,6 +338,7 @@ impl Config {
         })?;
         Ok(Config {
             database_url,
+            database_url_given,
             read_database_url,
             listen,
             admin_token,
@@ -239,6 +357,7 @@ impl Config {
             max_connections,
             rate_limit,
             log_format,
+            log_filter: get("RUST_LOG"),
             cookie_secure,
         })
     }

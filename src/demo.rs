@@ -38,8 +38,7 @@ struct DemoKeys {
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // With no DATABASE_URL and nothing on localhost:5432, bring a database along; it is
     // stopped and removed when this function returns (or the process ends).
-    let _cluster = if std::env::var_os("DATABASE_URL").is_none() && !embedded_db::answers(([127, 0, 0, 1], 5432).into())
-    {
+    let _cluster = if !config.database_url_given && !embedded_db::answers(([127, 0, 0, 1], 5432).into()) {
         Some(embedded_db::start_for(&mut config, None).await?)
     } else {
         None

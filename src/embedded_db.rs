@@ -216,7 +216,7 @@ impl Drop for Cluster {
 /// Starts a private cluster (kept in `dir`, else temporary) and points `config` at it; says
 /// so in one line. Refused when DATABASE_URL is set: an explicit one is never overridden.
 pub async fn start_for(config: &mut crate::config::Config, dir: Option<std::path::PathBuf>) -> anyhow::Result<Cluster> {
-    if std::env::var_os("DATABASE_URL").is_some() {
+    if config.database_url_given {
         anyhow::bail!("DATABASE_URL is set: unset it to use --embedded-db, or drop --embedded-db");
     }
     let cluster = tokio::task::spawn_blocking(move || match dir {

@@ -18,14 +18,14 @@ async fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is reported below through the variables.
     let _ = dotenvy::dotenv();
     let cli = cli::Cli::parse();
-    let config = match Config::from_env() {
+    let config = match Config::from_settings(&cli.settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("dolphin-bridge: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    telemetry::init(config.log_format, &config.log_filter);
     match cli::run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

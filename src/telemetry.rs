@@ -8,9 +8,13 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber once; later calls (tests) are ignored.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// Installs the global subscriber once, with the `RUST_LOG` filter `filter` (a malformed
+/// one is reported and the default used); later calls (tests) are ignored.
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("dolphin-bridge: RUST_LOG={filter:?} is not a log filter ({e}); using info");
+        EnvFilter::new("info,sqlx=warn")
+    });
     // Colours only for a terminal: a file or a log collector gets plain text it can search.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_target(false).with_ansi(colours).with_writer(std::io::stderr);

@@ -31,6 +31,45 @@ fn bad_configuration_is_one_line_naming_the_variable_with_exit_code_2() {
     }
 }
 
+#[test]
+fn serve_help_lists_every_setting_with_its_variable_and_default_and_hides_secret_values() {
+    let secrets = [
+        ("DATABASE_URL", "postgres://u:db-password-123@db.example/bridge"),
+        ("BRIDGE_READ_DATABASE_URL", "postgres://u:replica-password-456@standby/bridge"),
+        ("BRIDGE_ADMIN_TOKEN", "admin-token-value-0123456789"),
+        ("BRIDGE_SECRET_KEY", "c2VjcmV0LWtleS12YWx1ZS0wMTIzNDU2Nzg5MDEyMzQ1"),
+    ];
+    let out = bridge().args(["serve", "--help"]).envs(secrets).output().expect("run the binary");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for s in dolphin_bridge::config::SETTINGS {
+        let line = help.lines().find(|l| l.contains(&format!("--{} ", s.flag))).unwrap_or_default();
+        assert!(line.contains(&format!("[env: {}", s.var)), "{} is listed with its variable: {line:?}", s.var);
+        if let Some(default) = s.default {
+            assert!(line.contains(&format!("[default: {default}]")), "{} shows its default: {line:?}", s.var);
+        }
+    }
+    for (var, value) in secrets {
+        assert!(!help.contains(value), "the value of {var} is not shown");
+    }
+    // A flag overrides its variable, and is checked the same way.
+    let out = bridge().args(["migrate", "--workers", "0"]).env("BRIDGE_WORKERS", "8").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BRIDGE_WORKERS=\"0\""));
+}
+
+#[test]
+fn the_readme_documents_every_setting_with_the_default_the_binary_uses() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for s in dolphin_bridge::config::SETTINGS {
+        let row = readme.lines().find(|l| l.starts_with(&format!("| `{}` |", s.var)));
+        let row = row.unwrap_or_else(|| panic!("the README's configuration table has no row for {}", s.var));
+        if let Some(default) = s.default {
+            assert!(row.contains(&format!("`{default}`")), "the README gives {} the default {default}: {row}", s.var);
+        }
+    }
+}
+
 #[tokio::test]
 async fn tenant_add_creates_the_database_and_prints_credentials_once() {
     let db = format!("dbt_cli_{}", Uuid::new_v4().simple());
