@@ -284,3 +284,204 @@ async fn a_read_key_sees_everything_but_no_buttons_that_change_anything() {
     browser.close().await;
     app.finish().await;
 }
+
+/// Clicks the button whose text is `label`.
+async fn press(client: &Client, label: &str) {
+    client
+        .find(Locator::XPath(&format!("//button[normalize-space()='{label}']")))
+        .await
+        .unwrap_or_else(|e| panic!("a {label:?} button: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn notice_text(client: &Client) -> String {
+    client.wait().for_element(Locator::Css(".notice")).await.expect("a notice").text().await.expect("text")
+}
+
+#[tokio::test]
+async fn an_operator_pauses_and_resumes_a_target_finds_a_delivery_and_the_overview_refresh_keeps_panels_open() {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("browser-pause").await;
+    sign_in(c, &app, &tenant.third_party).await;
+    c.wait().for_element(Locator::Css("#figures")).await.expect("the overview");
+
+    // Pause the third party's incoming target: an event waits; resume: it goes out.
+    let paused = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT COALESCE((SELECT paused FROM endpoints WHERE owner = 'browser-pause'
+                              AND target = 'third_party_incoming'), false)",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("paused")
+    };
+    let row = "//tr[th[normalize-space()='third_party_incoming']]";
+    c.find(Locator::XPath(&format!("{row}//button[normalize-space()='Pause']")))
+        .await
+        .expect("a pause button in the target's row")
+        .click()
+        .await
+        .expect("click");
+    assert!(notice_text(c).await.contains("paused"));
+    assert!(paused().await, "the target is paused");
+    let event = with(&fixture("incoming-text"), json!({"owner": "browser-pause", "ticketNumber": "P-1"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &event).await.status(), 200);
+    app.dispatch().await;
+    assert_eq!(app.third_party.received_at("/incoming").len(), 0, "nothing is sent while paused");
+    snap(c, "20-overview-paused").await;
+    c.find(Locator::XPath(&format!("{row}//button[normalize-space()='Resume']")))
+        .await
+        .expect("a resume button in the target's row")
+        .click()
+        .await
+        .expect("click");
+    assert!(notice_text(c).await.contains("resumed"));
+    assert!(!paused().await);
+    app.dispatch().await;
+    assert_eq!(app.third_party.wait_for("/incoming", 1).await.len(), 1, "sent once resumed");
+
+    // The refresh keeps an open panel open, and stops while paused (also after a reload).
+    c.goto(&app.url("/console/overview")).await.expect("overview");
+    c.find(Locator::Css("#chart-figures summary")).await.expect("the chart's figures").click().await.expect("open");
+    let refresh = "const done = arguments[arguments.length - 1]; window.refreshOverview().then(() => done(\
+                   [document.getElementById('live').getAttribute('data-refreshed'), \
+                    document.getElementById('chart-figures').open]));";
+    let first = c.execute_async(refresh, vec![]).await.expect("refresh");
+    assert!(first[0].is_string(), "the figures were refreshed: {first}");
+    assert_eq!(first[1], json!(true), "the open panel is still open after the refresh");
+    press(c, "Pause refresh").await;
+    let during = c.execute_async(refresh, vec![]).await.expect("refresh while paused");
+    assert_eq!(during[0], first[0], "paused: nothing was replaced");
+    c.refresh().await.expect("reload");
+    let switch = c.wait().for_element(Locator::Css("#refresh-switch")).await.expect("the switch");
+    assert_eq!(switch.text().await.expect("text"), "Resume refresh", "the pause holds across a reload");
+    snap(c, "21-overview-refresh-paused").await;
+    press(c, "Resume refresh").await;
+    let after = c.execute_async(refresh, vec![]).await.expect("refresh again");
+    assert!(after[0].is_string(), "refreshing again: {after}");
+
+    // Find the delivery by its id (the webhook-id the receiver logged), see what was sent.
+    let webhook_id = app.third_party.received_at("/incoming")[0].header("webhook-id").expect("webhook-id").to_string();
+    c.goto(&app.url("/console/deliveries")).await.expect("deliveries");
+    c.find(Locator::Css("#find")).await.expect("the find field").send_keys(&webhook_id).await.expect("type");
+    press(c, "Filter").await;
+    c.wait().for_element(Locator::Css("ul.deliveries")).await.expect("the delivery");
+    c.find(Locator::XPath("//summary[starts-with(normalize-space(), 'Attempts')]"))
+        .await
+        .expect("the attempts")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::Css("details.request summary")).await.expect("what was sent").click().await.expect("open");
+    let sent = c.find(Locator::Css("details.request")).await.expect("request").text().await.expect("text");
+    assert!(sent.contains(&app.third_party.url("/incoming")), "the URL: {sent}");
+    assert!(sent.contains("webhook-id") && sent.contains(&webhook_id), "the headers: {sent}");
+    assert!(sent.contains("***") && !sent.contains("tp-header-value"), "the secret header masked: {sent}");
+    snap(c, "22-delivery-found-request").await;
+
+    // Delivered ones of today, and their CSV through the page's own link.
+    let today = app.clock_now().with_timezone(&chrono_tz::Asia::Jakarta).date_naive().to_string();
+    c.goto(&app.url("/console/deliveries")).await.expect("deliveries");
+    c.execute(
+        "document.getElementById('status').value = 'delivered'; \
+         document.getElementById('from').value = arguments[0]; document.getElementById('to').value = arguments[0];",
+        vec![json!(today)],
+    )
+    .await
+    .expect("choose the days");
+    press(c, "Filter").await;
+    c.wait().for_element(Locator::Css("ul.deliveries")).await.expect("today's deliveries");
+    assert!(body_text(c).await.contains("P-1"));
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             fetch(document.querySelector('a[download]').href).then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .expect("the CSV");
+    let csv = csv.as_str().unwrap_or_default();
+    assert_eq!(csv.lines().count(), 2, "header and the one delivery: {csv}");
+    assert!(csv.contains(&webhook_id));
+    browser.close().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_admin_creates_and_revokes_a_read_key_and_rotates_the_signing_secret() {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("browser-keys").await;
+    sign_in(c, &app, crate::helpers::ADMIN_TOKEN).await;
+    c.wait().for_element(Locator::Css("#owner")).await.expect("the tenant picker");
+    c.execute("document.getElementById('owner').value = 'browser-keys';", vec![]).await.expect("choose");
+    press(c, "Show this tenant").await;
+    c.wait().for_element(Locator::Css("#figures")).await.expect("the overview");
+    c.find(Locator::LinkText("Keys")).await.expect("the admin's Keys tab").click().await.expect("click");
+    c.wait().for_element(Locator::Css("#keys")).await.expect("the keys page");
+    let listed = |c: &Client| {
+        let c = c.clone();
+        async move { c.find_all(Locator::Css("tr[data-key]")).await.expect("rows").len() }
+    };
+    assert_eq!(listed(c).await, 3, "the tenant's three keys");
+
+    // A new read key, shown once, works against the API.
+    press(c, "Create a read key").await;
+    let shown = c.wait().for_element(Locator::Css("#shown-once code")).await.expect("the new key");
+    let key = shown.text().await.expect("text");
+    assert!(key.starts_with("dbrd_") || key.len() > 20, "{key}");
+    snap(c, "23-keys-created").await;
+    let use_key = |key: String| {
+        let (http, url) = (app.http.clone(), app.url("/api/v1/tickets"));
+        async move { http.get(url).bearer_auth(key).send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(use_key(key.clone()).await, 200, "the new key reads");
+    assert_eq!(listed(c).await, 4);
+    c.goto(&app.url("/console/keys")).await.expect("the keys page again");
+    assert!(c.find(Locator::Css("#shown-once")).await.is_err(), "the key is not shown again");
+
+    // Revoke it (asks first): the API refuses it from now on.
+    let prefix = key.chars().take(8).collect::<String>();
+    let row = format!("//tr[td/code[starts-with(normalize-space(), '{prefix}')]]");
+    c.find(Locator::XPath(&format!("{row}//button[normalize-space()='Revoke']")))
+        .await
+        .expect("its revoke button")
+        .click()
+        .await
+        .expect("click");
+    assert!(c.get_alert_text().await.expect("a confirmation").contains("Revoke this key"));
+    c.accept_alert().await.expect("accept");
+    assert!(notice_text(c).await.contains("revoked"));
+    assert_eq!(use_key(key).await, 401, "the revoked key is refused");
+
+    // Rotate the signing secret: both sign, then retire the old one.
+    press(c, "Rotate the signing secret").await;
+    c.accept_alert().await.expect("accept");
+    let secret = c.wait().for_element(Locator::Css("#shown-once code")).await.expect("the new secret");
+    let secret = secret.text().await.expect("text");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let first = with(&fixture("incoming-text"), json!({"owner": "browser-keys"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &first).await.status(), 200);
+    app.dispatch().await;
+    let got = app.third_party.wait_for("/incoming", 1).await;
+    for s in [&tenant.signing_secret, &secret] {
+        dolphin_bridge::signature::verify(s, &got[0].body, &got[0].headers).expect("both secrets verify");
+    }
+    press(c, "Retire the previous secret").await;
+    c.accept_alert().await.expect("accept");
+    assert!(notice_text(c).await.contains("retired"));
+    snap(c, "24-keys-secret-retired").await;
+    let second = with(&fixture("incoming-image"), json!({"owner": "browser-keys", "ticketNumber": "after-retire"}));
+    assert_eq!(app.post_as_dolphins("incoming", &tenant, &second).await.status(), 200);
+    app.dispatch().await;
+    let got = app.third_party.wait_for("/incoming", 2).await;
+    dolphin_bridge::signature::verify(&secret, &got[1].body, &got[1].headers).expect("the new secret verifies");
+    assert!(dolphin_bridge::signature::verify(&tenant.signing_secret, &got[1].body, &got[1].headers).is_err());
+    browser.close().await;
+    app.finish().await;
+}

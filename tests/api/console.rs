@@ -573,3 +573,41 @@ async fn the_deliveries_page_finds_a_delivery_by_any_id_filters_by_day_shows_wha
     assert!(csv.contains(&delivered.to_string()));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn only_a_key_that_may_act_pauses_a_target_and_only_the_admin_manages_keys() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("console-ops").await;
+    let paused = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM endpoints WHERE owner = 'console-ops' AND paused")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count")
+    };
+    let (_, reader) = sign_in(&app, &tenant.read).await;
+    let reader = reader.expect("session");
+    let csrf = reader.csrf().await;
+    let refused = reader.post("/console/endpoints/third_party_incoming/pause", &[("csrf", &csrf)]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "a read key cannot pause");
+    assert_eq!(paused().await, 0);
+    assert_eq!(reader.get("/console/keys").await.0, StatusCode::FORBIDDEN, "nor see the keys");
+
+    let (_, operator) = sign_in(&app, &tenant.third_party).await;
+    let operator = operator.expect("session");
+    let csrf = operator.csrf().await;
+    let forged = operator.post("/console/endpoints/third_party_incoming/pause", &[("csrf", "forged")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN, "not without the session's CSRF token");
+    let done = operator.post("/console/endpoints/third_party_incoming/pause", &[("csrf", &csrf)]).await;
+    assert_eq!((done.status(), location(&done)), (StatusCode::SEE_OTHER, "/console/overview?notice=paused".into()));
+    assert_eq!(paused().await, 1);
+    let unknown = operator.post("/console/endpoints/nowhere/pause", &[("csrf", &csrf)]).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let done = operator.post("/console/endpoints/third_party_incoming/resume", &[("csrf", &csrf)]).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(paused().await, 0);
+    assert_eq!(operator.get("/console/keys").await.0, StatusCode::FORBIDDEN, "keys are the admin's");
+    let create = operator.post("/console/keys", &[("csrf", &csrf)]).await;
+    assert_eq!(create.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.count("SELECT count(*) FROM api_keys WHERE owner = 'console-ops'").await, 3, "no key was made");
+    app.finish().await;
+}

@@ -15,16 +15,21 @@ pub enum Nav {
     Overview,
     Tickets,
     Deliveries,
+    /// The tenant's keys and signing secret (admin sessions only).
+    Keys,
     None,
 }
 
 /// A whole page: head, skip link, navigation, the notice of the last action, the body.
 pub fn page(viewer: Option<&Viewer>, active: Nav, title: &str, notice: Option<&str>, body: Markup) -> Markup {
+    let admin = viewer.is_some_and(|v| v.role == super::session::Role::Admin);
     let nav = [
         (Nav::Overview, "/console/overview", "Overview"),
         (Nav::Tickets, "/console/tickets", "Tickets"),
         (Nav::Deliveries, "/console/deliveries", "Deliveries"),
-    ];
+    ]
+    .into_iter()
+    .chain(admin.then_some((Nav::Keys, "/console/keys", "Keys")));
     html! {
         (DOCTYPE)
         html lang="en" {

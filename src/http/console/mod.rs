@@ -9,6 +9,7 @@
 
 pub mod deliveries;
 pub mod html;
+pub mod operations;
 pub mod overview;
 pub mod session;
 pub mod sign_in;
@@ -80,6 +81,12 @@ fn pages() -> Router<AppState> {
         .route("/console/deliveries/replay", post(deliveries::replay))
         .route("/console/deliveries/{id}/retry", post(deliveries::retry))
         .route("/console/deliveries/{id}/cancel", post(deliveries::cancel))
+        .route("/console/endpoints/{target}/pause", post(operations::pause))
+        .route("/console/endpoints/{target}/resume", post(operations::resume))
+        .route("/console/keys", get(operations::keys_page).post(operations::create_key))
+        .route("/console/keys/{id}/revoke", post(operations::revoke_key))
+        .route("/console/signing-secret/rotate", post(operations::rotate_secret))
+        .route("/console/signing-secret/retire", post(operations::retire_secret))
         .layer(axum::middleware::map_response(protect))
 }
 
@@ -180,6 +187,10 @@ pub fn notice(code: Option<&str>, count: Option<&str>) -> Option<String> {
         "replayed" => format!("{n} deliveries are queued again."),
         "history" => format!("3Dolphins history merged: {n} new messages."),
         "tenant" => "Tenant switched.".into(),
+        "paused" => "The target is paused: its deliveries wait, using none of their retry schedule.".into(),
+        "resumed" => "The target is resumed: its waiting deliveries go out now.".into(),
+        "revoked" => "The key is revoked; its sessions have ended.".into(),
+        "retired" => "The previous signing secret is retired; deliveries carry the new signature only.".into(),
         _ => return None,
     })
 }

@@ -49,6 +49,10 @@ pub async fn show(
         (html::json(&today_figures), html::json(&week_figures), html::json(&daily), html::as_json(&targets));
     let tz = caller.timezone;
     let body = html! {
+        div.refresh {
+            button type="button" id="refresh-switch" hidden { "Pause refresh" }
+            span.muted id="refresh-state" hidden {}
+        }
         div id="live" data-refresh="30" {
             section aria-labelledby="figures" {
                 h2 id="figures" { "Tickets" }
@@ -75,6 +79,7 @@ pub async fn show(
                                 th scope="col" { "Failed attempts (1 h)" } th scope="col" { "Dead (1 h)" }
                                 th scope="col" { "Queue" } th scope="col" { "Oldest waiting since" }
                                 th scope="col" { "Circuit breaker" }
+                                @if viewer.role.can_act() { th scope="col" { "Deliveries" } }
                             } }
                             tbody {
                                 @for t in &targets {
@@ -90,6 +95,9 @@ pub async fn show(
                                         td {
                                             (breaker(t["state"].as_str().unwrap_or("closed")))
                                             @if t["paused"].as_bool() == Some(true) { " " (html::badge("paused")) }
+                                        }
+                                        @if viewer.role.can_act() {
+                                            td { (super::operations::pause_switch(&viewer, &name, t["paused"].as_bool() == Some(true))) }
                                         }
                                     }
                                 }
@@ -196,7 +204,7 @@ fn chart(days: &[Value], tz: chrono_tz::Tz) -> Markup {
             figcaption {
                 span.key.opened { "opened" } " " span.key.closed { "closed" }
             }
-            details {
+            details id="chart-figures" {
                 summary { "The figures" }
                 div.scroll {
                     table {
