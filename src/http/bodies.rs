@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use utoipa::ToSchema;
 
-use crate::domain::tenant::{Delivery, ThirdParty};
+use crate::domain::tenant::{Alerts, Delivery, ThirdParty};
 
 /// An Incoming Event: a customer's message, from 3Dolphins. Lenient: anything naming
 /// `owner` and `ticketNumber` is accepted, stored and forwarded; what breaks a rule is listed
@@ -134,6 +134,9 @@ pub struct TenantIn {
     third_party: ThirdParty,
     dolphins: Option<DolphinsIn>,
     delivery: Option<Delivery>,
+    /// Where operational alerts go, and when a backlog is stale (`backlogSeconds`, 60 to
+    /// 604800, default 900); `null` or no `url`: no alerts.
+    alerts: Option<Alerts>,
     /// Days a closed ticket's messages are kept (1 to 3650; default forever).
     #[schema(minimum = 1, maximum = 3650)]
     retention_days: Option<u32>,

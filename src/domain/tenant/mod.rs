@@ -77,6 +77,7 @@ pub struct Alerts {
     /// `backlog.stale` when a target's oldest waiting delivery is older than this; default
     /// [`DEFAULT_BACKLOG_SECONDS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 604800)]
     pub backlog_seconds: Option<u32>,
 }
 
