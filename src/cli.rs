@@ -306,3 +306,17 @@ fn print_created(created: &tenancy::TenantCreatedOut, as_json: bool) {
         println!("  {label}  {}", c[key].as_str().unwrap_or(""));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks over every subcommand: a setting's flag that clashes
+    /// with a subcommand's own (`sim --listen` once did) fails here, not at a user's start.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -148,7 +148,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     secret("BRIDGE_READ_DATABASE_URL", "read-database-url",
         "Where lists, reports and CSV exports read (a standby); default: DATABASE_URL"),
-    setting("BRIDGE_LISTEN", "listen", Some("127.0.0.1:8080"), "HTTP listen address"),
+    setting("BRIDGE_LISTEN", "http-listen", Some("127.0.0.1:8080"), "HTTP listen address"),
     secret("BRIDGE_ADMIN_TOKEN", "admin-token",
         "Bearer token of the admin API (at least 16 characters); unset: the admin API answers 403"),
     secret("BRIDGE_SECRET_KEY", "secret-key",
