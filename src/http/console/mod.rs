@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod html;
 pub mod operations;
 pub mod overview;
+pub mod replay;
 pub mod session;
 pub mod sign_in;
 pub mod tickets;
@@ -78,7 +79,7 @@ fn pages() -> Router<AppState> {
         .route("/console/contacts/{contact}", get(tickets::contact))
         .route("/console/deliveries", get(deliveries::list))
         .route("/console/deliveries.csv", get(deliveries::csv))
-        .route("/console/deliveries/replay", post(deliveries::replay))
+        .route("/console/deliveries/replay", post(replay::replay))
         .route("/console/deliveries/{id}/retry", post(deliveries::retry))
         .route("/console/deliveries/{id}/cancel", post(deliveries::cancel))
         .route("/console/endpoints/{target}/pause", post(operations::pause))

@@ -82,6 +82,14 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Viewer, ConsoleE
     Ok(viewer)
 }
 
+/// An admin's form post: the session (checked as every form is) and the tenant it acts on.
+async fn admin_form(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(Viewer, String), ConsoleError> {
+    let viewer = admin(state, headers).await?;
+    check_form(&viewer, headers, &form(body))?;
+    let owner = viewer.tenant()?.owner.clone();
+    Ok((viewer, owner))
+}
+
 /// A credential or secret shown once, right after it was made.
 struct ShownOnce<'a> {
     what: &'a str,
@@ -160,9 +168,7 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = admin(&state, &headers).await?;
-    check_form(&viewer, &headers, &form(&body))?;
-    let owner = viewer.tenant()?.owner.clone();
+    let (viewer, owner) = admin_form(&state, &headers, &body).await?;
     let (id, key) = tenancy::add_key(&state.pool, &owner, KeyKind::Read).await.map_err(ApiError::from)?;
     tracing::info!(%owner, key = %id, "read key created from the console");
     let shown = ShownOnce { what: "The new read key", value: &key };
@@ -176,9 +182,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = admin(&state, &headers).await?;
-    check_form(&viewer, &headers, &form(&body))?;
-    let owner = viewer.tenant()?.owner.clone();
+    let (_, owner) = admin_form(&state, &headers, &body).await?;
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("key"))?;
     if !keys::revoke(&state.pool, &owner, id).await? {
         return Err(ApiError::NotFound("key").into());
@@ -194,9 +198,7 @@ pub async fn rotate_secret(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = admin(&state, &headers).await?;
-    check_form(&viewer, &headers, &form(&body))?;
-    let owner = viewer.tenant()?.owner.clone();
+    let (viewer, owner) = admin_form(&state, &headers, &body).await?;
     let secret = crate::credentials::generate_signing_secret();
     if !tenants::rotate_signing_secret(&state.pool, &owner, &state.sealer().seal(&secret)).await? {
         return Err(ApiError::NotFound("tenant").into());
@@ -212,9 +214,7 @@ pub async fn retire_secret(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = admin(&state, &headers).await?;
-    check_form(&viewer, &headers, &form(&body))?;
-    let owner = viewer.tenant()?.owner.clone();
+    let (_, owner) = admin_form(&state, &headers, &body).await?;
     if !tenants::retire_previous_signing_secret(&state.pool, &owner).await? {
         return Err(ApiError::NotFound("previous signing secret").into());
     }
