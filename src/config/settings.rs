@@ -70,9 +70,9 @@ pub const SETTINGS: &[Setting] = &[
 pub struct Settings(std::collections::HashMap<&'static str, String>);
 
 impl Settings {
-    /// The value given for `var`, if any (empty counts as not given).
+    /// The value given for `var`, if any (`Config::from_lookup` treats an empty one as unset).
     pub fn get(&self, var: &str) -> Option<String> {
-        self.0.get(var).filter(|v| !v.trim().is_empty()).cloned()
+        self.0.get(var).cloned()
     }
 }
 
