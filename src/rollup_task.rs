@@ -6,19 +6,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::store::{rollup_steps, rollups, tenants};
+use crate::store::{rollup_steps, tenants};
 
 /// How far behind now the rollups stay, at least ([`lag`]). A row is written with its
 /// request's clock and committed within the request's time limit; the lag leaves room for
 /// that and for clocks of several processes that disagree a little, so no row can commit
-/// into a quarter that was already rolled up (rows whose own time lies further in the past
-/// mark their quarter dirty instead, see [`LATE`]).
-pub const LAG: chrono::Duration = chrono::Duration::minutes(5);
+/// behind the watermark (rows whose own time lies further in the past mark their quarter
+/// dirty instead, see [`LATE`]). Everything after the watermark is read raw by every
+/// report, so the lag is as short as that allows.
+pub const LAG: chrono::Duration = chrono::Duration::minutes(2);
+/// The watermark moves by whole minutes (the quarter holding it has a row for its part
+/// before it), so a report's raw tail is the lag and at most a minute more.
+pub const TICK: chrono::Duration = chrono::Duration::minutes(1);
 
 /// The lag for a process whose requests may last `request_timeout`: [`LAG`], or twice the
 /// time limit when that is longer.
@@ -49,7 +53,8 @@ pub fn limit(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 fn limit_with(now: DateTime<Utc>, lag: chrono::Duration) -> DateTime<Utc> {
-    rollups::floor_quarter(now - lag)
+    let t = now - lag;
+    t.duration_trunc(TICK).unwrap_or(t)
 }
 
 /// Rolls every live tenant towards [`limit`]`(now)`, for at most 5 s of work each.

@@ -248,7 +248,7 @@ pub async fn timeseries(
         add(r.start, r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out);
     }
     for p in rollups::partials(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {
-        add(p.quarter, p.tickets_opened, p.tickets_closed, p.messages_in, p.messages_out);
+        add(p.start, p.tickets_opened, p.tickets_closed, p.messages_in, p.messages_out);
     }
     tx.commit().await?;
     Ok(buckets)

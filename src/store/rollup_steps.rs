@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgConnection;
 
-use super::rollups::{merge, partials_sql, quarter_of, split, Range, Span, QUARTER};
+use super::rollups::{merge, minute_of, partials_sql, quarter_of, split, Range, Span, QUARTER};
 
 /// What one step of the rollup task did for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,11 @@ pub struct Step {
 }
 
 /// One step for `owner`: moves its watermark towards `limit` (at most `step` at once) and
-/// recomputes the quarters it passes, the dirty ones and those of tickets that got a channel;
-/// folds settled deliveries in. One transaction holding the watermark row; `None` when
-/// another process holds it (it is doing this work).
+/// computes the minute rows it passes, recomputes the dirty quarters and those of tickets
+/// that got a channel, folds settled deliveries in, and sums the quarter, hour and day rows
+/// of all it touched (those holding the new watermark cover their part before it). One
+/// transaction holding the watermark row; `None` when another process holds it (it is doing
+/// this work).
 pub async fn roll_step(
     conn: &mut PgConnection,
     owner: &str,
@@ -38,18 +40,18 @@ pub async fn roll_step(
             .fetch_all(&mut *tx)
             .await?;
     quarters.extend(quarters_of_tickets_that_got_a_channel(&mut tx, owner).await?);
-    let mut ranges: Vec<Range> = quarters.iter().filter(|q| **q < from).map(|q| (*q, *q + QUARTER)).collect();
-    if to > from {
-        ranges.push((from, to));
-    }
-    let ranges = merge(ranges);
-    let recomputed = ranges.iter().map(|(s, e)| (*e - *s).num_minutes() / 15).sum();
+    // Whole quarters, but nothing at or after the new watermark.
+    let mut ranges: Vec<Range> = quarters.iter().map(|q| (*q, (*q + QUARTER).min(to))).filter(|(s, e)| s < e).collect();
+    ranges.push((from, to));
+    let ranges = merge(ranges.into_iter().filter(|(s, e)| s < e).collect());
+    let recomputed = ranges.iter().map(|(s, e)| ((*e - *s).num_seconds() + 899) / 900).sum();
     if !ranges.is_empty() {
-        recompute_quarters(&mut tx, owner, &ranges).await?;
+        recompute_minutes(&mut tx, owner, &ranges).await?;
     }
     settle(&mut tx, owner).await?;
     if !ranges.is_empty() {
-        recompute_levels(&mut tx, owner, &ranges).await?;
+        recompute_levels(&mut tx, owner, &ranges, &[Span::Quarter], Span::Minute).await?;
+        recompute_levels(&mut tx, owner, &ranges, &[Span::Hour, Span::Day], Span::Quarter).await?;
     }
     sqlx::query("UPDATE report_watermarks SET rolled_to = $2 WHERE owner = $1")
         .bind(owner)
@@ -70,6 +72,12 @@ async fn lock_watermark(
     let lock = "SELECT rolled_to FROM report_watermarks WHERE owner = $1 FOR UPDATE SKIP LOCKED";
     if let Some(w) = sqlx::query_scalar(lock).bind(owner).fetch_optional(&mut *tx).await? {
         return Ok(Some(w));
+    }
+    // Held by another process: its step is under way (the first watermark's search below
+    // reads every ticket of the tenant, not to be repeated by every process every pass).
+    let exists = "SELECT EXISTS (SELECT 1 FROM report_watermarks WHERE owner = $1)";
+    if sqlx::query_scalar(exists).bind(owner).fetch_one(&mut *tx).await? {
+        return Ok(None);
     }
     // Every counted row is written with or after its ticket: the first ticket stored (or
     // opened, for a createdDate in the past) bounds them all; a day earlier allows for clocks.
@@ -125,19 +133,83 @@ async fn quarters_of_tickets_that_got_a_channel(
     .await
 }
 
-/// Replaces the quarter rows of `ranges` with the raw rows' figures, keeping the totals and
+/// Replaces the minute rows of `ranges` with the raw rows' figures, keeping the totals and
 /// the lists of waiting deliveries and channel-less tickets in step.
-async fn recompute_quarters(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
+async fn recompute_minutes(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
     let (starts, ends) = split(ranges);
     let totals_upsert = "ON CONFLICT (owner, channel) DO UPDATE SET
              tickets_opened = report_totals.tickets_opened + excluded.tickets_opened,
              tickets_closed = report_totals.tickets_closed + excluded.tickets_closed,
              tickets_reopened = report_totals.tickets_reopened + excluded.tickets_reopened";
+    forget_minutes(tx, owner, &starts, &ends, totals_upsert).await?;
+    let channel_less: i64 = sqlx::query_scalar(&format!(
+        "WITH p AS ({partials}),
+         ins AS (
+             INSERT INTO report_rollups (owner, span, start, channel, tickets_opened, tickets_closed,
+                 tickets_reopened, messages_in, messages_out, first_response_n, first_response_sum_us,
+                 resolution_n, resolution_sum_us, deliveries_delivered, deliveries_dead, deliveries_cancelled)
+             SELECT $1, 'minute', start, channel, tickets_opened, tickets_closed, tickets_reopened,
+                    messages_in, messages_out, first_response_n, first_response_sum_us,
+                    resolution_n, resolution_sum_us, deliveries_delivered, deliveries_dead, deliveries_cancelled
+             FROM p
+             RETURNING 1),
+         histograms AS (
+             INSERT INTO report_histograms (owner, span, start, channel, first_response_bins, first_response_counts,
+                 resolution_bins, resolution_counts)
+             SELECT $1, 'minute', start, channel, first_response_bins, first_response_counts,
+                    resolution_bins, resolution_counts
+             FROM p WHERE first_response_n > 0 OR resolution_n > 0
+             RETURNING 1),
+         totals AS (
+             INSERT INTO report_totals (owner, channel, tickets_opened, tickets_closed, tickets_reopened)
+             SELECT $1, channel, sum(tickets_opened), sum(tickets_closed), sum(tickets_reopened)
+             FROM p GROUP BY channel
+             {totals_upsert}
+             RETURNING 1)
+         SELECT count(*) FROM p WHERE channel = ''",
+        partials = partials_sql(),
+    ))
+    .bind(owner)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(None::<String>)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(concat!(
+        "INSERT INTO report_unsettled (owner, delivery_id, start)
+         SELECT $1, d.id, ",
+        minute_of!("d.created_at"),
+        " FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e)
+         JOIN LATERAL (SELECT id, created_at FROM deliveries d
+                       WHERE d.owner = $1 AND d.created_at >= r.s AND d.created_at < r.e
+                         AND d.status IN ('pending', 'failed') AND d.target <> 'alerts' OFFSET 0) d ON true
+         ON CONFLICT (owner, delivery_id) DO UPDATE SET start = excluded.start"
+    ))
+    .bind(owner)
+    .bind(&starts)
+    .bind(&ends)
+    .execute(&mut *tx)
+    .await?;
+    if channel_less > 0 {
+        remember_channel_less(tx, owner, &starts, &ends).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the minute rows of the ranges (less their counts from the totals), their
+/// histograms and their lists of waiting deliveries.
+async fn forget_minutes(
+    tx: &mut PgConnection,
+    owner: &str,
+    starts: &[DateTime<Utc>],
+    ends: &[DateTime<Utc>],
+    totals_upsert: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "WITH r AS (SELECT s, e FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e)),
          old AS (
              DELETE FROM report_rollups x USING r
-             WHERE x.owner = $1 AND x.span = 'quarter' AND x.start >= r.s AND x.start < r.e
+             WHERE x.owner = $1 AND x.span = 'minute' AND x.start >= r.s AND x.start < r.e
              RETURNING x.channel, x.tickets_opened, x.tickets_closed, x.tickets_reopened)
          INSERT INTO report_totals (owner, channel, tickets_opened, tickets_closed, tickets_reopened)
          SELECT $1, channel, -sum(tickets_opened), -sum(tickets_closed), -sum(tickets_reopened)
@@ -150,68 +222,16 @@ async fn recompute_quarters(tx: &mut PgConnection, owner: &str, ranges: &[Range]
     .execute(&mut *tx)
     .await?;
     for table in ["report_histograms", "report_unsettled"] {
-        let column = if table == "report_unsettled" { "quarter" } else { "start" };
-        let span = if table == "report_unsettled" { "" } else { "AND x.span = 'quarter'" };
+        let span = if table == "report_unsettled" { "" } else { "AND x.span = 'minute'" };
         sqlx::query(&format!(
             "DELETE FROM {table} x USING unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e)
-             WHERE x.owner = $1 {span} AND x.{column} >= r.s AND x.{column} < r.e"
+             WHERE x.owner = $1 {span} AND x.start >= r.s AND x.start < r.e"
         ))
         .bind(owner)
         .bind(&starts)
         .bind(&ends)
         .execute(&mut *tx)
         .await?;
-    }
-    let channel_less: i64 = sqlx::query_scalar(&format!(
-        "WITH p AS ({partials}),
-         ins AS (
-             INSERT INTO report_rollups (owner, span, start, channel, tickets_opened, tickets_closed,
-                 tickets_reopened, messages_in, messages_out, first_response_n, first_response_sum_us,
-                 resolution_n, resolution_sum_us, deliveries_delivered, deliveries_dead, deliveries_cancelled)
-             SELECT $1, 'quarter', quarter, channel, tickets_opened, tickets_closed, tickets_reopened,
-                    messages_in, messages_out, first_response_n, first_response_sum_us,
-                    resolution_n, resolution_sum_us, deliveries_delivered, deliveries_dead, deliveries_cancelled
-             FROM p
-             RETURNING channel, tickets_opened, tickets_closed, tickets_reopened),
-         histograms AS (
-             INSERT INTO report_histograms (owner, span, start, channel, first_response_bins, first_response_counts,
-                 resolution_bins, resolution_counts)
-             SELECT $1, 'quarter', quarter, channel, first_response_bins, first_response_counts,
-                    resolution_bins, resolution_counts
-             FROM p WHERE first_response_n > 0 OR resolution_n > 0
-             RETURNING 1),
-         totals AS (
-             INSERT INTO report_totals (owner, channel, tickets_opened, tickets_closed, tickets_reopened)
-             SELECT $1, channel, sum(tickets_opened), sum(tickets_closed), sum(tickets_reopened)
-             FROM ins GROUP BY channel
-             {totals_upsert}
-             RETURNING 1)
-         SELECT count(*) FROM ins WHERE channel = ''",
-        partials = partials_sql(),
-    ))
-    .bind(owner)
-    .bind(&starts)
-    .bind(&ends)
-    .bind(None::<String>)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(concat!(
-        "INSERT INTO report_unsettled (owner, delivery_id, quarter)
-         SELECT $1, d.id, ",
-        quarter_of!("d.created_at"),
-        " FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e)
-         JOIN LATERAL (SELECT id, created_at FROM deliveries d
-                       WHERE d.owner = $1 AND d.created_at >= r.s AND d.created_at < r.e
-                         AND d.status IN ('pending', 'failed') AND d.target <> 'alerts' OFFSET 0) d ON true
-         ON CONFLICT (owner, delivery_id) DO UPDATE SET quarter = excluded.quarter"
-    ))
-    .bind(owner)
-    .bind(&starts)
-    .bind(&ends)
-    .execute(&mut *tx)
-    .await?;
-    if channel_less > 0 {
-        remember_channel_less(tx, owner, &starts, &ends).await?;
     }
     Ok(())
 }
@@ -250,8 +270,8 @@ async fn remember_channel_less(
     Ok(())
 }
 
-/// Folds deliveries that were waiting when their quarter was rolled up and are settled now
-/// into the quarter, hour and day rows.
+/// Folds deliveries that were waiting when their minute was rolled up and are settled now
+/// into the minute, quarter, hour and day rows.
 async fn settle(tx: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH settled AS (
@@ -263,11 +283,11 @@ async fn settle(tx: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
                                   WHERE t.owner = $1 AND t.ticket_number = d.ticket_number OFFSET 0) t ON true
                     WHERE k.owner = $1 AND d.status NOT IN ('pending', 'failed')) s
              WHERE u.owner = $1 AND u.delivery_id = s.delivery_id
-             RETURNING u.quarter, s.channel, s.status),
-         levels AS (SELECT * FROM (VALUES ('quarter', interval '15 minutes'), ('hour', interval '1 hour'),
+             RETURNING u.start, s.channel, s.status),
+         levels AS (SELECT * FROM (VALUES ('minute', interval '1 minute'), ('quarter', interval '15 minutes'), ('hour', interval '1 hour'),
                                           ('day', interval '1 day')) AS l(span, width))
          INSERT INTO report_rollups (owner, span, start, channel, deliveries_delivered, deliveries_dead, deliveries_cancelled)
-         SELECT $1, l.span, date_bin(l.width, s.quarter, TIMESTAMPTZ '2000-01-01 00:00:00+00'), s.channel,
+         SELECT $1, l.span, date_bin(l.width, s.start, TIMESTAMPTZ '2000-01-01 00:00:00+00'), s.channel,
                 count(*) FILTER (WHERE s.status = 'delivered'), count(*) FILTER (WHERE s.status = 'dead'),
                 count(*) FILTER (WHERE s.status = 'cancelled')
          FROM settled s CROSS JOIN levels l GROUP BY 2, 3, 4
@@ -282,10 +302,16 @@ async fn settle(tx: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Rebuilds the hour and day rows over `ranges` from their quarter rows.
-async fn recompute_levels(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
+/// Rebuilds the rows of `spans` over `ranges` from their rows of the finer span `parts`.
+async fn recompute_levels(
+    tx: &mut PgConnection,
+    owner: &str,
+    ranges: &[Range],
+    spans: &[Span],
+    parts: Span,
+) -> Result<(), sqlx::Error> {
     let mut levels: Vec<(Span, DateTime<Utc>)> = Vec::new();
-    for span in [Span::Hour, Span::Day] {
+    for span in spans.iter().copied() {
         for (s, e) in ranges {
             let mut t = s.duration_trunc(span.width()).unwrap_or(*s);
             while t < *e {
@@ -309,8 +335,10 @@ async fn recompute_levels(tx: &mut PgConnection, owner: &str, ranges: &[Range]) 
         .execute(&mut *tx)
         .await?;
     }
-    // Each level row sums the quarter rows inside it.
-    let inside = "l.start + CASE l.span WHEN 'hour' THEN interval '1 hour' ELSE interval '1 day' END";
+    // Each level row sums the rows of `parts` inside it.
+    let inside = "l.start + CASE l.span WHEN 'quarter' THEN interval '15 minutes' WHEN 'hour' THEN interval '1 hour'
+                                        ELSE interval '1 day' END";
+    let parts = parts.as_str();
     sqlx::query(&format!(
         "WITH l AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS l(span, start))
          INSERT INTO report_rollups (owner, span, start, channel, tickets_opened, tickets_closed,
@@ -320,7 +348,7 @@ async fn recompute_levels(tx: &mut PgConnection, owner: &str, ranges: &[Range]) 
                 sum(q.tickets_reopened), sum(q.messages_in), sum(q.messages_out), sum(q.first_response_n),
                 sum(q.first_response_sum_us), sum(q.resolution_n), sum(q.resolution_sum_us),
                 sum(q.deliveries_delivered), sum(q.deliveries_dead), sum(q.deliveries_cancelled)
-         FROM l JOIN LATERAL (SELECT * FROM report_rollups q WHERE q.owner = $1 AND q.span = 'quarter'
+         FROM l JOIN LATERAL (SELECT * FROM report_rollups q WHERE q.owner = $1 AND q.span = '{parts}'
                               AND q.start >= l.start AND q.start < {inside} OFFSET 0) q ON true
          GROUP BY l.span, l.start, q.channel"
     ))
@@ -341,7 +369,7 @@ async fn recompute_levels(tx: &mut PgConnection, owner: &str, ranges: &[Range]) 
         "WITH l AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS l(span, start)),
          src AS MATERIALIZED (
              SELECT l.span AS l_span, l.start AS l_start, q.*
-             FROM l JOIN LATERAL (SELECT * FROM report_histograms q WHERE q.owner = $1 AND q.span = 'quarter'
+             FROM l JOIN LATERAL (SELECT * FROM report_histograms q WHERE q.owner = $1 AND q.span = '{parts}'
                                   AND q.start >= l.start AND q.start < {inside} OFFSET 0) q ON true),
          fr AS ({first}),
          res AS ({resolution}),

@@ -1,7 +1,9 @@
 //! Report rollups (the tables of `migrations/…_report_rollups.sql`): the figures of every
-//! quarter hour per channel, summed into hour and day rows, maintained by the rollup task up
-//! to a per-tenant watermark; and the raw-row figures ("partials") of any set of time ranges,
-//! which both fill a quarter and answer the part of a report the rollups do not cover.
+//! minute per channel, summed into quarter hour, hour and day rows, maintained by the rollup
+//! task up to a per-tenant watermark (a whole minute: the quarter, hour and day holding it
+//! have rows for their part before it); and the raw-row figures ("partials") of any set of
+//! time ranges, which both fill the minute rows and answer the part of a report the rollups
+//! do not cover.
 //!
 //! What keeps them true when the past changes:
 //! - a ticket whose `opened_at` (3Dolphins' `createdDate`) lies in the past, and a manual
@@ -10,7 +12,7 @@
 //!   no two transactions wait on one mark; the task deletes only marks it can see, that is
 //!   committed ones, before it recomputes their quarters; reports read dirty quarters raw
 //!   until then;
-//! - deliveries still waiting when their quarter was rolled up are kept in
+//! - deliveries still waiting when their minute was rolled up are kept in
 //!   `report_unsettled` and counted by their status at query time, until the task folds them in;
 //! - tickets rolled up without a channel are kept in `report_unknown_channel`; when one gets
 //!   a channel the task recomputes its quarters;
@@ -18,14 +20,18 @@
 //!   so neither changes a figure.
 //!
 //! The task's pass over a tenant is one transaction holding the tenant's watermark row, so
-//! two processes never roll the same quarters twice.
+//! two processes never roll the same minutes twice.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use crate::reports::histogram::bin_sql;
 
-/// The width of the finest rollup row.
+/// The width of the finest rollup row: a window's edges that are not whole minutes, and
+/// the time after the watermark, are all a report reads raw.
+pub const MINUTE: Duration = Duration::minutes(1);
+/// The width of the rows between minutes and hours (every time zone's hours start on a
+/// quarter hour), and of what is marked dirty.
 pub const QUARTER: Duration = Duration::minutes(15);
 
 /// `date_bin` of a timestamp expression to its UTC quarter hour.
@@ -36,10 +42,13 @@ macro_rules! quarter_of {
 }
 pub(crate) use quarter_of;
 
-/// The start of the quarter hour holding `t`.
-pub fn floor_quarter(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(QUARTER).unwrap_or(t)
+/// `date_trunc` of a timestamp expression to its minute.
+macro_rules! minute_of {
+    ($e:expr) => {
+        concat!("date_trunc('minute', ", $e, ")")
+    };
 }
+pub(crate) use minute_of;
 
 /// A half-open time range `[start, end)`.
 pub type Range = (DateTime<Utc>, DateTime<Utc>);
@@ -61,10 +70,10 @@ pub(super) fn split(ranges: &[Range]) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>
     ranges.iter().copied().unzip()
 }
 
-/// The figures of the raw rows of one quarter and channel (`channel` '' when unknown).
+/// The figures of the raw rows of one minute and channel (`channel` '' when unknown).
 #[derive(Debug, Clone, Default, FromRow)]
 pub struct Partial {
-    pub quarter: DateTime<Utc>,
+    pub start: DateTime<Utc>,
     pub channel: String,
     pub tickets_opened: i64,
     pub tickets_closed: i64,
@@ -170,7 +179,7 @@ pub(super) fn partials_sql() -> String {
                  UNION ALL
                  SELECT q, ch, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 FROM first_bins) x
              GROUP BY 1, 2)
-         SELECT s.q AS quarter, s.ch AS channel,
+         SELECT s.q AS start, s.ch AS channel,
                 s.opened::bigint AS tickets_opened, s.closed::bigint AS tickets_closed,
                 s.reopened::bigint AS tickets_reopened, s.n_in::bigint AS messages_in, s.n_out::bigint AS messages_out,
                 COALESCE(f.n, 0) AS first_response_n, COALESCE(f.sum_us, 0) AS first_response_sum_us,
@@ -183,18 +192,18 @@ pub(super) fn partials_sql() -> String {
          FROM scalars s
          LEFT JOIN first_bins f ON f.q = s.q AND f.ch = s.ch
          LEFT JOIN resolution_bins rb ON rb.q = s.q AND rb.ch = s.ch",
-        opened_q = quarter_of!("t.opened_at"),
-        event_q = quarter_of!("e.at"),
-        first_q = quarter_of!("t.first_response_at"),
-        message_q = quarter_of!("m.at"),
-        delivery_q = quarter_of!("d.created_at"),
+        opened_q = minute_of!("t.opened_at"),
+        event_q = minute_of!("e.at"),
+        first_q = minute_of!("t.first_response_at"),
+        message_q = minute_of!("m.at"),
+        delivery_q = minute_of!("d.created_at"),
         first_bin = bin_sql("us"),
         resolution_bin = bin_sql("us"),
         ticket_of = TICKET_OF,
     )
 }
 
-/// The raw-row figures of `ranges`, per quarter and channel.
+/// The raw-row figures of `ranges`, per minute and channel.
 pub async fn partials(
     db: impl PgExecutor<'_>,
     owner: &str,
@@ -299,6 +308,7 @@ pub async fn coverage(db: &mut PgConnection, owner: &str) -> Result<Coverage, sq
 /// Which rollup rows to read: one span and its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Span {
+    Minute,
     Quarter,
     Hour,
     Day,
@@ -307,6 +317,7 @@ pub enum Span {
 impl Span {
     pub fn as_str(self) -> &'static str {
         match self {
+            Span::Minute => "minute",
             Span::Quarter => "quarter",
             Span::Hour => "hour",
             Span::Day => "day",
@@ -315,6 +326,7 @@ impl Span {
 
     pub fn width(self) -> Duration {
         match self {
+            Span::Minute => MINUTE,
             Span::Quarter => QUARTER,
             Span::Hour => Duration::hours(1),
             Span::Day => Duration::days(1),
@@ -474,7 +486,7 @@ pub async fn rolled_histograms(
     .await
 }
 
-/// Deliveries of rolled-up quarters in `ranges` that were waiting when rolled up, counted by
+/// Deliveries of rolled-up minutes in `ranges` that were waiting when rolled up, counted by
 /// their status now, per channel.
 #[derive(Debug, Clone, FromRow)]
 pub struct Unsettled {
@@ -497,7 +509,7 @@ pub async fn unsettled(
         "WITH r AS (SELECT s, e FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(s, e))
          SELECT COALESCE(t.channel, '') AS channel, d.status, count(*) AS n
          FROM r JOIN LATERAL (SELECT delivery_id FROM report_unsettled u
-                              WHERE u.owner = $1 AND u.quarter >= r.s AND u.quarter < r.e OFFSET 0) u ON true
+                              WHERE u.owner = $1 AND u.start >= r.s AND u.start < r.e OFFSET 0) u ON true
          JOIN LATERAL (SELECT status, ticket_number FROM deliveries d WHERE d.owner = $1 AND d.id = u.delivery_id OFFSET 0) d ON true
          JOIN LATERAL (SELECT channel FROM tickets t WHERE t.owner = $1 AND t.ticket_number = d.ticket_number OFFSET 0) t ON true
          WHERE ($4::text IS NULL OR t.channel = $4)
