@@ -217,8 +217,8 @@ async fn forget_minutes(
          {totals_upsert}"
     ))
     .bind(owner)
-    .bind(&starts)
-    .bind(&ends)
+    .bind(starts)
+    .bind(ends)
     .execute(&mut *tx)
     .await?;
     for table in ["report_histograms", "report_unsettled"] {
@@ -228,8 +228,8 @@ async fn forget_minutes(
              WHERE x.owner = $1 {span} AND x.start >= r.s AND x.start < r.e"
         ))
         .bind(owner)
-        .bind(&starts)
-        .bind(&ends)
+        .bind(starts)
+        .bind(ends)
         .execute(&mut *tx)
         .await?;
     }
