@@ -75,6 +75,7 @@ pub mod server;
 pub mod signature;
 pub mod sim;
 pub mod startup;
+pub mod statistics_task;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

@@ -221,6 +221,7 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
                 shutdown_rx.clone(),
             )),
             tokio::spawn(crate::alert_task::run(pool.clone(), clock.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::statistics_task::run(pool.clone(), shutdown_rx.clone())),
         ]
     } else {
         Vec::new()

@@ -121,7 +121,7 @@ impl Delivery {
 /// row at most once per statement): one of them then reads as [`Recorded::TicketNotAsExpected`]
 /// and is written by the caller's fallback, so nothing is lost even then. Callers keep
 /// tickets distinct ([`crate::intake::group_commit`]).
-const WRITE_MESSAGES: &str = concat!(
+pub const WRITE_MESSAGES: &str = concat!(
     "WITH c AS (
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::text[],
                               $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],

@@ -28,6 +28,7 @@ mod limits;
 mod logs;
 mod openapi;
 mod packaging;
+mod plans;
 mod query;
 mod read_replica;
 mod redelivery;

@@ -1,0 +1,62 @@
+//! Plans made on empty tables: the main pool (which writes the messages of new, closed and
+//! reopened tickets) caches its statements' plans, and a plan made while a table had no
+//! statistics picks any index as cheapest, and is kept as the table grows. The statistics
+//! task analyzes the hot tables as they grow, which replaces every plan cached on them.
+
+use sqlx::PgConnection;
+
+use crate::helpers::*;
+
+/// The plan `plan_under_test` runs with in this session now, every parameter NULL.
+async fn cached_plan(conn: &mut PgConnection, parameters: usize) -> String {
+    let nulls = vec!["NULL"; parameters].join(", ");
+    let rows: Vec<(String,)> =
+        sqlx::query_as(&format!("EXPLAIN EXECUTE plan_under_test({nulls})")).fetch_all(conn).await.expect("explain");
+    rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test]
+async fn the_statistics_task_replaces_a_message_write_plan_made_on_empty_tables() {
+    let app = TestApp::spawn_stepped().await;
+    // A session that caches the message write's plan while the tables are empty, as the
+    // main pool's sessions do when a fresh bridge takes its first events.
+    let mut session = app.pool.acquire().await.expect("connection");
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan").execute(&mut *session).await.expect("set");
+    let sql = dolphin_bridge::store::message_writes::WRITE_MESSAGES;
+    sqlx::raw_sql(&format!("PREPARE plan_under_test AS {sql}")).execute(&mut *session).await.expect("prepare");
+    let empty = cached_plan(&mut session, 36).await;
+    assert!(empty.contains("tickets_by_"), "made on empty tables, the plan finds tickets another way:\n{empty}");
+
+    let mut writer = app.pool.acquire().await.expect("connection");
+    sqlx::query(
+        "INSERT INTO tickets (owner, ticket_number, status, channel, opened_at, created_at, updated_at)
+         SELECT $1, 'T' || g, 'open', (ARRAY['whatsapp', 'webchat'])[1 + g % 2], now(), now(), now()
+         FROM generate_series(1, 5000) AS g",
+    )
+    .bind(OWNER)
+    .execute(&mut *writer)
+    .await
+    .expect("tickets");
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(&mut *writer).await.expect("flush");
+    drop(writer);
+    let grown = cached_plan(&mut session, 36).await;
+    assert!(grown.contains("tickets_by_"), "the plan is kept as the table grows:\n{grown}");
+
+    let mut analyzed = Vec::new();
+    for _ in 0..50 {
+        analyzed = dolphin_bridge::statistics_task::run_once(&app.pool).await.expect("statistics");
+        if !analyzed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(analyzed, vec!["tickets".to_string()], "only the table that grew is analyzed");
+    let replanned = cached_plan(&mut session, 36).await;
+    assert!(!replanned.contains("tickets_by_") && !replanned.contains("Seq Scan on tickets"), "{replanned}");
+    assert!(replanned.contains("Index Scan using tickets_pkey"), "each ticket found by its key:\n{replanned}");
+    // Nothing more to do until the table changes as much again.
+    assert!(dolphin_bridge::statistics_task::run_once(&app.pool).await.expect("statistics").is_empty());
+    sqlx::raw_sql("DEALLOCATE plan_under_test").execute(&mut *session).await.expect("deallocate");
+    drop(session);
+    app.finish().await;
+}
