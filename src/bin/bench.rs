@@ -185,6 +185,9 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!("  accepted            {} ({:.0}/s)", accepted.len(), accepted.len() as f64 / send_time.as_secs_f64());
+    if let Some(line) = per_minute(&accepted, started) {
+        println!("  accepted per minute {line}");
+    }
     let delivered_rate = arrivals.len() as f64 / all_delivered.as_secs_f64();
     let accepted_rate = accepted.len() as f64 / send_time.as_secs_f64();
     println!(
@@ -399,6 +402,26 @@ const SEED_TICKETS: &str = "INSERT INTO tickets (owner, ticket_number, status, c
             'Customer ' || (g % 100000), '', '', ts, ts, ts, ts + (g % 600) * interval '1 second',
             CASE WHEN g % 3 = 0 THEN ts + interval '1 hour' END, ts, 1, 1, ts, ts
      FROM generate_series(1, $2) AS g, LATERAL (SELECT now() - interval '1 hour' - (g::float8 * 2592000 / $2) * interval '1 second' AS ts) AS t";
+
+/// The accepted rate of every whole minute of a run of two minutes or more, and the
+/// slowest minute against the first (whether ingest holds its pace as the tables grow).
+fn per_minute(accepted: &[(String, Instant, Duration)], started: Instant) -> Option<String> {
+    let mut minutes: Vec<u64> = Vec::new();
+    for (_, at, _) in accepted {
+        let m = usize::try_from(at.saturating_duration_since(started).as_secs() / 60).unwrap_or(usize::MAX);
+        if m >= minutes.len() {
+            minutes.resize(m + 1, 0);
+        }
+        minutes[m] += 1;
+    }
+    minutes.pop(); // the last minute is partial
+    let (first, slowest) = (*minutes.first()?, *minutes.iter().min()?);
+    if minutes.len() < 2 {
+        return None;
+    }
+    let rates: Vec<String> = minutes.iter().map(|n| format!("{:.0}", *n as f64 / 60.0)).collect();
+    Some(format!("{}/s; slowest {:.2} × the first", rates.join(" "), slowest as f64 / first.max(1) as f64))
+}
 
 fn event(owner: &str, ticket: usize, message: &str) -> Value {
     json!({"ticketNumber": format!("bench-ticket-{ticket}"), "channel": "whatsapp", "accountId": "6281234500001",
