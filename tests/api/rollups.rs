@@ -169,9 +169,12 @@ fn near(got: &Value, want: Option<f64>, relative: f64) -> bool {
 }
 
 /// The API's summary of a window against the raw rows' figures, overall and per channel.
-async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<Utc>, seed: u64) {
+/// Compares a random window's summary and timeseries with the raw rows' figures: overall,
+/// and per channel when `per_channel` (right after a roll: a ticket that names its channel
+/// late moves from `unknown` at the task's next run, so between runs only the totals agree).
+async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<Utc>, seed: u64, per_channel: bool) {
     let (from, to, zone) = window(rng, start, app.clock_now() + chrono::Duration::hours(2));
-    let channel = rng.chance(25).then(|| *rng.pick(&CHANNELS));
+    let channel = (per_channel && rng.chance(25)).then(|| *rng.pick(&CHANNELS));
     let sla = *rng.pick(&[30i64, 60, 300, 900, 3_600]);
     let mut query = format!("from={}&to={}&tz={zone}&slaSeconds={sla}", enc(&from), enc(&to));
     if let Some(c) = channel {
@@ -194,7 +197,7 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
     let raw = reports::summary(&app.pool, &scope).await.expect("raw summary");
 
     let mut labels: Vec<(bool, Option<String>)> = vec![(true, None)];
-    for r in &raw.opened {
+    for r in raw.opened.iter().filter(|_| per_channel) {
         if !r.total {
             labels.push((false, Some(r.channel.clone().unwrap_or_else(|| "unknown".into()))));
         }
@@ -270,8 +273,10 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
 
 #[tokio::test]
 async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_and_channels() {
-    let seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
+    // ROLLUPS_SEED=<the seed a failure printed> replays a run.
+    let seed = std::env::var("ROLLUPS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1
+    });
     let mut rng = Rng(seed);
     let app = TestApp::spawn_stepped().await;
     let tenant = app
@@ -300,13 +305,13 @@ async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_a
         if i % 40 == 19 {
             // Between rolls: dirty quarters, waiting deliveries and the raw tail are live.
             for _ in 0..3 {
-                compare(&app, &tenant, &mut rng, start, seed).await;
+                compare(&app, &tenant, &mut rng, start, seed, false).await;
             }
         }
         if i % 40 == 39 {
             roll(&app, &mut rng).await;
             for _ in 0..4 {
-                compare(&app, &tenant, &mut rng, start, seed).await;
+                compare(&app, &tenant, &mut rng, start, seed, true).await;
             }
         }
     }
@@ -322,12 +327,12 @@ async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_a
     assert_eq!(folded_in, 0, "a pass folds settled deliveries into the rollups");
     assert_eq!(histograms_that_disagree_with_their_counts(&app).await, 0, "seed {seed}");
     for _ in 0..6 {
-        compare(&app, &tenant, &mut rng, start, seed).await;
+        compare(&app, &tenant, &mut rng, start, seed, true).await;
     }
     // Rebuilt from the raw rows, the answers stay the same.
     dolphin_bridge::rollup_task::rebuild(&app.pool, &tenant.owner, app.clock_now()).await.expect("rebuild");
     for _ in 0..4 {
-        compare(&app, &tenant, &mut rng, start, seed).await;
+        compare(&app, &tenant, &mut rng, start, seed, true).await;
     }
     app.finish().await;
 }
