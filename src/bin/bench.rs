@@ -415,10 +415,10 @@ fn per_minute(accepted: &[(String, Instant, Duration)], started: Instant) -> Opt
         minutes[m] += 1;
     }
     minutes.pop(); // the last minute is partial
-    let (first, slowest) = (*minutes.first()?, *minutes.iter().min()?);
     if minutes.len() < 2 {
         return None;
     }
+    let (first, slowest) = (*minutes.first()?, *minutes.iter().min()?);
     let rates: Vec<String> = minutes.iter().map(|n| format!("{:.0}", *n as f64 / 60.0)).collect();
     Some(format!("{}/s; slowest {:.2} × the first", rates.join(" "), slowest as f64 / first.max(1) as f64))
 }
