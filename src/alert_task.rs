@@ -26,19 +26,14 @@ pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<BacklogCheck,
 }
 
 /// Runs [`run_once`] every [`INTERVAL`] until `shutdown` turns true.
-pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match run_once(&pool, clock.now()).await {
+pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) {
+    let (pool, clock) = (&pool, &clock);
+    crate::background::every(INTERVAL, shutdown, move || async move {
+        match run_once(pool, clock.now()).await {
             Ok(check) if check != BacklogCheck::default() => tracing::info!(?check, "backlog alerts"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checking backlogs for alerts failed; will retry"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
+    })
+    .await
 }

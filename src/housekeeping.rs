@@ -52,19 +52,14 @@ pub async fn run_once(pool: &PgPool, now: DateTime<Utc>) -> Result<Pass, sqlx::E
 }
 
 /// Runs [`run_once`] every [`INTERVAL`] until `shutdown` turns true.
-pub async fn run(pool: PgPool, clock: std::sync::Arc<dyn crate::clock::Clock>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match run_once(&pool, clock.now()).await {
+pub async fn run(pool: PgPool, clock: std::sync::Arc<dyn crate::clock::Clock>, shutdown: watch::Receiver<bool>) {
+    let (pool, clock) = (&pool, &clock);
+    crate::background::every(INTERVAL, shutdown, move || async move {
+        match run_once(pool, clock.now()).await {
             Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "housekeeping"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
+    })
+    .await
 }

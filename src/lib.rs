@@ -53,6 +53,7 @@
 //! - [`clock`], [`heartbeat`]: time as a dependency; the workers' liveness mark.
 
 pub mod alert_task;
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;

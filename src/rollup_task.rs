@@ -106,19 +106,14 @@ pub async fn rebuild(pool: &PgPool, owner: &str, now: DateTime<Utc>) -> Result<P
 }
 
 /// Runs a pass every [`INTERVAL`] until `shutdown` turns true, `lag` behind now ([`lag`]).
-pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, lag: chrono::Duration, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match run_once_with(&pool, clock.now(), lag).await {
+pub async fn run(pool: PgPool, clock: Arc<dyn Clock>, lag: chrono::Duration, shutdown: watch::Receiver<bool>) {
+    let (pool, clock) = (&pool, &clock);
+    crate::background::every(INTERVAL, shutdown, move || async move {
+        match run_once_with(pool, clock.now(), lag).await {
             Ok(pass) if pass.quarters > 0 => tracing::debug!(?pass, "report rollups"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "report rollups failed; will retry"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
+    })
+    .await
 }

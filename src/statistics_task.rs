@@ -45,19 +45,14 @@ pub async fn run_once(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
 }
 
 /// Runs [`run_once`] every [`INTERVAL`] until `shutdown` turns true.
-pub async fn run(pool: PgPool, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match run_once(&pool).await {
+pub async fn run(pool: PgPool, shutdown: watch::Receiver<bool>) {
+    let pool = &pool;
+    crate::background::every(INTERVAL, shutdown, move || async move {
+        match run_once(pool).await {
             Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "analyzed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "analyzing the hot tables failed; will retry"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
+    })
+    .await
 }

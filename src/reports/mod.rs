@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use crate::store::rollups::{self, Partial, Range, Rolled, RolledHistograms, Span};
+use crate::store::raw_figures::{self, Partial};
+use crate::store::rollups::{self, Range, Rolled, RolledHistograms, Span};
 use histogram::Histogram;
 
 /// A duration figure: count, exact sum and histogram.
@@ -169,7 +170,7 @@ pub async fn summary(pool: &PgPool, w: &Window<'_>) -> Result<BTreeMap<String, F
     for u in rollups::unsettled(&mut *tx, w.owner, w.channel, &plan.rolled_ranges()).await? {
         by_channel.entry(u.channel).or_default().deliveries.add_status(&u.status, u.n);
     }
-    for p in rollups::partials(&mut *tx, w.owner, w.channel, &plan.raw).await? {
+    for p in raw_figures::partials(&mut *tx, w.owner, w.channel, &plan.raw).await? {
         by_channel.entry(p.channel.clone()).or_default().add_partial(&p);
     }
     for (channel, open) in open_now(&mut tx, w, &coverage).await? {
@@ -201,7 +202,7 @@ async fn open_now(
     }
     let mut raw: Vec<Range> = dirty.iter().map(|(_, q)| (*q, *q + rollups::QUARTER)).collect();
     raw.push((rolled_to, DateTime::<Utc>::MAX_UTC));
-    for t in rollups::raw_turnover(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {
+    for t in raw_figures::raw_turnover(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {
         add(t.channel, t.opened - t.closed + t.reopened);
     }
     open.retain(|_, n| *n != 0);
@@ -247,7 +248,7 @@ pub async fn timeseries(
     for r in rollups::rolled_counts(&mut *tx, w.owner, w.channel, &pieces).await? {
         add(r.start, r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out);
     }
-    for p in rollups::partials(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {
+    for p in raw_figures::partials(&mut *tx, w.owner, w.channel, &rollups::merge(raw)).await? {
         add(p.start, p.tickets_opened, p.tickets_closed, p.messages_in, p.messages_out);
     }
     tx.commit().await?;

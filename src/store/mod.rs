@@ -13,6 +13,7 @@ pub mod keys;
 pub mod message_writes;
 pub mod messages;
 pub mod outbox_rules;
+pub mod raw_figures;
 pub mod redelivery;
 pub mod reports;
 pub mod retention;

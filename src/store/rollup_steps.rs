@@ -5,7 +5,8 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgConnection;
 
-use super::rollups::{merge, minute_of, partials_sql, quarter_of, split, Range, Span, QUARTER};
+use super::raw_figures::partials_sql;
+use super::rollups::{merge, minute_of, quarter_of, split, Range, Span, QUARTER};
 
 /// What one step of the rollup task did for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
