@@ -19,7 +19,7 @@ use tokio::sync::watch;
 /// The tables the webhooks and the delivery engine write on every event.
 pub const HOT_TABLES: [&str; 5] = ["tickets", "messages", "ticket_events", "deliveries", "delivery_attempts"];
 /// Changes below this never call for an analysis (the planner does fine on small tables).
-const MIN_CHANGES: i64 = 1_000;
+pub const MIN_CHANGES: i64 = 1_000;
 /// How often the task looks.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
