@@ -141,6 +141,13 @@ async fn step(app: &TestApp, tenant: &Tenant, rng: &mut Rng, tickets: &mut Vec<(
     }
 }
 
+/// A report as the tenant's read key gets it.
+async fn read(app: &TestApp, tenant: &Tenant, path: &str) -> Value {
+    let response = app.http.get(app.url(path)).bearer_auth(&tenant.read).send().await.expect("request");
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("JSON")
+}
+
 fn window(rng: &mut Rng, start: DateTime<Utc>, end: DateTime<Utc>) -> (String, String, &'static str) {
     let zone = *rng.pick(&ZONES);
     let span = (end - start).num_seconds().max(1) as u64;
@@ -180,16 +187,7 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
     if let Some(c) = channel {
         query.push_str(&format!("&channel={c}"));
     }
-    let got: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/reports/summary?{query}")))
-        .bearer_auth(&tenant.read)
-        .send()
-        .await
-        .expect("summary")
-        .json()
-        .await
-        .expect("JSON");
+    let got = read(app, tenant, &format!("/api/v1/reports/summary?{query}")).await;
     let context = format!("seed {seed}, {query}: {got}");
     let parse = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
     let (f, t) = (parse(got["from"].as_str().expect("from")), parse(got["to"].as_str().expect("to")));
@@ -247,16 +245,7 @@ async fn compare(app: &TestApp, tenant: &Tenant, rng: &mut Rng, start: DateTime<
 
     // The timeseries: bucket by bucket as the raw rows say, adding up to the summary.
     let interval = if rng.chance(50) { Interval::Hour } else { Interval::Day };
-    let series: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/reports/timeseries?{query}&interval={}", interval.as_str())))
-        .bearer_auth(&tenant.read)
-        .send()
-        .await
-        .expect("timeseries")
-        .json()
-        .await
-        .expect("JSON");
+    let series = read(app, tenant, &format!("/api/v1/reports/timeseries?{query}&interval={}", interval.as_str())).await;
     let raw = reports::timeseries(&app.pool, &scope, interval, zone).await.expect("raw timeseries");
     let buckets = series["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(buckets.len(), raw.len(), "{context}");
@@ -394,16 +383,9 @@ async fn a_quarter_rolled_up_in_parts_answers_as_the_raw_rows() {
     let within = replied_after.iter().filter(|w| **w <= 30).count() as i64;
     let from = quarter.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let to = (quarter + chrono::Duration::minutes(15)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let got: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/reports/summary?from={}&to={}&slaSeconds=30", enc(&from), enc(&to))))
-        .bearer_auth(&tenant.read)
-        .send()
-        .await
-        .expect("summary")
-        .json()
-        .await
-        .expect("JSON");
+    let got =
+        read(&app, &tenant, &format!("/api/v1/reports/summary?from={}&to={}&slaSeconds=30", enc(&from), enc(&to)))
+            .await;
     assert_eq!(got["firstResponseWithinSla"]["count"].as_i64(), Some(within), "{got}");
     assert_eq!(got["ticketsOpened"].as_i64(), Some(3), "{got}");
     app.finish().await;
