@@ -1,7 +1,7 @@
 //! Reading 3Dolphins' `createdDate`: a zone-less `yyyy-MM-dd'T'HH:mm[:ss[.fraction]]` in
 //! the tenant's timezone (Java drops zero seconds), or RFC 3339 with an offset.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// What a `createdDate` should look like, for warnings and 400 replies.
@@ -18,6 +18,39 @@ pub fn parse_created_date(raw: &str, tz: Tz) -> Option<DateTime<Utc>> {
     }
     let naive = parse_local(raw)?;
     tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+}
+
+/// The first instant at which the clock in `tz` reads `local` or later: the earlier of the
+/// two in a DST overlap; when `local` falls in a gap, the instant the clock jumps past it.
+/// This is where a local hour or day begins (a day whose midnight is skipped begins when
+/// the clock jumps), so it is how report windows and buckets turn local times into instants.
+pub fn first_instant_at(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    let reads_local_or_later = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local() >= local;
+    // The first whole local minute after `local` that exists (gaps are at most a day long).
+    let mut minute = local;
+    for _ in 0..=24 * 60 {
+        if let Some(t) = tz.from_local_datetime(&minute).earliest() {
+            let mut after = t.with_timezone(&Utc);
+            if minute == local {
+                return after;
+            }
+            // A gap may end between whole minutes (Liberia, 1972): the jump lies in the last
+            // minute before `after`; find its second.
+            let mut before = after - Duration::minutes(1);
+            while after - before > Duration::seconds(1) {
+                let mid = before + (after - before) / 2;
+                if reads_local_or_later(mid) {
+                    after = mid;
+                } else {
+                    before = mid;
+                }
+            }
+            return after;
+        }
+        minute += Duration::minutes(1);
+    }
+    // No zone skips more than a day; read the clock as UTC rather than fail.
+    local.and_utc()
 }
 
 /// `yyyy-MM-dd'T'HH:mm`, then optional `:ss`, then optional `.` + 1–9 digits. Nothing else.
@@ -102,6 +135,32 @@ mod tests {
         ] {
             assert_eq!(parse_created_date(bad, tz), None, "{bad:?} must not parse");
         }
+    }
+
+    fn local(s: &str) -> NaiveDateTime {
+        s.parse().expect("test literal")
+    }
+
+    #[test]
+    fn a_local_time_begins_at_its_first_instant_through_gaps_and_overlaps() {
+        let ny: Tz = "America/New_York".parse().expect("known zone");
+        // An ordinary hour.
+        assert_eq!(first_instant_at(ny, local("2026-03-08T01:00:00")), utc("2026-03-08T06:00:00Z"));
+        // 02:00 and 02:30 do not exist on the spring-forward day: the clock jumps at 07:00Z.
+        assert_eq!(first_instant_at(ny, local("2026-03-08T02:00:00")), utc("2026-03-08T07:00:00Z"));
+        assert_eq!(first_instant_at(ny, local("2026-03-08T02:30:00")), utc("2026-03-08T07:00:00Z"));
+        assert_eq!(first_instant_at(ny, local("2026-03-08T03:00:00")), utc("2026-03-08T07:00:00Z"));
+        // 01:30 happens twice on the fall-back day: the first time.
+        assert_eq!(first_instant_at(ny, local("2026-11-01T01:30:00")), utc("2026-11-01T05:30:00Z"));
+        // Samoa skipped 30 December 2011: that day begins when the 31st does.
+        let samoa: Tz = "Pacific/Apia".parse().expect("known zone");
+        assert_eq!(first_instant_at(samoa, local("2011-12-30T00:00:00")), utc("2011-12-30T10:00:00Z"));
+        // Liberia's clock jumped from 00:00 to 00:44:30 on 7 January 1972.
+        let monrovia: Tz = "Africa/Monrovia".parse().expect("known zone");
+        assert_eq!(first_instant_at(monrovia, local("1972-01-07T00:00:00")), utc("1972-01-07T00:44:30Z"));
+        // Lord Howe moves by half an hour.
+        let lord_howe: Tz = "Australia/Lord_Howe".parse().expect("known zone");
+        assert_eq!(first_instant_at(lord_howe, local("2026-10-04T02:00:00")), utc("2026-10-03T15:30:00Z"));
     }
 
     #[test]

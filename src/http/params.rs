@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::domain::dates::first_instant_at;
 use crate::domain::payload::Problem;
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -111,8 +112,7 @@ pub fn parse_instant(name: &str, raw: &str, tz: Tz) -> Result<DateTime<Utc>, Api
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|midnight| tz.from_local_datetime(&midnight).earliest())
-        .map(|t| t.with_timezone(&Utc))
+        .map(|midnight| first_instant_at(tz, midnight))
         .ok_or_else(|| ApiError::parameter(name, "expected RFC 3339 (2026-11-24T09:00:00Z) or a date (2026-11-24)"))
 }
 

@@ -265,7 +265,7 @@ pub async fn timeseries_document(
     }
     let channel = params.get("channel").map(str::to_lowercase);
     let window = Window { owner: &caller.owner, from, to, channel: channel.as_deref() };
-    let starts = crate::store::reports::bucket_starts(&state.report_pool, from, to, interval, tz.name()).await?;
+    let starts = reports::buckets::bucket_starts(from, to, interval, tz);
     let counts = reports::timeseries(&state.report_pool, &window, &starts).await?;
     let data = starts
         .iter()

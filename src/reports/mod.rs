@@ -1,6 +1,7 @@
 //! The summary and timeseries reports, read from rollups where they cover the window and
 //! from the raw rows elsewhere (the README's *Reports at any size*).
 //!
+//! - [`buckets`]: where the timeseries' local hours and days begin.
 //! - [`histogram`]: durations as mergeable histograms (percentiles within 1 %, SLA counts).
 //! - [`plan`]: which parts of a window come from which rows.
 //! - the rollup rows and the raw-row figures are SQL in `store::rollups`; the rollup task
@@ -11,6 +12,7 @@
 //! A report reads in one `REPEATABLE READ` snapshot, so a rollup step committing meanwhile
 //! can neither be counted twice nor missed.
 
+pub mod buckets;
 pub mod histogram;
 pub mod plan;
 pub mod verify;

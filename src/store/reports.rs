@@ -190,8 +190,9 @@ pub async fn timeseries(
     let channel = "($4::text IS NULL OR t.channel = $4)";
     let sql = format!(
         "WITH buckets AS (
-             SELECT b AS local FROM generate_series({start}, $3 AT TIME ZONE $6, ('1 ' || $5)::interval) AS b
-             WHERE b < $3 AT TIME ZONE $6),
+             SELECT {minute_local} AS local, min(t) AS start
+             FROM generate_series(date_trunc('minute', $2) - interval '2 days', $3, interval '1 minute') AS t
+             GROUP BY 1 HAVING {minute_local} >= {start} AND min(t) < $3),
          opened AS (
              SELECT {opened_at} AS local, count(*) AS n FROM tickets t
              WHERE t.owner = $1 AND t.opened_at >= $2 AND t.opened_at < $3 AND {channel} GROUP BY 1),
@@ -204,11 +205,12 @@ pub async fn timeseries(
                     count(*) FILTER (WHERE m.direction = 'out') AS n_out
              FROM messages m JOIN tickets t ON t.owner = m.owner AND t.ticket_number = m.ticket_number
              WHERE m.owner = $1 AND m.at >= $2 AND m.at < $3 AND m.source <> 'history' AND {channel} GROUP BY 1)
-         SELECT b.local AT TIME ZONE $6 AS bucket, COALESCE(o.n, 0) AS tickets_opened, COALESCE(c.n, 0) AS tickets_closed,
+         SELECT b.start AS bucket, COALESCE(o.n, 0) AS tickets_opened, COALESCE(c.n, 0) AS tickets_closed,
                 COALESCE(m.n_in, 0) AS messages_in, COALESCE(m.n_out, 0) AS messages_out
          FROM buckets b LEFT JOIN opened o USING (local) LEFT JOIN closed c USING (local) LEFT JOIN msgs m USING (local)
-         ORDER BY b.local",
+         ORDER BY b.start",
         start = local("$2"),
+        minute_local = local("t"),
         opened_at = local("t.opened_at"),
         closed_at = local("e.at"),
         message_at = local("m.at"),
@@ -222,25 +224,4 @@ pub async fn timeseries(
         .bind(tz)
         .fetch_all(pool)
         .await
-}
-
-/// The starts of the local hours or days in `tz` that `[from, to)` touches, as UTC instants.
-pub async fn bucket_starts(
-    pool: &PgPool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    interval: Interval,
-    tz: &str,
-) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT b AT TIME ZONE $4 FROM generate_series(date_trunc($3, $1 AT TIME ZONE $4), $2 AT TIME ZONE $4,
-                                                       ('1 ' || $3)::interval) AS b
-         WHERE b < $2 AT TIME ZONE $4 ORDER BY b",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(interval.as_str())
-    .bind(tz)
-    .fetch_all(pool)
-    .await
 }

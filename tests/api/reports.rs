@@ -105,3 +105,69 @@ async fn day_buckets_are_local_days_in_the_requested_timezone() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+#[tokio::test]
+async fn hourly_buckets_follow_the_local_clock_through_both_dst_changes() {
+    use dolphin_bridge::store::reports::{self, Interval, ReportScope};
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    // Tickets opened (createdDate) around New York's changes of 2026.
+    let opened = [
+        ("S1", "2026-03-08T06:30:00Z"), // 01:30 EST
+        ("S2", "2026-03-08T07:30:00Z"), // 03:30 EDT: 02:00 did not happen
+        ("F1", "2026-11-01T04:30:00Z"), // 00:30 EDT
+        ("F2", "2026-11-01T05:30:00Z"), // 01:30 EDT
+        ("F3", "2026-11-01T06:30:00Z"), // 01:30 EST, the same local hour again
+        ("F4", "2026-11-01T07:30:00Z"), // 02:30 EST
+    ];
+    for (ticket, at) in opened {
+        let body =
+            with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "owner": tenant.owner, "createdDate": at}));
+        assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+    }
+    let cases = [
+        (
+            "2026-03-08T06:00:00Z",
+            "2026-03-08T08:00:00Z",
+            vec![("2026-03-08T06:00:00Z", 1), ("2026-03-08T07:00:00Z", 1)],
+        ),
+        (
+            "2026-11-01T04:00:00Z",
+            "2026-11-01T08:00:00Z",
+            vec![("2026-11-01T04:00:00Z", 1), ("2026-11-01T05:00:00Z", 2), ("2026-11-01T07:00:00Z", 1)],
+        ),
+    ];
+    for (from, to, want) in cases {
+        let path = format!(
+            "/api/v1/reports/timeseries?interval=hour&tz=America/New_York&from={}&to={}",
+            urlencode(from),
+            urlencode(to)
+        );
+        let series = get_json(&app, &tenant.read, &path).await;
+        let have: Vec<(chrono::DateTime<chrono::Utc>, i64)> = series["data"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .map(|b| {
+                (
+                    b["bucket"].as_str().unwrap_or("").parse().unwrap_or_default(),
+                    b["ticketsOpened"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        let want: Vec<(chrono::DateTime<chrono::Utc>, i64)> =
+            want.iter().map(|(at, n)| (at.parse().unwrap_or_default(), *n)).collect();
+        assert_eq!(have, want, "{path}");
+        // The definitions computed by PostgreSQL from the raw rows say the same.
+        let scope = ReportScope {
+            owner: &tenant.owner,
+            from: from.parse().unwrap_or_default(),
+            to: to.parse().unwrap_or_default(),
+            channel: None,
+            sla_seconds: None,
+        };
+        let raw = reports::timeseries(&app.pool, &scope, Interval::Hour, "America/New_York").await.expect("raw");
+        assert_eq!(raw.iter().map(|b| (b.bucket, b.tickets_opened)).collect::<Vec<_>>(), want, "raw rows of {path}");
+    }
+    app.finish().await;
+}
