@@ -62,6 +62,8 @@ impl Dispatcher {
                         let claimed = batch.len();
                         self.wake.claimed(claimed, free);
                         for claim in batch {
+                            // It waited: more of its ticket may wait behind it.
+                            self.wake.successor_may_follow(&claim.owner, &claim.ticket_number);
                             self.start_attempt(&mut in_flight, Handoff { claim, worker: Worker::Any });
                         }
                         if claimed >= free {

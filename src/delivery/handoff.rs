@@ -9,7 +9,7 @@
 //!
 //! | event | wakes the claim loop when |
 //! |---|---|
-//! | the intake wrote a delivery unclaimed | unless it was written behind one in flight (`Wake::unclaimed_written`) |
+//! | the intake wrote a delivery unclaimed | unless it was written behind one in flight (`Wake::unclaimed_written`; then the recorder records that one without waiting, `Wake::successor_written`) |
 //! | a worker recorded an outcome itself (a failure, a dead delivery) | always: the ticket's next one may go (`Wake::outcome_recorded`) |
 //! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
@@ -44,20 +44,37 @@
 //! Operator actions (retry, replay, resume) wake every process through `LISTEN/NOTIFY`;
 //! other processes' work is found by the poll.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::store::deliveries::Claimed;
+use crate::store::successes::Success;
 
-/// The claim loop's wake-up and the fact its wake decisions rest on.
+/// The claim loop's wake-up and the fact its wake decisions rest on; and the recorder's.
 #[derive(Default)]
 pub(super) struct Wake {
     notify: Notify,
     /// Whether the last claim filled every free worker (or there was none free to claim for).
     room_limited: AtomicBool,
+    /// Tickets (hashed) with a delivery written behind one in flight in this process: that
+    /// one's success is recorded at once, not after the recorder's window (a hash collision
+    /// only records a batch early).
+    successors_waiting: Mutex<HashSet<u64>>,
+    /// Tells the recorder a ticket was added to `successors_waiting`.
+    record_now: Notify,
+}
+
+/// More tickets than this waiting for a predecessor's record means the set holds the tickets
+/// of attempts that failed (recorded by their worker, not the recorder): it is cleared.
+const MOST_SUCCESSORS_WAITING: usize = 100_000;
+
+fn ticket_key(owner: &str, ticket_number: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((owner, ticket_number))
 }
 
 impl Wake {
@@ -106,6 +123,48 @@ impl Wake {
 
     pub(super) async fn notified(&self) {
         self.notify.notified().await;
+    }
+
+    /// The intake committed a delivery of this ticket behind one in flight: its record
+    /// should not wait.
+    fn successor_written(&self, owner: &str, ticket_number: &str) {
+        self.successor_may_follow(owner, ticket_number);
+        self.record_now.notify_one();
+    }
+
+    /// The recorder claimed a ticket's next delivery, or the claim loop one that waited:
+    /// another may wait behind it (a deep ticket's chain), so its record should not wait
+    /// either. (At a chain's end that costs one record without a window.)
+    pub(super) fn successor_may_follow(&self, owner: &str, ticket_number: &str) {
+        if let Ok(mut waiting) = self.successors_waiting.lock() {
+            if waiting.len() >= MOST_SUCCESSORS_WAITING {
+                waiting.clear();
+            }
+            waiting.insert(ticket_key(owner, ticket_number));
+        }
+    }
+
+    /// Whether a delivery of one of `successes`' tickets waits for their record (or work
+    /// waits for a worker); their tickets are forgotten (the record claims what waits).
+    pub(super) fn successor_waits(&self, successes: &[Success]) -> bool {
+        // Work waiting for a worker may be any ticket's next delivery.
+        if self.room_limited.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Ok(mut waiting) = self.successors_waiting.lock() else { return true };
+        if waiting.is_empty() {
+            return false;
+        }
+        let mut any = false;
+        for s in successes {
+            any |= waiting.remove(&ticket_key(&s.owner, &s.ticket_number));
+        }
+        any
+    }
+
+    /// Until the intake writes a delivery behind one in flight.
+    pub(super) async fn successor_written_notified(&self) {
+        self.record_now.notified().await;
     }
 }
 
@@ -273,5 +332,11 @@ impl DirectDispatch {
     /// Wakes the dispatcher to claim deliveries committed unclaimed.
     pub fn wake(&self) {
         self.workers.wake.unclaimed_written();
+    }
+
+    /// A delivery of this ticket was committed behind one in flight: the recorder records
+    /// that one's success at once.
+    pub fn written_behind(&self, owner: &str, ticket_number: &str) {
+        self.workers.wake.successor_written(owner, ticket_number);
     }
 }

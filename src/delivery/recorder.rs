@@ -17,6 +17,16 @@ use crate::store::successes::{self, Place, Success, SuccessesRecorded, Successor
 /// Most successes written by one statement.
 pub(super) const SUCCESS_BATCH: usize = 64;
 
+/// How long a batch may wait for more successes when nobody waits for its record. A record
+/// costs about as much with one success as with dozens (its planning alone is about a
+/// millisecond of PostgreSQL CPU), so at a moderate rate each success paying its own cost
+/// was a third of PostgreSQL's CPU. Nobody waits on a record except a ticket's next delivery,
+/// which the intake reports (`Wake::successor_written`), as does the recorder when it claims
+/// one (`Wake::successor_may_follow`): those records go at once, with whatever queued. One
+/// written by another process waits up to this long. A delivery stays claimed that much
+/// longer, well inside its lease.
+pub(super) const RECORD_WINDOW: Duration = Duration::from_millis(20);
+
 /// Batches written at once. A ticket's next delivery waits for its predecessor's record,
 /// so a success should not wait for the statement before it: with two, the next batch is
 /// written while the last one is still in PostgreSQL. (Batches hold distinct deliveries;
@@ -41,13 +51,7 @@ pub(super) async fn record_successes(
     loop {
         let Ok(writer) = writers.clone().acquire_owned().await else { break };
         let Some(first) = receiver.recv().await else { break };
-        let mut batch = vec![first];
-        while batch.len() < SUCCESS_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let batch = collect_batch(&dispatcher, first, &mut receiver).await;
         let (dispatcher, next) = (dispatcher.clone(), next.clone());
         running.spawn(async move {
             record_batch(&dispatcher, &batch, &next).await;
@@ -56,6 +60,41 @@ pub(super) async fn record_successes(
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
+}
+
+/// The successes to record together with `first`: those queued already, then more as they
+/// come, until the batch is full, [`RECORD_WINDOW`] has passed, the senders are gone, or a
+/// delivery waits for one of them.
+async fn collect_batch(
+    dispatcher: &Dispatcher,
+    first: Success,
+    receiver: &mut mpsc::Receiver<Success>,
+) -> Vec<Success> {
+    let wake = &dispatcher.wake;
+    let deadline = tokio::time::Instant::now() + RECORD_WINDOW;
+    let mut batch = vec![first];
+    // What queued meanwhile goes in any case (as many as fit).
+    while batch.len() < SUCCESS_BATCH {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    let mut waited_on = wake.successor_waits(&batch);
+    while !waited_on && batch.len() < SUCCESS_BATCH {
+        tokio::select! {
+            next = receiver.recv() => match next {
+                Some(success) => {
+                    waited_on = wake.successor_waits(std::slice::from_ref(&success));
+                    batch.push(success);
+                }
+                None => break,
+            },
+            () = wake.successor_written_notified() => waited_on = wake.successor_waits(&batch),
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    batch
 }
 
 /// Records one batch and hands over the successors it claimed.
@@ -69,6 +108,9 @@ async fn record_batch(dispatcher: &Dispatcher, batch: &[Success], next: &mpsc::U
     let mut successors = recorded.successors;
     if let (Some(lease), false) = (lease, recorded.unseen.is_empty()) {
         successors.extend(claim_unseen(dispatcher, &recorded.unseen, lease).await);
+    }
+    for claim in &successors {
+        dispatcher.wake.successor_may_follow(&claim.owner, &claim.ticket_number);
     }
     hand_over(dispatcher, successors, next).await;
 }

@@ -120,7 +120,7 @@ impl GroupCommit {
         let promise = self.offer_lease(&mut write);
         let (recorded, delivery) =
             message_writes::write_messages(tx, &[&write]).await?.pop().ok_or(sqlx::Error::RowNotFound)?;
-        Ok((recorded, Committed::of(delivery, promise)))
+        Ok((recorded, Committed::of(delivery, promise, &write)))
     }
 
     /// Offers `write`'s outbox row a lease when this process runs a dispatcher with room to
@@ -136,12 +136,13 @@ impl GroupCommit {
 
     /// After a commit that may have written outbox rows: hands the row to the dispatcher if
     /// it was written claimed, leaves it to its predecessor's record if it was written behind
-    /// one, else wakes the dispatcher to claim what was written.
+    /// one (telling the recorder not to wait with that record), else wakes the dispatcher to
+    /// claim what was written.
     pub fn after_commit(&self, committed: Committed) {
         let Some(dispatch) = &self.inner.dispatch else { return };
         match committed {
             Committed::Claimed { claim, promise } => dispatch.hand_over(*claim, promise),
-            Committed::Behind => {}
+            Committed::Behind { owner, ticket_number } => dispatch.written_behind(&owner, &ticket_number),
             Committed::Unclaimed => dispatch.wake(),
         }
     }
@@ -207,7 +208,7 @@ async fn run_writer(inner: Arc<Inner>) {
             let Job { write, promise, reply, .. } = job;
             let answer = outcome.map(|(recorded, delivery)| {
                 if recorded == Recorded::Applied && write.delivery.is_some() {
-                    group.after_commit(Committed::of(delivery, promise));
+                    group.after_commit(Committed::of(delivery, promise, &write));
                 }
                 recorded
             });
@@ -221,17 +222,20 @@ pub enum Committed {
     /// Written claimed, with the room promised to it.
     Claimed { claim: Box<Claimed>, promise: Promise },
     /// Written behind an earlier delivery of its ticket in flight ([`Delivery::Behind`]).
-    Behind,
+    Behind { owner: String, ticket_number: String },
     /// Written unclaimed (or nothing written).
     Unclaimed,
 }
 
 impl Committed {
     /// What became of a write's delivery; an unused promise is dropped (giving its room back).
-    pub(super) fn of(delivery: Delivery, promise: Option<Promise>) -> Committed {
+    pub(super) fn of(delivery: Delivery, promise: Option<Promise>, write: &MessageWrite) -> Committed {
         match (delivery, promise) {
             (Delivery::Claimed(claim), Some(promise)) => Committed::Claimed { claim, promise },
-            (Delivery::Behind, _) => Committed::Behind,
+            (Delivery::Behind, _) => Committed::Behind {
+                owner: write.message.owner.clone(),
+                ticket_number: write.message.ticket_number.clone(),
+            },
             _ => Committed::Unclaimed,
         }
     }

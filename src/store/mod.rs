@@ -101,8 +101,10 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// through an index on `owner` alone and picked successors out of a scan of every due
 /// delivery, and it kept those plans while the tables grew. So every statement is also
 /// planned for its own parameters at each run (`plan_cache_mode = force_custom_plan`): a
-/// fresh plan sees the table's real size even where no `ANALYZE` ran. That costs about
-/// 0.1 ms of PostgreSQL CPU per event (the measurements are in `docs/benchmarks.md`).
+/// fresh plan sees the table's real size even where no `ANALYZE` ran. For the batched
+/// success record that costs about 1.1 ms of PostgreSQL CPU a batch (a third of its CPU at
+/// 750 events/s); its cached plan, even with the statistics task's analyses, was sometimes
+/// three times slower to run (`docs/benchmarks.md`).
 ///
 /// Its commits do not wait for the WAL flush (`synchronous_commit = off`; visibility to
 /// other sessions is immediate, only durability trails by at most a few hundred
@@ -115,7 +117,7 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [
         ("synchronous_commit", "off"),
-        CUSTOM_PLANS,
+        ("plan_cache_mode", "force_custom_plan"),
         ("enable_seqscan", "off"),
         ("enable_bitmapscan", "off"),
         ("enable_sort", "off"),
@@ -129,12 +131,13 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// Its sessions join only by nested loops over indexes: a batch names its tickets, and the
 /// planner, left to its statistics, may prefer to hash-join them against a whole table, or
 /// scan it, when it believes the table small (fresh databases, tables grown since the last
-/// `ANALYZE`, servers without autovacuum); and each statement is planned when it runs, so
-/// that no plan is kept while the table grows.
+/// `ANALYZE`, servers without autovacuum). Its plans are cached, and replaced as the tables
+/// grow by the statistics task's analyses ([`crate::statistics_task`]): planning the
+/// batched message write afresh each time cost 1.1–1.3 ms of PostgreSQL CPU a batch, a
+/// fifth of its CPU at 750 events/s.
 /// Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
 pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let settings = [
-        CUSTOM_PLANS,
         ("enable_hashjoin", "off"),
         ("enable_mergejoin", "off"),
         ("enable_seqscan", "off"),
@@ -142,10 +145,6 @@ pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
     ];
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
-
-/// A session setting of the hot pools: every statement is planned for its own parameters
-/// when it runs, never from a plan cached while the tables were smaller (see `delivery_pool`).
-const CUSTOM_PLANS: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
 
 /// How long a connection of a hot pool may sit idle before it is checked on the way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
