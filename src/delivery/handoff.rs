@@ -340,3 +340,45 @@ impl DirectDispatch {
         self.workers.wake.successor_written(owner, ticket_number);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success(owner: &str, ticket_number: &str) -> Success {
+        let now = chrono::Utc::now();
+        Success {
+            owner: owner.into(),
+            id: uuid::Uuid::new_v4(),
+            ticket_number: ticket_number.into(),
+            lease_token: uuid::Uuid::new_v4(),
+            row_id: "(0,1)".into(),
+            started_at: now,
+            finished_at: now,
+            duration_ms: 1,
+            http_status: Some(200),
+            response_head: None,
+            request: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_waited_on_goes_at_once_and_only_once() {
+        let wake = Wake::default();
+        let batch = [success("acme", "T1"), success("acme", "T2")];
+        assert!(!wake.successor_waits(&batch), "nobody waits: the batch may wait for company");
+        // The intake writes a delivery of T2 behind one in flight, and tells the recorder.
+        wake.successor_written("acme", "T2");
+        let told = tokio::time::timeout(Duration::from_secs(1), wake.successor_written_notified()).await;
+        assert!(told.is_ok(), "the recorder is told");
+        assert!(!wake.successor_waits(&batch[..1]), "another ticket's success still may wait");
+        assert!(wake.successor_waits(&batch), "T2's record goes now");
+        assert!(!wake.successor_waits(&batch), "and its ticket is forgotten (the record claims what waits)");
+        // Another tenant's ticket of the same number is another ticket.
+        wake.successor_may_follow("other", "T1");
+        assert!(!wake.successor_waits(&batch));
+        // Work waiting for a worker may be anyone's next delivery.
+        wake.work_may_wait();
+        assert!(wake.successor_waits(&batch));
+    }
+}
