@@ -26,7 +26,8 @@ pub fn parse_created_date(raw: &str, tz: Tz) -> Option<DateTime<Utc>> {
 /// the clock jumps), so it is how report windows and buckets turn local times into instants.
 pub fn first_instant_at(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     let reads_local_or_later = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local() >= local;
-    // The first whole local minute after `local` that exists (gaps are at most a day long).
+    // The first local time at or after `local`, by whole minutes, that exists (gaps are at
+    // most a day long).
     let mut minute = local;
     for _ in 0..=24 * 60 {
         if let Some(t) = tz.from_local_datetime(&minute).earliest() {
