@@ -104,7 +104,8 @@ impl Params {
     }
 }
 
-/// An RFC 3339 instant, or a `YYYY-MM-DD` date meaning local midnight in `tz`.
+/// An RFC 3339 instant, or a `YYYY-MM-DD` date meaning that day's first instant in `tz`
+/// (local midnight, or when the clock jumps past a midnight a DST change skips).
 pub fn parse_instant(name: &str, raw: &str, tz: Tz) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
@@ -192,6 +193,10 @@ mod tests {
         let day = parse_instant("from", "2026-11-24", tz).expect("date");
         assert_eq!(day.to_rfc3339(), "2026-11-23T17:00:00+00:00");
         assert!(parse_instant("from", "24/11/2026", tz).is_err());
+        // Santiago skips midnight on 6 September 2026: the day begins when the clock jumps.
+        let santiago: Tz = "America/Santiago".parse().expect("zone");
+        let skipped = parse_instant("from", "2026-09-06", santiago).expect("a day whose midnight is skipped");
+        assert_eq!(skipped.to_rfc3339(), "2026-09-06T04:00:00+00:00");
         let p = Params::parse(Some("from=2026-11-25&to=2026-11-24"));
         assert!(p.time_range(tz, Utc::now()).is_err());
     }
