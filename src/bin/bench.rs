@@ -252,6 +252,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Seeds `rows` tickets over the 30 days up to an hour ago (a third closed, three channels), one message
 /// and two or three audit events each, then times the read endpoints.
+/// Requests timed per endpoint in the query mode.
+const QUERY_SAMPLES: usize = 21;
+
 async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) -> anyhow::Result<()> {
     let pool = dolphin_bridge::store::connect_lazy(url, 2)?;
     let started = Instant::now();
@@ -308,7 +311,7 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
     let client = reqwest::Client::new();
     let middle = rows / 2;
     let day_ago = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
-    for path in [
+    let paths = [
         "/api/v1/tickets".to_string(),
         "/api/v1/tickets?status=closed&channel=webchat".to_string(),
         "/api/v1/tickets?q=customer%2099".to_string(),
@@ -323,9 +326,13 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
         format!("/api/v1/reports/timeseries?interval=hour&from={day_ago}"),
         "/api/v1/reports/timeseries?interval=day".to_string(),
         "/api/v1/reports/timeseries?interval=hour".to_string(),
-    ] {
-        let mut times = Vec::new();
-        for _ in 0..5 {
+    ];
+    // Round robin, QUERY_SAMPLES rounds: every endpoint meets the same moments of this
+    // machine, whose speed swings within a minute, so their ratios hold (one endpoint's
+    // requests in a row, the median of 5, swung by half).
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for _ in 0..QUERY_SAMPLES {
+        for (path, times) in paths.iter().zip(&mut times) {
             let t = Instant::now();
             let response = client.get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(key).send().await?;
             let status = response.status();
@@ -335,7 +342,9 @@ async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) ->
                 bail!("{path} answered {status}");
             }
         }
-        println!("  {path:<60} {}", summary(&mut times));
+    }
+    for (path, times) in paths.iter().zip(&mut times) {
+        println!("  {path:<60} {}", summary(times));
     }
     let t = Instant::now();
     let csv = client

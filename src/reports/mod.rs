@@ -19,7 +19,7 @@ pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::store::raw_figures::{self, Partial};
@@ -247,6 +247,13 @@ pub async fn timeseries(
             b.messages_out += out;
         }
     };
+    let (days, pieces) = rollups::take_whole_days_of_hours(pieces);
+    for d in rollups::day_hours(&mut *tx, w.owner, w.channel, &days).await? {
+        let counts = d.tickets_opened.iter().zip(&d.tickets_closed).zip(d.messages_in.iter().zip(&d.messages_out));
+        for (hour, ((o, c), (i, out))) in d.hours.iter().zip(counts) {
+            add(d.day + Duration::hours(i64::from(*hour)), *o, *c, *i, *out);
+        }
+    }
     for r in rollups::rolled_counts(&mut *tx, w.owner, w.channel, &pieces).await? {
         add(r.start, r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out);
     }

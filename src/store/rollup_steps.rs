@@ -53,6 +53,7 @@ pub async fn roll_step(
     if !ranges.is_empty() {
         recompute_levels(&mut tx, owner, &ranges, &[Span::Quarter], Span::Minute).await?;
         recompute_levels(&mut tx, owner, &ranges, &[Span::Hour, Span::Day], Span::Quarter).await?;
+        recompute_day_hours(&mut tx, owner, &ranges).await?;
     }
     sqlx::query("UPDATE report_watermarks SET rolled_to = $2 WHERE owner = $1")
         .bind(owner)
@@ -393,6 +394,45 @@ async fn recompute_levels(
     Ok(())
 }
 
+/// Rebuilds the hour arrays (`report_day_hours`) of the UTC days `ranges` touch from their
+/// hour rows, just rebuilt by [`recompute_levels`].
+async fn recompute_day_hours(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
+    let mut days: Vec<DateTime<Utc>> = Vec::new();
+    for (s, e) in ranges {
+        let mut day = s.duration_trunc(Span::Day.width()).unwrap_or(*s);
+        while day < *e {
+            days.push(day);
+            day += Span::Day.width();
+        }
+    }
+    days.sort();
+    days.dedup();
+    sqlx::query(
+        "DELETE FROM report_day_hours x USING unnest($2::timestamptz[]) AS d(day) WHERE x.owner = $1 AND x.day = d.day",
+    )
+    .bind(owner)
+    .bind(&days)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO report_day_hours (owner, day, channel, hours, tickets_opened, tickets_closed, messages_in, messages_out)
+         SELECT $1, d.day, h.channel, array_agg((extract(epoch FROM h.start - d.day) / 3600)::int ORDER BY h.start),
+                array_agg(h.tickets_opened ORDER BY h.start), array_agg(h.tickets_closed ORDER BY h.start),
+                array_agg(h.messages_in ORDER BY h.start), array_agg(h.messages_out ORDER BY h.start)
+         FROM unnest($2::timestamptz[]) AS d(day)
+         JOIN LATERAL (SELECT start, channel, tickets_opened, tickets_closed, messages_in, messages_out
+                       FROM report_rollups h
+                       WHERE h.owner = $1 AND h.span = 'hour' AND h.start >= d.day AND h.start < d.day + interval '1 day'
+                       OFFSET 0) h ON true
+         GROUP BY d.day, h.channel",
+    )
+    .bind(owner)
+    .bind(&days)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Forgets every rollup of `owner` (the next steps rebuild them from the raw rows).
 pub async fn forget(db: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *db).await?;
@@ -400,6 +440,7 @@ pub async fn forget(db: &mut PgConnection, owner: &str) -> Result<(), sqlx::Erro
     for table in [
         "report_rollups",
         "report_histograms",
+        "report_day_hours",
         "report_dirty",
         "report_unsettled",
         "report_unknown_channel",

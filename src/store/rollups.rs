@@ -1,5 +1,6 @@
 //! Report rollups (the tables of `migrations/…_report_rollups.sql`): the figures of every
-//! minute per channel, summed into quarter hour, hour and day rows, maintained by the rollup
+//! minute per channel, summed into quarter hour, hour and day rows (and each day's hour
+//! counts as arrays, `report_day_hours`, for timeseries by the hour), maintained by the rollup
 //! task up to a per-tenant watermark (a whole minute: the quarter, hour and day holding it
 //! have rows for their part before it), and their reads. The raw rows' figures of any time
 //! ranges, which fill the minute rows and answer the part of a report the rollups do not
@@ -22,7 +23,7 @@
 //! The task's pass over a tenant is one transaction holding the tenant's watermark row, so
 //! two processes never roll the same minutes twice.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 /// The width of the finest rollup row: a window's edges that are not whole minutes, and
@@ -122,6 +123,9 @@ pub async fn coverage(db: &mut PgConnection, owner: &str) -> Result<Coverage, sq
         .await?;
     Ok(Coverage { rolled_to, dirty })
 }
+
+/// One rollup row to read: its span and start.
+pub type Piece = (Span, DateTime<Utc>);
 
 /// Which rollup rows to read: one span and its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -275,6 +279,67 @@ pub async fn rolled_counts(
     .await
 }
 
+/// The hour rows' counts of one UTC day and channel, as arrays (`report_day_hours`).
+#[derive(Debug, Clone, FromRow)]
+pub struct DayHours {
+    pub day: DateTime<Utc>,
+    /// Hours after `day` that have a row; the counts below are at the same index.
+    pub hours: Vec<i32>,
+    pub tickets_opened: Vec<i64>,
+    pub tickets_closed: Vec<i64>,
+    pub messages_in: Vec<i64>,
+    pub messages_out: Vec<i64>,
+}
+
+/// Takes out of `pieces` the UTC days all 24 of whose hours are among them: those are read
+/// as one row of hour arrays a channel ([`day_hours`]) instead of 24. Returns the days
+/// (ascending) and the pieces left.
+pub fn take_whole_days_of_hours(pieces: Vec<Piece>) -> (Vec<DateTime<Utc>>, Vec<Piece>) {
+    let day_of = |t: DateTime<Utc>| t.duration_trunc(Span::Day.width()).unwrap_or(t);
+    let mut hours_of_day: std::collections::BTreeMap<DateTime<Utc>, std::collections::BTreeSet<DateTime<Utc>>> =
+        Default::default();
+    for (span, start) in &pieces {
+        if *span == Span::Hour {
+            hours_of_day.entry(day_of(*start)).or_default().insert(*start);
+        }
+    }
+    let days: Vec<DateTime<Utc>> =
+        hours_of_day.into_iter().filter(|(_, hours)| hours.len() == 24).map(|(day, _)| day).collect();
+    let rest = pieces
+        .into_iter()
+        .filter(|(span, start)| *span != Span::Hour || days.binary_search(&day_of(*start)).is_err())
+        .collect();
+    (days, rest)
+}
+
+/// The hour arrays of `days` (UTC midnights, ascending), one row per day and channel;
+/// consecutive days are read as one index range.
+pub async fn day_hours(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    channel: Option<&str>,
+    days: &[DateTime<Utc>],
+) -> Result<Vec<DayHours>, sqlx::Error> {
+    if days.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pieces: Vec<(Span, DateTime<Utc>)> = days.iter().map(|d| (Span::Day, *d)).collect();
+    let (_, froms, tos) = runs(&pieces);
+    sqlx::query_as(
+        "SELECT x.* FROM unnest($3::timestamptz[], $4::timestamptz[]) AS r(s, e)
+         JOIN LATERAL (SELECT day, hours, tickets_opened, tickets_closed, messages_in, messages_out
+                       FROM report_day_hours x
+                       WHERE x.owner = $1 AND x.day >= r.s AND x.day < r.e
+                         AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true",
+    )
+    .bind(owner)
+    .bind(channel)
+    .bind(froms)
+    .bind(tos)
+    .fetch_all(db)
+    .await
+}
+
 /// The duration histograms of `pieces`.
 pub async fn rolled_histograms(
     db: impl PgExecutor<'_>,
@@ -363,4 +428,41 @@ pub async fn mark_deliveries_dirty(
     .execute(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap_or_default()
+    }
+
+    fn hours(from: &str, n: i64) -> Vec<(Span, DateTime<Utc>)> {
+        (0..n).map(|h| (Span::Hour, at(from) + Duration::hours(h))).collect()
+    }
+
+    #[test]
+    fn only_days_whose_every_hour_is_a_piece_are_taken() {
+        // From 22:00 on the 1st to 02:00 on the 4th: the 2nd and 3rd are whole.
+        let mut pieces = hours("2026-11-01T22:00:00Z", 52);
+        pieces.push((Span::Minute, at("2026-11-04T02:00:00Z")));
+        let (days, rest) = take_whole_days_of_hours(pieces);
+        assert_eq!(days, vec![at("2026-11-02T00:00:00Z"), at("2026-11-03T00:00:00Z")]);
+        assert_eq!(rest.len(), 2 + 2 + 1, "{rest:?}");
+        assert!(rest
+            .iter()
+            .all(|(span, t)| *span == Span::Minute || *t < days[0] || *t >= days[1] + Duration::days(1)));
+    }
+
+    #[test]
+    fn a_day_missing_an_hour_keeps_its_hour_pieces() {
+        // Hour 13 is read otherwise (a dirty quarter, say): the day is not taken.
+        let mut pieces = hours("2026-11-02T00:00:00Z", 24);
+        pieces.retain(|(_, t)| *t != at("2026-11-02T13:00:00Z"));
+        pieces.push((Span::Quarter, at("2026-11-02T13:00:00Z")));
+        let (days, rest) = take_whole_days_of_hours(pieces.clone());
+        assert!(days.is_empty());
+        assert_eq!(rest, pieces);
+    }
 }

@@ -315,11 +315,13 @@ async fn rolled_up_reports_equal_the_raw_rows_for_random_streams_windows_zones_a
         .await;
     assert_eq!(folded_in, 0, "a pass folds settled deliveries into the rollups");
     assert_eq!(histograms_that_disagree_with_their_counts(&app).await, 0, "seed {seed}");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0, "seed {seed}");
     for _ in 0..6 {
         compare(&app, &tenant, &mut rng, start, seed, true).await;
     }
     // Rebuilt from the raw rows, the answers stay the same.
     dolphin_bridge::rollup_task::rebuild(&app.pool, &tenant.owner, app.clock_now()).await.expect("rebuild");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0, "seed {seed}");
     for _ in 0..4 {
         compare(&app, &tenant, &mut rng, start, seed, true).await;
     }
@@ -335,6 +337,118 @@ async fn histograms_that_disagree_with_their_counts(app: &TestApp) -> i64 {
             OR r.resolution_n <> COALESCE((SELECT sum(n) FROM unnest(h.resolution_counts) AS n), 0)",
     )
     .await
+}
+
+/// Hour arrays (`report_day_hours`) that differ from the hour rows they copy.
+async fn day_hours_that_disagree_with_their_hour_rows(app: &TestApp) -> i64 {
+    app.count(
+        "WITH rows AS (
+             SELECT owner, date_bin('1 day', start, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS day, channel,
+                    (extract(epoch FROM start - date_bin('1 day', start, TIMESTAMPTZ '2000-01-01 00:00:00+00')) / 3600)::int AS hour,
+                    tickets_opened, tickets_closed, messages_in, messages_out
+             FROM report_rollups WHERE span = 'hour'),
+         arrays AS (
+             SELECT owner, day, channel, u.*
+             FROM report_day_hours, unnest(hours, tickets_opened, tickets_closed, messages_in, messages_out)
+                  AS u(hour, tickets_opened, tickets_closed, messages_in, messages_out))
+         SELECT count(*) FROM ((TABLE rows EXCEPT TABLE arrays) UNION ALL (TABLE arrays EXCEPT TABLE rows)) x",
+    )
+    .await
+}
+
+/// The hourly timeseries of `[from, to)` in `zone` as the raw rows count it, bucket by bucket;
+/// returns the API's buckets.
+async fn series_as_the_raw_rows(
+    app: &TestApp,
+    tenant: &Tenant,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    zone: &str,
+) -> Vec<Value> {
+    let query = format!("from={}&to={}&tz={zone}&interval=hour", enc(&from.to_rfc3339()), enc(&to.to_rfc3339()));
+    let series = read(app, tenant, &format!("/api/v1/reports/timeseries?{query}")).await;
+    let scope = ReportScope { owner: &tenant.owner, from, to, channel: None, sla_seconds: None };
+    let raw = reports::timeseries(&app.pool, &scope, Interval::Hour, zone).await.expect("raw timeseries");
+    let buckets = series["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(buckets.len(), raw.len(), "{query}");
+    for (b, r) in buckets.iter().zip(&raw) {
+        let want = [r.tickets_opened, r.tickets_closed, r.messages_in, r.messages_out];
+        let have = ["ticketsOpened", "ticketsClosed", "messagesIn", "messagesOut"].map(|k| b[k].as_i64().unwrap_or(-1));
+        assert_eq!(have, want, "bucket {} of {query}", b["bucket"]);
+    }
+    buckets
+}
+
+/// A series by the hour reads each whole UTC day as one row of hour arrays a channel; the
+/// arrays follow their hour rows through late events and rebuilds, and the series answers as
+/// the raw rows throughout — in UTC and in a zone whose days begin at another hour.
+#[tokio::test]
+async fn hourly_series_over_whole_days_read_day_arrays_that_follow_late_events() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app
+        .create_tenant_with(json!({"owner": OWNER,
+                                   "thirdParty": {"incomingUrl": app.third_party.url("/incoming"),
+                                                  "outgoingUrl": app.third_party.url("/outgoing"),
+                                                  "commandUrl": app.third_party.url("/command")}}))
+        .await;
+    let now = app.clock_now();
+    let midnight = now.duration_trunc(chrono::Duration::days(1)).unwrap_or(now) + chrono::Duration::days(1);
+    app.clock.advance((midnight - now).to_std().unwrap_or_default() + Duration::from_secs(600));
+    // Two and a half days: a ticket every five hours on one of two channels, answered a
+    // minute later.
+    for i in 0..12 {
+        let body = with(
+            &fixture("incoming-text"),
+            json!({"ticketNumber": format!("D{i}"), "owner": tenant.owner, "channel": CHANNELS[i % 2],
+                   "createdDate": app.clock_now().to_rfc3339()}),
+        );
+        app.post_as_dolphins("incoming", &tenant, &body).await;
+        app.clock.advance(Duration::from_secs(60));
+        let reply = with(&fixture("outgoing-text"), json!({"ticketNumber": format!("D{i}"), "owner": tenant.owner}));
+        app.post_as_third_party("messages", &tenant, &reply).await;
+        app.clock.advance(Duration::from_secs(5 * 3600 - 60));
+    }
+    dolphin_bridge::rollup_task::run_once(&app.pool, app.clock_now()).await.expect("rollups");
+    let days = app.count("SELECT count(DISTINCT day) FROM report_day_hours").await;
+    assert!(days >= 2, "the whole days have hour arrays: {days}");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0);
+    let (from, to) = (midnight, midnight + chrono::Duration::days(2));
+    for zone in ["UTC", "Asia/Jakarta"] {
+        let buckets = series_as_the_raw_rows(&app, &tenant, from, to, zone).await;
+        let opened: i64 = buckets.iter().map(|b| b["ticketsOpened"].as_i64().unwrap_or(0)).sum();
+        assert_eq!(opened, 10, "tickets D0–D9 opened in the two days ({zone})");
+    }
+    // A ticket whose createdDate lies in the first day, long rolled up: its quarter is read
+    // raw until the task's next run recomputes it, hour arrays included.
+    let late = midnight + chrono::Duration::minutes(13 * 60 + 10);
+    let body = with(
+        &fixture("incoming-text"),
+        json!({"ticketNumber": "LATE", "owner": tenant.owner, "channel": "webchat", "createdDate": late.to_rfc3339()}),
+    );
+    app.post_as_dolphins("incoming", &tenant, &body).await;
+    let hour_13 = |buckets: &[Value]| {
+        let key = (midnight + chrono::Duration::hours(13)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        buckets.iter().find(|b| b["bucket"].as_str() == Some(key.as_str())).map(|b| b["ticketsOpened"].clone())
+    };
+    let before_roll = series_as_the_raw_rows(&app, &tenant, from, to, "UTC").await;
+    assert_eq!(hour_13(&before_roll), Some(json!(1)), "the late ticket, read raw");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0);
+    dolphin_bridge::rollup_task::run_once(&app.pool, app.clock_now()).await.expect("rollups");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0);
+    let in_the_array = app
+        .count(&format!(
+            "SELECT COALESCE(sum(u.n), 0)::bigint FROM report_day_hours, unnest(hours, tickets_opened) AS u(h, n)
+             WHERE day = '{}' AND channel = 'webchat' AND u.h = 13",
+            midnight.to_rfc3339()
+        ))
+        .await;
+    assert_eq!(in_the_array, 1, "the late ticket is in its day's hour arrays");
+    let after_roll = series_as_the_raw_rows(&app, &tenant, from, to, "UTC").await;
+    assert_eq!(after_roll, before_roll);
+    dolphin_bridge::rollup_task::rebuild(&app.pool, &tenant.owner, app.clock_now()).await.expect("rebuild");
+    assert_eq!(day_hours_that_disagree_with_their_hour_rows(&app).await, 0);
+    assert_eq!(series_as_the_raw_rows(&app, &tenant, from, to, "Asia/Jakarta").await.len(), 48);
+    app.finish().await;
 }
 
 /// The watermark moves by the minute: a quarter is rolled up in parts, its row added to at
