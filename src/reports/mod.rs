@@ -19,7 +19,7 @@ pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::store::raw_figures::{self, Partial};
@@ -249,9 +249,8 @@ pub async fn timeseries(
     };
     let (days, pieces) = rollups::take_whole_days_of_hours(pieces);
     for d in rollups::day_hours(&mut *tx, w.owner, w.channel, &days).await? {
-        let counts = d.tickets_opened.iter().zip(&d.tickets_closed).zip(d.messages_in.iter().zip(&d.messages_out));
-        for (hour, ((o, c), (i, out))) in d.hours.iter().zip(counts) {
-            add(d.day + Duration::hours(i64::from(*hour)), *o, *c, *i, *out);
+        for h in d.hours() {
+            add(h.start, h.tickets_opened, h.tickets_closed, h.messages_in, h.messages_out);
         }
     }
     for r in rollups::rolled_counts(&mut *tx, w.owner, w.channel, &pieces).await? {

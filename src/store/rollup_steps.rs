@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgConnection;
 
 use super::raw_figures::partials_sql;
-use super::rollups::{merge, minute_of, quarter_of, split, Range, Span, QUARTER};
+use super::rollups::{merge, minute_of, quarter_of, split, Range, Span, PACK_HOUR, QUARTER};
 
 /// What one step of the rollup task did for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,7 +394,7 @@ async fn recompute_levels(
     Ok(())
 }
 
-/// Rebuilds the hour arrays (`report_day_hours`) of the UTC days `ranges` touch from their
+/// Rebuilds the packed hours (`report_day_hours`) of the UTC days `ranges` touch from their
 /// hour rows, just rebuilt by [`recompute_levels`].
 async fn recompute_day_hours(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
     let mut days: Vec<DateTime<Utc>> = Vec::new();
@@ -414,18 +414,16 @@ async fn recompute_day_hours(tx: &mut PgConnection, owner: &str, ranges: &[Range
     .bind(&days)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO report_day_hours (owner, day, channel, hours, tickets_opened, tickets_closed, messages_in, messages_out)
-         SELECT $1, d.day, h.channel, array_agg((extract(epoch FROM h.start - d.day) / 3600)::int ORDER BY h.start),
-                array_agg(h.tickets_opened ORDER BY h.start), array_agg(h.tickets_closed ORDER BY h.start),
-                array_agg(h.messages_in ORDER BY h.start), array_agg(h.messages_out ORDER BY h.start)
-         FROM unnest($2::timestamptz[]) AS d(day)
-         JOIN LATERAL (SELECT start, channel, tickets_opened, tickets_closed, messages_in, messages_out
-                       FROM report_rollups h
-                       WHERE h.owner = $1 AND h.span = 'hour' AND h.start >= d.day AND h.start < d.day + interval '1 day'
-                       OFFSET 0) h ON true
-         GROUP BY d.day, h.channel",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO report_day_hours (owner, day, channel, hours)
+             SELECT $1, d.day, h.channel, string_agg({PACK_HOUR}, ''::bytea ORDER BY h.start)
+             FROM unnest($2::timestamptz[]) AS d(day)
+             JOIN LATERAL (SELECT start, channel, tickets_opened, tickets_closed, messages_in, messages_out
+                           FROM report_rollups h
+                           WHERE h.owner = $1 AND h.span = 'hour' AND h.start >= d.day
+                             AND h.start < d.day + interval '1 day' OFFSET 0) h ON true
+             GROUP BY d.day, h.channel"
+    ))
     .bind(owner)
     .bind(&days)
     .execute(&mut *tx)

@@ -1,6 +1,6 @@
 //! Report rollups (the tables of `migrations/…_report_rollups.sql`): the figures of every
 //! minute per channel, summed into quarter hour, hour and day rows (and each day's hour
-//! counts as arrays, `report_day_hours`, for timeseries by the hour), maintained by the rollup
+//! counts packed in one row, `report_day_hours`, for timeseries by the hour), maintained by the rollup
 //! task up to a per-tenant watermark (a whole minute: the quarter, hour and day holding it
 //! have rows for their part before it), and their reads. The raw rows' figures of any time
 //! ranges, which fill the minute rows and answer the part of a report the rollups do not
@@ -279,32 +279,62 @@ pub async fn rolled_counts(
     .await
 }
 
-/// The hour rows' counts of one UTC day and channel, as arrays (`report_day_hours`).
+/// The hour rows' counts of one UTC day and channel, packed (`report_day_hours`).
 #[derive(Debug, Clone, FromRow)]
 pub struct DayHours {
     pub day: DateTime<Utc>,
-    /// Hours after `day` that have a row; the counts below are at the same index.
-    pub hours: Vec<i32>,
-    pub tickets_opened: Vec<i64>,
-    pub tickets_closed: Vec<i64>,
-    pub messages_in: Vec<i64>,
-    pub messages_out: Vec<i64>,
+    /// 40 bytes for each hour with a row: the hour after `day`, tickets opened, tickets
+    /// closed, messages in, messages out, each an 8-byte big-endian integer.
+    pub hours: Vec<u8>,
 }
 
-/// Takes out of `pieces` the UTC days all 24 of whose hours are among them: those are read
-/// as one row of hour arrays a channel ([`day_hours`]) instead of 24. Returns the days
+/// The counts of one hour of a [`DayHours`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourCounts {
+    pub start: DateTime<Utc>,
+    pub tickets_opened: i64,
+    pub tickets_closed: i64,
+    pub messages_in: i64,
+    pub messages_out: i64,
+}
+
+impl DayHours {
+    /// Its hours' counts, ascending.
+    pub fn hours(&self) -> impl Iterator<Item = HourCounts> + '_ {
+        self.hours.chunks_exact(40).map(|chunk| {
+            let field = |i: usize| {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&chunk[i * 8..i * 8 + 8]);
+                i64::from_be_bytes(bytes)
+            };
+            HourCounts {
+                start: self.day + Duration::hours(field(0)),
+                tickets_opened: field(1),
+                tickets_closed: field(2),
+                messages_in: field(3),
+                messages_out: field(4),
+            }
+        })
+    }
+}
+
+/// The SQL expression packing an hour row `h` of the day `d.day` as [`DayHours::hours`] holds it.
+pub(super) const PACK_HOUR: &str = "int8send((extract(epoch FROM h.start - d.day) / 3600)::bigint)
+     || int8send(h.tickets_opened) || int8send(h.tickets_closed) || int8send(h.messages_in) || int8send(h.messages_out)";
+
+/// Takes out of `pieces` (distinct) the UTC days all 24 of whose hours are among them: those are read
+/// as one row of packed hours a channel ([`day_hours`]) instead of 24. Returns the days
 /// (ascending) and the pieces left.
 pub fn take_whole_days_of_hours(pieces: Vec<Piece>) -> (Vec<DateTime<Utc>>, Vec<Piece>) {
     let day_of = |t: DateTime<Utc>| t.duration_trunc(Span::Day.width()).unwrap_or(t);
-    let mut hours_of_day: std::collections::BTreeMap<DateTime<Utc>, std::collections::BTreeSet<DateTime<Utc>>> =
-        Default::default();
+    // Pieces are distinct (a report's buckets do not overlap): count each day's hours.
+    let mut hours_of_day: std::collections::BTreeMap<DateTime<Utc>, u32> = Default::default();
     for (span, start) in &pieces {
         if *span == Span::Hour {
-            hours_of_day.entry(day_of(*start)).or_default().insert(*start);
+            *hours_of_day.entry(day_of(*start)).or_default() += 1;
         }
     }
-    let days: Vec<DateTime<Utc>> =
-        hours_of_day.into_iter().filter(|(_, hours)| hours.len() == 24).map(|(day, _)| day).collect();
+    let days: Vec<DateTime<Utc>> = hours_of_day.into_iter().filter(|(_, n)| *n == 24).map(|(day, _)| day).collect();
     let rest = pieces
         .into_iter()
         .filter(|(span, start)| *span != Span::Hour || days.binary_search(&day_of(*start)).is_err())
@@ -312,7 +342,7 @@ pub fn take_whole_days_of_hours(pieces: Vec<Piece>) -> (Vec<DateTime<Utc>>, Vec<
     (days, rest)
 }
 
-/// The hour arrays of `days` (UTC midnights, ascending), one row per day and channel;
+/// The packed hour counts of `days` (UTC midnights, ascending), one row per day and channel;
 /// consecutive days are read as one index range.
 pub async fn day_hours(
     db: impl PgExecutor<'_>,
@@ -327,8 +357,7 @@ pub async fn day_hours(
     let (_, froms, tos) = runs(&pieces);
     sqlx::query_as(
         "SELECT x.* FROM unnest($3::timestamptz[], $4::timestamptz[]) AS r(s, e)
-         JOIN LATERAL (SELECT day, hours, tickets_opened, tickets_closed, messages_in, messages_out
-                       FROM report_day_hours x
+         JOIN LATERAL (SELECT day, hours FROM report_day_hours x
                        WHERE x.owner = $1 AND x.day >= r.s AND x.day < r.e
                          AND ($2::text IS NULL OR x.channel = $2) OFFSET 0) x ON true",
     )
@@ -453,6 +482,25 @@ mod tests {
         assert!(rest
             .iter()
             .all(|(span, t)| *span == Span::Minute || *t < days[0] || *t >= days[1] + Duration::days(1)));
+    }
+
+    #[test]
+    fn packed_hours_unpack_in_order() {
+        let day = at("2026-11-02T00:00:00Z");
+        let mut hours = Vec::new();
+        for (hour, counts) in [(3i64, [1i64, 0, 7, 2]), (23, [0, 5, 0, i64::MAX])] {
+            hours.extend(hour.to_be_bytes());
+            counts.iter().for_each(|n| hours.extend(n.to_be_bytes()));
+        }
+        let packed = DayHours { day, hours };
+        let got: Vec<HourCounts> = packed.hours().collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].start, day + Duration::hours(3));
+        assert_eq!((got[0].tickets_opened, got[0].messages_in, got[0].messages_out), (1, 7, 2));
+        assert_eq!(
+            (got[1].start, got[1].tickets_closed, got[1].messages_out),
+            (day + Duration::hours(23), 5, i64::MAX)
+        );
     }
 
     #[test]
