@@ -2,8 +2,8 @@
 //! out of date, whatever the server's autovacuum does, so that no cached plan stays one made
 //! on empty tables.
 //!
-//! The main pool caches the plans of its statements (planning the message write afresh for
-//! every new ticket cost a millisecond of PostgreSQL CPU). A plan cached while a table had
+//! The main pool caches the plans of its statements, and the intake's pool always runs its
+//! generic ones (planning the message write afresh cost a millisecond of PostgreSQL CPU). A plan cached while a table had
 //! no statistics (a fresh database, or a server with autovacuum off) sees every index as
 //! equally cheap, and picked `tickets_by_channel`, which holds every ticket of the tenant,
 //! to find a ticket by its number: ingest of new tickets then slowed as the table grew.
@@ -18,8 +18,10 @@ use tokio::sync::watch;
 
 /// The tables the webhooks and the delivery engine write on every event.
 pub const HOT_TABLES: [&str; 5] = ["tickets", "messages", "ticket_events", "deliveries", "delivery_attempts"];
-/// Changes below this never call for an analysis (the planner does fine on small tables).
-pub const MIN_CHANGES: i64 = 1_000;
+/// Changes below this never call for an analysis. Low: a plan made on an empty table finds
+/// a ticket through an index holding every ticket of the tenant, which at 500 tickets
+/// already cost a message write 0.1 ms (`docs/benchmarks.md`); analyzing a small table is cheap.
+pub const MIN_CHANGES: i64 = 100;
 /// How often the task looks.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 

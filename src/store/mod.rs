@@ -131,20 +131,29 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// Its sessions join only by nested loops over indexes: a batch names its tickets, and the
 /// planner, left to its statistics, may prefer to hash-join them against a whole table, or
 /// scan it, when it believes the table small (fresh databases, tables grown since the last
-/// `ANALYZE`, servers without autovacuum). Its plans are cached, and replaced as the tables
-/// grow by the statistics task's analyses ([`crate::statistics_task`]): planning the
-/// batched message write afresh each time cost 1.1–1.3 ms of PostgreSQL CPU a batch, a
-/// fifth of its CPU at 750 events/s.
+/// `ANALYZE`, servers without autovacuum). It always runs the generic plans it caches
+/// (`force_generic_plan`), replaced as the tables grow by the statistics task's analyses
+/// ([`crate::statistics_task`]): planning the batched message write afresh cost 1.1–1.3 ms
+/// of PostgreSQL CPU a batch, a fifth of its CPU at 750 events/s, and PostgreSQL's own
+/// choice (`auto`) kept planning it afresh. Without memoizing, hash aggregation or
+/// materializing: a generic plan sizes them for the rows it cannot estimate, and a batch
+/// holds a few.
 /// Commits wait for the WAL flush: this is what the webhooks answer 2xx on.
 pub fn intake_pool(topology: &Topology, max_connections: u32) -> PgPool {
-    let settings = [
-        ("enable_hashjoin", "off"),
-        ("enable_mergejoin", "off"),
-        ("enable_seqscan", "off"),
-        ("enable_bitmapscan", "off"),
-    ];
-    topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
+    topology.pool(max_connections, IDLE_BEFORE_PING, &INTAKE_SESSION)
 }
+
+/// The session settings of [`intake_pool`]'s connections.
+pub const INTAKE_SESSION: [(&str, &str); 8] = [
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_memoize", "off"),
+    ("enable_hashagg", "off"),
+    ("enable_material", "off"),
+];
 
 /// How long a connection of a hot pool may sit idle before it is checked on the way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
