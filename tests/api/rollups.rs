@@ -339,6 +339,14 @@ async fn histograms_that_disagree_with_their_counts(app: &TestApp) -> i64 {
     .await
 }
 
+/// Moves the clock to `past` after the next UTC multiple of `width`; answers that instant.
+fn advance_to_next(app: &TestApp, width: chrono::Duration, past: Duration) -> DateTime<Utc> {
+    let now = app.clock_now();
+    let next = now.duration_trunc(width).unwrap_or(now) + width;
+    app.clock.advance((next - now).to_std().unwrap_or_default() + past);
+    next
+}
+
 /// `report_day_hours` unpacked: one row per hour, `(owner, day, channel, hour, tickets_opened,
 /// tickets_closed, messages_in, messages_out)`.
 fn unpacked_day_hours() -> String {
@@ -401,15 +409,8 @@ async fn series_as_the_raw_rows(
 #[tokio::test]
 async fn hourly_series_over_whole_days_read_packed_days_that_follow_late_events() {
     let app = TestApp::spawn_stepped().await;
-    let tenant = app
-        .create_tenant_with(json!({"owner": OWNER,
-                                   "thirdParty": {"incomingUrl": app.third_party.url("/incoming"),
-                                                  "outgoingUrl": app.third_party.url("/outgoing"),
-                                                  "commandUrl": app.third_party.url("/command")}}))
-        .await;
-    let now = app.clock_now();
-    let midnight = now.duration_trunc(chrono::Duration::days(1)).unwrap_or(now) + chrono::Duration::days(1);
-    app.clock.advance((midnight - now).to_std().unwrap_or_default() + Duration::from_secs(600));
+    let tenant = app.create_tenant(OWNER).await;
+    let midnight = advance_to_next(&app, chrono::Duration::days(1), Duration::from_secs(600));
     // Two and a half days: a ticket every five hours on one of two channels, answered a
     // minute later.
     for i in 0..12 {
@@ -473,16 +474,9 @@ async fn hourly_series_over_whole_days_read_packed_days_that_follow_late_events(
 #[tokio::test]
 async fn a_quarter_rolled_up_in_parts_answers_as_the_raw_rows() {
     let app = TestApp::spawn_stepped().await;
-    let tenant = app
-        .create_tenant_with(json!({"owner": OWNER,
-                                   "thirdParty": {"incomingUrl": app.third_party.url("/incoming"),
-                                                  "outgoingUrl": app.third_party.url("/outgoing"),
-                                                  "commandUrl": app.third_party.url("/command")}}))
-        .await;
+    let tenant = app.create_tenant(OWNER).await;
     // Start 30 s into a quarter hour.
-    let now = app.clock_now();
-    let quarter = now.duration_trunc(chrono::Duration::minutes(15)).unwrap_or(now) + chrono::Duration::minutes(15);
-    app.clock.advance((quarter - now).to_std().unwrap_or_default() + Duration::from_secs(30));
+    let quarter = advance_to_next(&app, chrono::Duration::minutes(15), Duration::from_secs(30));
     let mut replied_after = Vec::new();
     // Three tickets answered after 20 s, 100 s and 5 s, in three parts of the quarter, the
     // rollup task running between them (each run moves the watermark 2 minutes behind).
