@@ -1,8 +1,8 @@
 //! Report rollups (the tables of `migrations/…_report_rollups.sql`): the figures of every
 //! minute per channel, summed into quarter hour, hour and day rows (and each day's hour
-//! counts packed in one row, `report_day_hours`, for timeseries by the hour), maintained by the rollup
-//! task up to a per-tenant watermark (a whole minute: the quarter, hour and day holding it
-//! have rows for their part before it), and their reads. The raw rows' figures of any time
+//! counts packed in one row, `report_day_hours`, for timeseries by the hour), maintained by
+//! the rollup task up to a per-tenant watermark (a whole minute: the quarter, hour and day
+//! holding it have rows for their part before it), and their reads. The raw rows' figures of any time
 //! ranges, which fill the minute rows and answer the part of a report the rollups do not
 //! cover, are `store::raw_figures`.
 //!
@@ -299,21 +299,23 @@ pub struct HourCounts {
 }
 
 impl DayHours {
-    /// Its hours' counts, ascending.
+    /// Its hours' counts, ascending (an hour that is no instant, which the task never
+    /// writes, is skipped rather than panicked on).
     pub fn hours(&self) -> impl Iterator<Item = HourCounts> + '_ {
-        self.hours.chunks_exact(40).map(|chunk| {
+        self.hours.chunks_exact(40).filter_map(|chunk| {
             let field = |i: usize| {
                 let mut bytes = [0u8; 8];
                 bytes.copy_from_slice(&chunk[i * 8..i * 8 + 8]);
                 i64::from_be_bytes(bytes)
             };
-            HourCounts {
-                start: self.day + Duration::hours(field(0)),
+            let start = Duration::try_hours(field(0)).and_then(|h| self.day.checked_add_signed(h))?;
+            Some(HourCounts {
+                start,
                 tickets_opened: field(1),
                 tickets_closed: field(2),
                 messages_in: field(3),
                 messages_out: field(4),
-            }
+            })
         })
     }
 }
@@ -322,9 +324,9 @@ impl DayHours {
 pub(super) const PACK_HOUR: &str = "int8send((extract(epoch FROM h.start - d.day) / 3600)::bigint)
      || int8send(h.tickets_opened) || int8send(h.tickets_closed) || int8send(h.messages_in) || int8send(h.messages_out)";
 
-/// Takes out of `pieces` (distinct) the UTC days all 24 of whose hours are among them: those are read
-/// as one row of packed hours a channel ([`day_hours`]) instead of 24. Returns the days
-/// (ascending) and the pieces left.
+/// Takes out of `pieces` (distinct) the UTC days all 24 of whose hours are among them:
+/// those are read as one row of packed hours a channel ([`day_hours`]) instead of 24.
+/// Returns the days (ascending) and the pieces left.
 pub fn take_whole_days_of_hours(pieces: Vec<Piece>) -> (Vec<DateTime<Utc>>, Vec<Piece>) {
     let day_of = |t: DateTime<Utc>| t.duration_trunc(Span::Day.width()).unwrap_or(t);
     // Pieces are distinct (a report's buckets do not overlap): count each day's hours.
@@ -492,9 +494,11 @@ mod tests {
             hours.extend(hour.to_be_bytes());
             counts.iter().for_each(|n| hours.extend(n.to_be_bytes()));
         }
+        hours.extend(i64::MAX.to_be_bytes());
+        hours.extend([0u8; 32]);
         let packed = DayHours { day, hours };
         let got: Vec<HourCounts> = packed.hours().collect();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 2, "the damaged third hour is skipped");
         assert_eq!(got[0].start, day + Duration::hours(3));
         assert_eq!((got[0].tickets_opened, got[0].messages_in, got[0].messages_out), (1, 7, 2));
         assert_eq!(
