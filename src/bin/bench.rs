@@ -250,11 +250,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds `rows` tickets over the 30 days up to an hour ago (a third closed, three channels), one message
-/// and two or three audit events each, then times the read endpoints.
 /// Requests timed per endpoint in the query mode.
 const QUERY_SAMPLES: usize = 21;
 
+/// Seeds `rows` tickets over the 30 days up to an hour ago (a third closed, three channels), one message
+/// and two or three audit events each, then times the read endpoints.
 async fn query_bench(url: &str, owner: &str, rows: u64, port: u16, key: &str) -> anyhow::Result<()> {
     let pool = dolphin_bridge::store::connect_lazy(url, 2)?;
     let started = Instant::now();
