@@ -397,6 +397,10 @@ impl TestApp {
             .await
             .expect("wake the dispatcher");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Idle twice in a row: a row committed between reading the clock and the count's
+        // snapshot (an alert written with the failure that opened a breaker) is due just
+        // after the instant counted, and only the next look sees it due.
+        let mut idle_before = false;
         loop {
             let busy: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM deliveries d
@@ -416,9 +420,10 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("count the deliveries in flight");
-            if busy == 0 {
+            if busy == 0 && idle_before {
                 return;
             }
+            idle_before = busy == 0;
             assert!(std::time::Instant::now() < deadline, "{busy} deliveries still due or in flight after 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
