@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use crate::store::day_hours;
 use crate::store::raw_figures::{self, Partial};
 use crate::store::rollups::{self, Range, Rolled, RolledHistograms, Span};
 use histogram::Histogram;
@@ -247,8 +248,8 @@ pub async fn timeseries(
             b.messages_out += out;
         }
     };
-    let (days, pieces) = rollups::take_whole_days_of_hours(pieces);
-    for d in rollups::day_hours(&mut *tx, w.owner, w.channel, &days).await? {
+    let (days, pieces) = day_hours::take_whole_days_of_hours(pieces);
+    for d in day_hours::read(&mut *tx, w.owner, w.channel, &days).await? {
         for h in d.hours() {
             add(h.start, h.tickets_opened, h.tickets_closed, h.messages_in, h.messages_out);
         }

@@ -28,33 +28,6 @@ impl Plan {
 
 /// The plan of `[from, to)` given the watermark and the (sorted) dirty quarters.
 pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>, rolled_to: Option<DateTime<Utc>>, dirty: &[DateTime<Utc>]) -> Plan {
-    // Most buckets of an hourly timeseries: a clean UTC hour before the watermark, its hour
-    // row (what the general way finds, in a fraction of its time; a month has 720).
-    let hour = Span::Hour.width();
-    if to - from == hour
-        && from.timestamp() % 3600 == 0
-        && from.timestamp_subsec_nanos() == 0
-        && rolled_to.is_some_and(|w| to < w)
-        && !overlaps_dirty(dirty, from, to)
-    {
-        return Plan { raw: Vec::new(), rolled: vec![(Span::Hour, from)] };
-    }
-    plan_in_pieces(from, to, rolled_to, dirty)
-}
-
-/// Whether a dirty quarter overlaps `[s, e)`.
-fn overlaps_dirty(dirty: &[DateTime<Utc>], s: DateTime<Utc>, e: DateTime<Utc>) -> bool {
-    let i = dirty.partition_point(|d| *d + QUARTER <= s);
-    dirty.get(i).is_some_and(|d| *d < e)
-}
-
-/// [`plan`], the general way: the largest rows that fit, from the window's first minute on.
-fn plan_in_pieces(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    rolled_to: Option<DateTime<Utc>>,
-    dirty: &[DateTime<Utc>],
-) -> Plan {
     let mut p = Plan::default();
     if from >= to {
         return p;
@@ -73,7 +46,11 @@ fn plan_in_pieces(
         p.raw.push((from, to));
         return p;
     }
-    let is_dirty = |s, e| overlaps_dirty(dirty, s, e);
+    // Whether a dirty quarter overlaps `[s, e)`.
+    let is_dirty = |s: DateTime<Utc>, e: DateTime<Utc>| {
+        let i = dirty.partition_point(|d| *d + QUARTER <= s);
+        dirty.get(i).is_some_and(|d| *d < e)
+    };
     let mut raw = vec![(from, first), (end, to)];
     let mut t = first;
     while t < end {
@@ -185,26 +162,6 @@ mod tests {
         let p = plan(from, to, Some(rolled_to), &[at("2026-11-30T12:30:00Z")]);
         covers_once(&p, from, to, rolled_to);
         assert_eq!(p.raw, vec![(at("2026-11-30T12:30:00Z"), to)]);
-    }
-
-    #[test]
-    fn whole_hours_are_planned_as_the_general_way_plans_them() {
-        let day = at("2026-11-30T00:00:00Z");
-        let dirty = [at("2026-11-30T13:45:00Z")];
-        for h in 0..24 {
-            let from = day + Duration::hours(h);
-            let to = from + Duration::hours(1);
-            // Watermarks before, at, inside and after the hour; with and without the dirty quarter.
-            for rolled_to in
-                [from, to, from + Duration::minutes(37), to + Duration::minutes(1), day + Duration::days(2)]
-            {
-                for dirty in [&dirty[..], &[]] {
-                    let p = plan(from, to, Some(rolled_to), dirty);
-                    assert_eq!(p, plan_in_pieces(from, to, Some(rolled_to), dirty), "{from} {rolled_to} {dirty:?}");
-                    covers_once(&p, from, to, rolled_to);
-                }
-            }
-        }
     }
 
     #[test]

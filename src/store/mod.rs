@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod contacts;
 pub mod database_url;
+pub mod day_hours;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgConnection;
 
 use super::raw_figures::partials_sql;
-use super::rollups::{merge, minute_of, quarter_of, split, Range, Span, PACK_HOUR, QUARTER};
+use super::rollups::{merge, minute_of, quarter_of, split, Range, Span, QUARTER};
 
 /// What one step of the rollup task did for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub async fn roll_step(
     if !ranges.is_empty() {
         recompute_levels(&mut tx, owner, &ranges, &[Span::Quarter], Span::Minute).await?;
         recompute_levels(&mut tx, owner, &ranges, &[Span::Hour, Span::Day], Span::Quarter).await?;
-        recompute_day_hours(&mut tx, owner, &ranges).await?;
+        super::day_hours::recompute(&mut tx, owner, &ranges).await?;
     }
     sqlx::query("UPDATE report_watermarks SET rolled_to = $2 WHERE owner = $1")
         .bind(owner)
@@ -389,43 +389,6 @@ async fn recompute_levels(
     .bind(owner)
     .bind(&spans)
     .bind(&starts)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Rebuilds the packed hours (`report_day_hours`) of the UTC days `ranges` touch from their
-/// hour rows, just rebuilt by [`recompute_levels`].
-async fn recompute_day_hours(tx: &mut PgConnection, owner: &str, ranges: &[Range]) -> Result<(), sqlx::Error> {
-    let mut days: Vec<DateTime<Utc>> = Vec::new();
-    for (s, e) in ranges {
-        let mut day = s.duration_trunc(Span::Day.width()).unwrap_or(*s);
-        while day < *e {
-            days.push(day);
-            day += Span::Day.width();
-        }
-    }
-    days.sort();
-    days.dedup();
-    sqlx::query(
-        "DELETE FROM report_day_hours x USING unnest($2::timestamptz[]) AS d(day) WHERE x.owner = $1 AND x.day = d.day",
-    )
-    .bind(owner)
-    .bind(&days)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO report_day_hours (owner, day, channel, hours)
-             SELECT $1, d.day, h.channel, string_agg({PACK_HOUR}, ''::bytea ORDER BY h.start)
-             FROM unnest($2::timestamptz[]) AS d(day)
-             JOIN LATERAL (SELECT start, channel, tickets_opened, tickets_closed, messages_in, messages_out
-                           FROM report_rollups h
-                           WHERE h.owner = $1 AND h.span = 'hour' AND h.start >= d.day
-                             AND h.start < d.day + interval '1 day' OFFSET 0) h ON true
-             GROUP BY d.day, h.channel"
-    ))
-    .bind(owner)
-    .bind(&days)
     .execute(&mut *tx)
     .await?;
     Ok(())
