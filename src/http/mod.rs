@@ -17,7 +17,6 @@ pub mod docs;
 pub mod edge;
 pub mod endpoints;
 pub mod error;
-pub mod instant_json;
 pub mod key_cache;
 pub mod openapi;
 pub mod ops;

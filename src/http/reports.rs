@@ -148,7 +148,6 @@ fn intervals() -> utoipa::openapi::Object {
 #[schema(as = Bucket)]
 pub struct BucketOut {
     /// Its start.
-    #[serde(serialize_with = "super::instant_json::serialize")]
     pub bucket: DateTime<Utc>,
     pub tickets_opened: i64,
     pub tickets_closed: i64,
