@@ -1,7 +1,7 @@
 //! The hour counts of each UTC day and channel packed in one row (`report_day_hours`, see
 //! its migration): a timeseries by the hour reads a month as 30 rows a channel instead of
 //! 720 hour rows. Written by the rollup step right after the hour rows it copies, in the
-//! same transaction ([`recompute`]); read only for days all of whose hours a report would
+//! same transaction (`recompute`); read only for days all of whose hours a report would
 //! otherwise read from hour rows ([`take_whole_days_of_hours`]), so it never has to be more
 //! right than they are.
 
