@@ -66,6 +66,9 @@ pub struct Config {
     pub poll_interval: Duration,
     pub echo_window: Duration,
     pub dedupe_window: Duration,
+    /// How long an accepted message may wait for others to share its write and commit
+    /// (`intake::group_commit`): zero writes each at once.
+    pub intake_window: Duration,
     pub contact_ttl: Duration,
     pub max_body: usize,
     /// How long a client may take to send its request headers (slow-header clients are cut off).
@@ -98,6 +101,7 @@ impl fmt::Debug for Config {
             .field("poll_interval", &self.poll_interval)
             .field("echo_window", &self.echo_window)
             .field("dedupe_window", &self.dedupe_window)
+            .field("intake_window", &self.intake_window)
             .field("contact_ttl", &self.contact_ttl)
             .field("max_body", &self.max_body)
             .field("header_timeout", &self.header_timeout)
@@ -117,6 +121,8 @@ pub fn redact_url(raw: &str) -> String {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/dolphin_bridge";
+/// The longest `BRIDGE_INTAKE_WINDOW` allowed.
+const MOST_INTAKE_WINDOW: Duration = Duration::from_millis(100);
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h";
 
 impl Config {
@@ -203,6 +209,10 @@ impl Config {
         let poll_interval = parse_with("BRIDGE_POLL_INTERVAL", &positive)?;
         let echo_window = parse_with("BRIDGE_ECHO_WINDOW", &parse_duration)?;
         let dedupe_window = parse_with("BRIDGE_DEDUPE_WINDOW", &parse_duration)?;
+        let intake_window = parse_with("BRIDGE_INTAKE_WINDOW", &|v: &str| match parse_duration(v)? {
+            d if d > MOST_INTAKE_WINDOW => Err("at most 100ms: every webhook's answer may wait that long".to_string()),
+            d => Ok(d),
+        })?;
         let contact_ttl = parse_with("BRIDGE_CONTACT_TTL", &parse_duration)?;
         let max_body = parse_with_any(get("BRIDGE_MAX_BODY"), "BRIDGE_MAX_BODY", parse_size)?;
         let header_timeout = parse_with("BRIDGE_HEADER_TIMEOUT", &positive)?;
@@ -238,6 +248,7 @@ impl Config {
             poll_interval,
             echo_window,
             dedupe_window,
+            intake_window,
             contact_ttl,
             max_body,
             header_timeout,

@@ -141,6 +141,10 @@ pub fn pool_size(config: &Config) -> u32 {
 /// and failures recorded one by one.
 const DELIVERY_CONNECTIONS: u32 = 4;
 
+/// Connections of the success recorder's own pool: its two batches in flight, and the claim
+/// of successors one of them could not see.
+const RECORD_CONNECTIONS: u32 = 3;
+
 /// Connections of the message intake's own pool: the most group-commit writers at once.
 /// One writes while less than a batch waits (fewer writers make bigger batches, and each
 /// statement costs about the same; `docs/benchmarks.md` has the measurements); the others
@@ -230,7 +234,8 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let (dispatcher, direct) = if options.workers {
         let delivery_pool = store::delivery_pool(&topology, DELIVERY_CONNECTIONS);
         let dispatcher = Dispatcher::new(delivery_pool, config.clone(), clock.clone(), heartbeat.clone())
-            .context("building the HTTP client")?;
+            .context("building the HTTP client")?
+            .with_record_pool(store::record_pool(&topology, RECORD_CONNECTIONS));
         lost_leases = dispatcher.lost_leases();
         let (direct, handoffs) = dispatcher.direct_dispatch();
         (Some(tokio::spawn(dispatcher.run(shutdown_rx.clone(), Some(handoffs)))), Some(direct))
@@ -246,7 +251,12 @@ pub async fn start(config: Config, db: Database, clock: Arc<dyn Clock>, options:
     let dolphins = DolphinsClient::new(http, TokenCache::default());
     let keys = crate::http::key_cache::KeyCache::default();
     let limiter = crate::http::rate_limit::RateLimiter::new(config.rate_limit);
-    let group_commit = GroupCommit::new(store::intake_pool(&topology, INTAKE_WRITERS), INTAKE_WRITERS as usize, direct);
+    let group_commit = GroupCommit::new(
+        store::intake_pool(&topology, INTAKE_WRITERS),
+        INTAKE_WRITERS as usize,
+        config.intake_window,
+        direct,
+    );
     let state = AppState {
         pool: pool.clone(),
         read_pool,

@@ -51,6 +51,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("BRIDGE_ECHO_WINDOW", "echo-window", Some("5m"), "Echo suppression window (0s: off)"),
     setting("BRIDGE_DEDUPE_WINDOW", "dedupe-window", Some("0s"),
         "Fold identical Incoming Events within this window (0s: off)"),
+    setting("BRIDGE_INTAKE_WINDOW", "intake-window", Some("2ms"),
+        "How long an accepted message may wait for others to share its database write and commit (0ms: none; at most 100ms)"),
     setting("BRIDGE_CONTACT_TTL", "contact-ttl", Some("15m"), "Contact API cache lifetime"),
     setting("BRIDGE_MAX_BODY", "max-body", Some("256KiB"), "Request body limit (413 above it)"),
     setting("BRIDGE_HEADER_TIMEOUT", "header-timeout", Some("10s"), "A client must send its request headers within this"),

@@ -40,6 +40,9 @@ use handoff::{Wake, Workers};
 #[derive(Clone)]
 pub struct Dispatcher {
     pool: PgPool,
+    /// Where the success recorder writes ([`Dispatcher::with_record_pool`]); `pool` unless
+    /// told otherwise.
+    records: PgPool,
     client: reqwest::Client,
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
@@ -74,6 +77,7 @@ impl Dispatcher {
         let wake: Arc<Wake> = Arc::default();
         let workers = Workers::new(config.workers, wake.clone());
         Ok(Dispatcher {
+            records: pool.clone(),
             pool,
             client,
             config,
@@ -85,6 +89,13 @@ impl Dispatcher {
             tokens: TokenCache::default(),
             successes: None,
         })
+    }
+
+    /// Writes the success records through `records` (`store::record_pool`: generic plans,
+    /// which the batched record's statement is written for) instead of the pool of the claims
+    /// and the failures, whose claim needs a plan made for its parameters.
+    pub fn with_record_pool(self, records: PgPool) -> Self {
+        Dispatcher { records, ..self }
     }
 
     /// The intake's way to hand this dispatcher deliveries claimed as they were written, and

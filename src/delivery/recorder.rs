@@ -31,7 +31,7 @@ pub(super) const RECORD_WINDOW: Duration = Duration::from_millis(20);
 /// so a success should not wait for the statement before it: with two, the next batch is
 /// written while the last one is still in PostgreSQL. (Batches hold distinct deliveries;
 /// they share only the tickets' share locks and, rarely, a breaker's row.)
-const RECORDERS: usize = 2;
+pub(super) const RECORDERS: usize = 2;
 
 /// Writes successful attempts in batches until every sender is gone. Each batch's
 /// statement also claims the recorded tickets' next deliveries
@@ -118,7 +118,7 @@ async fn record_batch(dispatcher: &Dispatcher, batch: &[Success], next: &mpsc::U
 /// Claims the successors the record's snapshot could not show (written while it ran). If
 /// that fails, the claim loop is woken to find them.
 async fn claim_unseen(dispatcher: &Dispatcher, unseen: &[Place], lease: SuccessorLease) -> Vec<Claimed> {
-    match successes::claim_successors(&dispatcher.pool, unseen, lease).await {
+    match successes::claim_successors(&dispatcher.records, unseen, lease).await {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
@@ -142,7 +142,7 @@ async fn hand_over(dispatcher: &Dispatcher, successors: Vec<Claimed>, next: &mps
     if no_room.is_empty() {
         return;
     }
-    match successes::give_back(&dispatcher.pool, &no_room).await {
+    match successes::give_back(&dispatcher.records, &no_room).await {
         Ok(_) => dispatcher.wake.work_may_wait(),
         // Still claimed: sent on the next worker freed, or after the lease if none is in time.
         Err(e) => {
@@ -170,7 +170,7 @@ async fn write_batch(
 ) -> SuccessesRecorded {
     let mut tries = 0;
     loop {
-        match successes::record_successes(&dispatcher.pool, batch, successors).await {
+        match successes::record_successes(&dispatcher.records, batch, successors).await {
             Ok(recorded) => {
                 if recorded.recorded < batch.len() {
                     let lost = batch.len() - recorded.recorded;

@@ -126,6 +126,19 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
     topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
 }
 
+/// The success recorder's own pool (`delivery::recorder`): the delivery pool's durability
+/// (`synchronous_commit = off`: what it writes is bookkeeping whose loss costs only duplicate
+/// sends) with the intake's plan rules ([`INTAKE_SESSION`]). Its statements name their rows
+/// (by `ctid`, by primary and unique keys), so a generic plan serves them as well as a fresh
+/// one once the statistics task has analyzed the tables; planning the batched success record
+/// afresh cost about a millisecond of PostgreSQL CPU a batch, a fifth of PostgreSQL's CPU at
+/// full load (`docs/benchmarks.md`).
+pub fn record_pool(topology: &Topology, max_connections: u32) -> PgPool {
+    let mut settings = INTAKE_SESSION.to_vec();
+    settings.push(("synchronous_commit", "off"));
+    topology.pool(max_connections, IDLE_BEFORE_PING, &settings)
+}
+
 /// The message intake's own pool ([`crate::intake::group_commit`]): same database and settings,
 /// separate connections, so that batches never queue behind other requests' transactions.
 ///

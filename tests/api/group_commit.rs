@@ -4,6 +4,8 @@
 //! recorded delivery's successor is claimed, only when the claim's rules allow it. Driven directly against a real database: requests queued
 //! in the same instant land in one batch on the test's single-threaded runtime.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use dolphin_bridge::domain::{Direction, EventKind, Source, Target, TicketStatus};
 use dolphin_bridge::intake::group_commit::GroupCommit;
@@ -81,7 +83,7 @@ async fn one_unstorable_message_is_refused_alone_and_its_batch_mates_are_written
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["A", "B", "C"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 1, None);
+    let group = GroupCommit::new(app.pool.clone(), 1, Duration::ZERO, None);
 
     let (a, b, c) = tokio::join!(
         group.write(incoming("A", "first of the batch")),
@@ -105,12 +107,56 @@ async fn one_unstorable_message_is_refused_alone_and_its_batch_mates_are_written
     app.finish().await;
 }
 
+/// The transaction that wrote each of `messages` (by text), in the order given.
+async fn writing_transactions(app: &TestApp, messages: &[&str]) -> Vec<String> {
+    let mut transactions = Vec::new();
+    for text in messages {
+        let xmin: String = sqlx::query_scalar("SELECT xmin::text FROM messages WHERE message = $1")
+            .bind(text)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the message is stored");
+        transactions.push(xmin);
+    }
+    transactions
+}
+
+#[tokio::test]
+async fn a_message_that_finds_the_writer_idle_waits_for_company_within_the_window() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(OWNER).await;
+    open_tickets(&app, &tenant, &["A", "B", "C", "D"]).await;
+    // A window far longer than the gap between the messages, so that a slow machine cannot
+    // make them miss each other.
+    let windowed = GroupCommit::new(app.pool.clone(), 1, Duration::from_secs(3), None);
+    let at_once = GroupCommit::new(app.pool.clone(), 1, Duration::ZERO, None);
+
+    let later = |group: GroupCommit, ticket: &'static str, text: &'static str| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        group.write(incoming(ticket, text)).await
+    };
+    let (first, second) =
+        tokio::join!(windowed.write(incoming("A", "waits for company")), later(windowed.clone(), "B", "joins it"));
+    assert_eq!(first.expect("A"), Recorded::Applied);
+    assert_eq!(second.expect("B"), Recorded::Applied);
+    let (first, second) =
+        tokio::join!(at_once.write(incoming("C", "goes alone")), later(at_once.clone(), "D", "goes later"));
+    assert_eq!(first.expect("C"), Recorded::Applied);
+    assert_eq!(second.expect("D"), Recorded::Applied);
+
+    let windowed = writing_transactions(&app, &["waits for company", "joins it"]).await;
+    assert_eq!(windowed[0], windowed[1], "one statement and one commit wrote both");
+    let at_once = writing_transactions(&app, &["goes alone", "goes later"]).await;
+    assert_ne!(at_once[0], at_once[1], "without a window each message is written as it comes");
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn messages_of_one_ticket_queued_together_are_all_written_in_their_order() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["T", "U"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 2, None);
+    let group = GroupCommit::new(app.pool.clone(), 2, Duration::ZERO, None);
 
     let outcomes = futures::future::join_all(
         ["one", "two", "three", "four"]
@@ -138,7 +184,7 @@ async fn a_batch_writes_nothing_for_a_ticket_that_is_not_as_expected() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(OWNER).await;
     open_tickets(&app, &tenant, &["open-one"]).await;
-    let group = GroupCommit::new(app.pool.clone(), 1, None);
+    let group = GroupCommit::new(app.pool.clone(), 1, Duration::ZERO, None);
 
     let (missing, open) =
         tokio::join!(group.write(incoming("never-seen", "hello")), group.write(incoming("open-one", "again")));
