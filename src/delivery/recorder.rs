@@ -18,9 +18,9 @@ use crate::store::successes::{self, Place, Success, SuccessesRecorded, Successor
 pub(super) const SUCCESS_BATCH: usize = 64;
 
 /// How long a batch may wait for more successes when nobody waits for its record. A record
-/// costs about as much with one success as with dozens (its planning alone is about a
-/// millisecond of PostgreSQL CPU), so at a moderate rate each success paying its own cost
-/// was a third of PostgreSQL's CPU. Nobody waits on a record except a ticket's next delivery,
+/// costs about as much with one success as with dozens (a statement, a round trip, a commit;
+/// when it was still planned afresh each time, a millisecond of planning too), so at a
+/// moderate rate each success paying its own cost was a third of PostgreSQL's CPU. Nobody waits on a record except a ticket's next delivery,
 /// which the intake reports (`Wake::successor_written`), as does the recorder when it claims
 /// one (`Wake::successor_may_follow`): those records go at once, with whatever queued. One
 /// written by another process waits up to this long. A delivery stays claimed that much
@@ -31,7 +31,7 @@ pub(super) const RECORD_WINDOW: Duration = Duration::from_millis(20);
 /// so a success should not wait for the statement before it: with two, the next batch is
 /// written while the last one is still in PostgreSQL. (Batches hold distinct deliveries;
 /// they share only the tickets' share locks and, rarely, a breaker's row.)
-pub(super) const RECORDERS: usize = 2;
+const RECORDERS: usize = 2;
 
 /// Writes successful attempts in batches until every sender is gone. Each batch's
 /// statement also claims the recorded tickets' next deliveries

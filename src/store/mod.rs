@@ -102,10 +102,9 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// through an index on `owner` alone and picked successors out of a scan of every due
 /// delivery, and it kept those plans while the tables grew. So every statement is also
 /// planned for its own parameters at each run (`plan_cache_mode = force_custom_plan`): a
-/// fresh plan sees the table's real size even where no `ANALYZE` ran. For the batched
-/// success record that costs about 1.1 ms of PostgreSQL CPU a batch (a third of its CPU at
-/// 750 events/s); its cached plan, even with the statistics task's analyses, was sometimes
-/// three times slower to run (`docs/benchmarks.md`).
+/// fresh plan sees the table's real size even where no `ANALYZE` ran. The batched success
+/// record, whose planning cost about a millisecond of PostgreSQL CPU a batch, has a pool of
+/// its own with generic plans ([`record_pool`]).
 ///
 /// Its commits do not wait for the WAL flush (`synchronous_commit = off`; visibility to
 /// other sessions is immediate, only durability trails by at most a few hundred
@@ -130,7 +129,9 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// (`synchronous_commit = off`: what it writes is bookkeeping whose loss costs only duplicate
 /// sends) with the intake's plan rules ([`INTAKE_SESSION`]). Its statements name their rows
 /// (by `ctid`, by primary and unique keys), so a generic plan serves them as well as a fresh
-/// one once the statistics task has analyzed the tables; planning the batched success record
+/// one once the statistics task has analyzed the tables (before that, on a fresh database,
+/// its plan found a ticket's next delivery through an index holding every delivery of the
+/// tenant: `crate::statistics_task` looks every second for that reason); planning the batched success record
 /// afresh cost about a millisecond of PostgreSQL CPU a batch, a fifth of PostgreSQL's CPU at
 /// full load (`docs/benchmarks.md`).
 pub fn record_pool(topology: &Topology, max_connections: u32) -> PgPool {
