@@ -121,9 +121,9 @@ pub fn redact_url(raw: &str) -> String {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/dolphin_bridge";
-/// The longest `BRIDGE_INTAKE_WINDOW` allowed.
-const MOST_INTAKE_WINDOW: Duration = Duration::from_millis(100);
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h";
+/// The longest `BRIDGE_INTAKE_WINDOW` allowed: every webhook's answer may wait that long.
+const MOST_INTAKE_WINDOW: Duration = Duration::from_millis(100);
 
 impl Config {
     /// Checks the settings the command line read (flags and environment).
@@ -369,6 +369,15 @@ mod tests {
         assert_eq!(config(&[("BRIDGE_SECRET_KEY", "c2hvcnQ=")]).unwrap_err().var, "BRIDGE_SECRET_KEY");
         assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
         assert_eq!(config(&[("BRIDGE_COOKIE_SECURE", "sometimes")]).unwrap_err().var, "BRIDGE_COOKIE_SECURE");
+    }
+
+    #[test]
+    fn the_intake_window_is_two_milliseconds_unless_set_and_never_long() {
+        assert_eq!(config(&[]).expect("defaults").intake_window, Duration::from_millis(2));
+        assert_eq!(config(&[("BRIDGE_INTAKE_WINDOW", "0ms")]).expect("off").intake_window, Duration::ZERO);
+        let err = config(&[("BRIDGE_INTAKE_WINDOW", "1s")]).unwrap_err();
+        assert_eq!(err.var, "BRIDGE_INTAKE_WINDOW");
+        assert!(err.to_string().contains("at most 100ms"), "{err}");
     }
 
     #[test]

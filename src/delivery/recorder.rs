@@ -20,8 +20,8 @@ pub(super) const SUCCESS_BATCH: usize = 64;
 /// How long a batch may wait for more successes when nobody waits for its record. A record
 /// costs about as much with one success as with dozens (a statement, a round trip, a commit;
 /// when it was still planned afresh each time, a millisecond of planning too), so at a
-/// moderate rate each success paying its own cost was a third of PostgreSQL's CPU. Nobody waits on a record except a ticket's next delivery,
-/// which the intake reports (`Wake::successor_written`), as does the recorder when it claims
+/// moderate rate each success paying its own cost was a third of PostgreSQL's CPU. Nobody
+/// waits on a record except a ticket's next delivery, which the intake reports (`Wake::successor_written`), as does the recorder when it claims
 /// one (`Wake::successor_may_follow`): those records go at once, with whatever queued. One
 /// written by another process waits up to this long. A delivery stays claimed that much
 /// longer, well inside its lease.

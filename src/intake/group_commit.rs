@@ -19,9 +19,11 @@
 //! company, at most the intake window (`BRIDGE_INTAKE_WINDOW`, measured from its arrival,
 //! so a message that queued behind a statement longer than that goes at once) or until a
 //! batch is full. At 750 events/s a window of 2 ms cut the bridge's and PostgreSQL's CPU per
-//! event by about a third and the commits per event from 0.95 to 0.37, for 2–3 ms more on
-//! each webhook's answer (`docs/benchmarks.md`). Keeping each ticket in one batch at a time keeps its messages in arrival order and
-//! keeps writers from waiting on each other's row locks (or deadlocking on them).
+//! event by about a third and the commits per event from about 0.9 to about 0.4, for 2–3 ms
+//! more on each webhook's answer (`docs/benchmarks.md`).
+//!
+//! Keeping each ticket in one batch at a time keeps its messages in arrival order and keeps
+//! writers from waiting on each other's row locks (or deadlocking on them).
 //!
 //! Writers are spawned when work arrives and end when none is left to take: nothing runs
 //! while the bridge is idle, and nothing outlives the queue.

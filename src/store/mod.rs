@@ -131,9 +131,9 @@ pub fn delivery_pool(topology: &Topology, max_connections: u32) -> PgPool {
 /// (by `ctid`, by primary and unique keys), so a generic plan serves them as well as a fresh
 /// one once the statistics task has analyzed the tables (before that, on a fresh database,
 /// its plan found a ticket's next delivery through an index holding every delivery of the
-/// tenant: `crate::statistics_task` looks every second for that reason); planning the batched success record
-/// afresh cost about a millisecond of PostgreSQL CPU a batch, a fifth of PostgreSQL's CPU at
-/// full load (`docs/benchmarks.md`).
+/// tenant: `crate::statistics_task` looks every second for that reason). Planning the batched
+/// success record afresh cost about a millisecond of PostgreSQL CPU a batch, a fifth of
+/// PostgreSQL's CPU at full load (`docs/benchmarks.md`).
 pub fn record_pool(topology: &Topology, max_connections: u32) -> PgPool {
     let mut settings = INTAKE_SESSION.to_vec();
     settings.push(("synchronous_commit", "off"));
