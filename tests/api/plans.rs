@@ -132,3 +132,55 @@ async fn an_analysis_skips_the_payload_columns_and_keeps_the_keys() {
     }
     app.finish().await;
 }
+
+/// Each event of a message (taken in, delivered) is entered in one index of the audit, its
+/// ticket's order; closes and reopens in one more, which the reports count them by.
+#[tokio::test]
+async fn an_event_is_entered_in_one_audit_index_unless_it_closes_or_reopens() {
+    let app = TestApp::spawn_stepped().await;
+    let predicates: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = 'ticket_events'::regclass",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("indexes");
+    let mut entered = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+    for kind in ["message_in", "delivered", "closed", "reopened"] {
+        for (index, predicate) in &predicates {
+            let holds: bool = match predicate {
+                None => true,
+                Some(predicate) => {
+                    sqlx::query_scalar(&format!("SELECT {predicate} FROM (SELECT $1::text AS kind) AS ticket_events"))
+                        .bind(kind)
+                        .fetch_one(&app.pool)
+                        .await
+                        .expect("predicate")
+                }
+            };
+            if holds {
+                entered.entry(kind).or_default().push(index);
+            }
+        }
+    }
+    for kind in ["message_in", "delivered"] {
+        assert_eq!(entered[kind], ["ticket_events_pkey"], "{kind}: {predicates:?}");
+    }
+    for kind in ["closed", "reopened"] {
+        assert_eq!(entered[kind].len(), 2, "{kind}: {predicates:?}");
+    }
+    // The reports' count of closes in a window reads the closes alone.
+    let mut conn = app.pool.acquire().await.expect("connection");
+    sqlx::raw_sql("SET enable_seqscan = off").execute(&mut *conn).await.expect("set");
+    let plan: Vec<(String,)> = sqlx::query_as(
+        "EXPLAIN SELECT count(*) FROM ticket_events e
+         WHERE e.owner = 'o' AND e.kind = 'closed' AND e.at >= now() - interval '1 day' AND e.at < now()",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("explain");
+    let plan = plan.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+    assert!(plan.contains("ticket_events_closes"), "{plan}");
+    drop(conn);
+    app.finish().await;
+}
