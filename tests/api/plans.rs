@@ -2,7 +2,8 @@
 //! reopened tickets) caches its statements' plans, and the intake's pool always uses its
 //! generic plans; a plan made while a table had no statistics picks any index as cheapest,
 //! and is kept as the table grows. The statistics task analyzes the hot tables as they grow,
-//! which replaces every plan cached on them.
+//! which replaces every plan cached on them. Also what an analysis and the audit's indexes
+//! keep of each event: they cost every event, and the plans depend on them.
 
 use serde_json::json;
 use sqlx::PgConnection;
