@@ -185,3 +185,48 @@ async fn an_event_is_entered_in_one_audit_index_unless_it_closes_or_reopens() {
     drop(conn);
     app.finish().await;
 }
+
+/// An operator of a large audit builds its new indexes beforehand without holding off the
+/// writes (the README's statements): the migration then takes them as they are, and builds
+/// nothing.
+#[tokio::test]
+async fn audit_indexes_built_beforehand_are_taken_as_they_are() {
+    const REINDEXING: i64 = 20261204000017;
+    let db_name = format!("dbt_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}/{db_name}", server_url());
+    dolphin_bridge::store::create_database_if_missing(&url).await.expect("create the database");
+    let pool = dolphin_bridge::store::connect_lazy(&url, 2).expect("pool");
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new("migrations")).await.expect("migrations");
+    before.migrations = before.migrations.iter().filter(|m| m.version < REINDEXING).cloned().collect::<Vec<_>>().into();
+    before.run(&pool).await.expect("the migrations before");
+    sqlx::query(
+        "INSERT INTO ticket_events (owner, ticket_number, kind, at, actor)
+         SELECT 'o', 'T' || (g % 7), (ARRAY['message_in', 'delivered', 'closed'])[1 + g % 3], now(), 'bridge'
+         FROM generate_series(1, 300) AS g",
+    )
+    .execute(&pool)
+    .await
+    .expect("events");
+    for statement in [
+        "CREATE UNIQUE INDEX CONCURRENTLY ticket_events_key ON ticket_events (owner, ticket_number, id)",
+        "CREATE INDEX CONCURRENTLY ticket_events_closes ON ticket_events (owner, kind, at)
+         WHERE kind IN ('closed', 'reopened')",
+    ] {
+        sqlx::raw_sql(statement).execute(&pool).await.expect("built beforehand");
+    }
+    let files = "SELECT c.relname::text, c.relfilenode::bigint FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = 'ticket_events'::regclass ORDER BY 1";
+    let built: Vec<(String, i64)> = sqlx::query_as(files).fetch_all(&pool).await.expect("indexes");
+    let file_of = |indexes: &[(String, i64)], name: &str| indexes.iter().find(|(n, _)| n == name).map(|(_, f)| *f);
+
+    dolphin_bridge::store::MIGRATOR.run(&pool).await.expect("the remaining migrations");
+    let after: Vec<(String, i64)> = sqlx::query_as(files).fetch_all(&pool).await.expect("indexes");
+    let names: Vec<&str> = after.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ticket_events_closes", "ticket_events_pkey"], "{after:?}");
+    assert_eq!(file_of(&after, "ticket_events_pkey"), file_of(&built, "ticket_events_key"), "the key was not rebuilt");
+    assert_eq!(file_of(&after, "ticket_events_closes"), file_of(&built, "ticket_events_closes"));
+    pool.close().await;
+    let admin = dolphin_bridge::store::connect_lazy(&format!("{}/postgres", server_url()), 1).expect("pool");
+    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)")).execute(&admin).await.expect("drop");
+    admin.close().await;
+}
