@@ -216,13 +216,27 @@ pub struct Place {
 /// ([`super::deliveries::claim`]) would take it now: the successors [`record_successes`] knew of but could not
 /// see. Each is found by the unique `(owner, ticket, peer, sequence)` index and updated by
 /// a TID scan of the `ctid`s found: no join for the planner to get wrong.
+///
+/// The tickets are share-locked first, in key order, as [`record_successes`] and the
+/// intake take them. Updating the successors straight away (in `ctid` order) deadlocked
+/// with an intake writing messages of two of those tickets: the intake holds each ticket and
+/// then share-locks its first waiting delivery, so with one successor updated here and the
+/// other share-locked there, each waited for the other until PostgreSQL's deadlock check
+/// (a second) cancelled this claim; at 24 busy tickets that stalled webhooks for a second
+/// several times a minute.
 pub async fn claim_successors(
     db: impl PgExecutor<'_>,
     places: &[Place],
     lease: SuccessorLease,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    let locks: std::collections::BTreeSet<(&str, &str)> =
+        places.iter().map(|p| (p.owner.as_str(), p.ticket_number.as_str())).collect();
     sqlx::query_as(concat!(
-        "WITH next AS (
+        "WITH locked AS (
+             SELECT l.* FROM UNNEST($8::text[], $9::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
+                 SELECT t.owner FROM tickets t WHERE t.owner = k.owner AND t.ticket_number = k.ticket_number
+                 FOR SHARE OF t) AS l),
+         next AS (
              SELECT (SELECT s.ctid FROM deliveries s
                      WHERE s.owner = r.owner AND s.ticket_number = r.ticket_number AND s.peer = r.peer
                        AND s.sequence = r.sequence + 1) AS row_id
@@ -230,6 +244,7 @@ pub async fn claim_successors(
          UPDATE deliveries d SET lease_until = $6, lease_token = $7
          FROM tenants t
          WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM next WHERE row_id IS NOT NULL)) AND t.owner = d.owner
+           AND (SELECT count(*) FROM locked) >= 0
            AND ",
         successor_may_go!("$5", "d.sequence"),
         "
@@ -243,6 +258,8 @@ pub async fn claim_successors(
     .bind(lease.now)
     .bind(lease.until())
     .bind(Uuid::new_v4())
+    .bind(locks.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
+    .bind(locks.iter().map(|(_, ticket)| *ticket).collect::<Vec<_>>())
     .fetch_all(db)
     .await
 }

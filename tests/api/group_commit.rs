@@ -456,3 +456,65 @@ async fn one_batch_records_a_tickets_deliveries_to_both_peers() {
     assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE status = 'delivered'").await, 2);
     app.finish().await;
 }
+
+/// Claiming the successors a record could not see takes their tickets first, in key order, as
+/// the intake does: with the successors of two tickets updated in `ctid` order instead, an
+/// intake writing messages of both (each ticket held, then its first waiting delivery
+/// share-locked) and this claim each waited for the other until PostgreSQL's deadlock check
+/// cancelled one of them, a second later.
+#[tokio::test]
+async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead_of_deadlocking() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app.create_tenant(OWNER).await;
+    // b's deliveries lie before a's, so a claim in row order updates b's successor first.
+    for text in ["first", "second"] {
+        for ticket in ["b-ticket", "a-ticket"] {
+            let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "message": text}));
+            assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+        }
+    }
+    sqlx::query("UPDATE deliveries SET status = 'delivered', delivered_at = now() WHERE sequence = 1")
+        .execute(&app.pool)
+        .await
+        .expect("the first ones delivered");
+    let places: Vec<successes::Place> = ["a-ticket", "b-ticket"]
+        .iter()
+        .map(|ticket| successes::Place {
+            owner: OWNER.into(),
+            ticket_number: ticket.to_string(),
+            peer: "third_party".into(),
+            sequence: 1,
+        })
+        .collect();
+
+    // An intake holds ticket a and share-locks its first waiting delivery, as the message
+    // write does before it writes a third message...
+    let mut intake = app.pool.begin().await.expect("begin");
+    let hold = |ticket: &'static str| {
+        format!(
+            "WITH t AS (UPDATE tickets SET updated_at = now() WHERE owner = '{OWNER}' AND ticket_number = '{ticket}'
+                        RETURNING 1)
+             SELECT count(*) FROM t, LATERAL (SELECT 1 FROM deliveries e WHERE e.owner = '{OWNER}'
+                 AND e.ticket_number = '{ticket}' AND e.sequence = 2 FOR SHARE OF e) AS e"
+        )
+    };
+    let held: i64 = sqlx::query_scalar(&hold("a-ticket")).fetch_one(&mut *intake).await.expect("hold a");
+    assert_eq!(held, 1);
+    // ...when the successors are claimed...
+    let lease = SuccessorLease { now: Utc::now(), lease: Duration::from_secs(30) };
+    let claim = {
+        let pool = app.pool.clone();
+        tokio::spawn(async move { successes::claim_successors(&pool, &places, lease).await })
+    };
+    until_a_session_waits_for_a_lock(&app).await;
+    // ...and the intake goes on to ticket b: it must not find b's successor held by the claim.
+    sqlx::raw_sql("SET LOCAL lock_timeout = '3s'").execute(&mut *intake).await.expect("timeout");
+    let held: i64 = sqlx::query_scalar(&hold("b-ticket")).fetch_one(&mut *intake).await.expect("hold b");
+    assert_eq!(held, 1);
+    intake.commit().await.expect("commit");
+    let claimed = claim.await.expect("joined").expect("claimed, not cancelled by a deadlock");
+    let mut claimed: Vec<(String, i32)> = claimed.into_iter().map(|c| (c.ticket_number, c.sequence)).collect();
+    claimed.sort();
+    assert_eq!(claimed, [("a-ticket".to_string(), 2), ("b-ticket".to_string(), 2)]);
+    app.finish().await;
+}
