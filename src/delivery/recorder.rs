@@ -116,10 +116,16 @@ async fn record_batch(dispatcher: &Dispatcher, batch: &[Success], next: &mpsc::U
 }
 
 /// Claims the successors the record's snapshot could not show (written while it ran). If
-/// that fails, the claim loop is woken to find them.
+/// that fails, or leaves some (held by another transaction, or not due), the claim loop is
+/// woken to find them.
 async fn claim_unseen(dispatcher: &Dispatcher, unseen: &[Place], lease: SuccessorLease) -> Vec<Claimed> {
     match successes::claim_successors(&dispatcher.records, unseen, lease).await {
-        Ok(claimed) => claimed,
+        Ok(claimed) => {
+            if claimed.len() < unseen.len() {
+                dispatcher.wake.successor_claim_failed();
+            }
+            claimed
+        }
         Err(e) => {
             tracing::warn!(error = %e, "claiming the next deliveries of recorded tickets failed");
             dispatcher.wake.successor_claim_failed();

@@ -518,3 +518,43 @@ async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead
     assert_eq!(claimed, [("a-ticket".to_string(), 2), ("b-ticket".to_string(), 2)]);
     app.finish().await;
 }
+
+/// A successor another transaction holds is skipped by the claim of unseen successors, not
+/// waited for (waiting for the other batch's record deadlocked now and then); the rest are
+/// claimed.
+#[tokio::test]
+async fn claiming_unseen_successors_skips_one_another_transaction_holds() {
+    let app = TestApp::spawn_stepped().await;
+    let tenant = app.create_tenant(OWNER).await;
+    for text in ["first", "second"] {
+        for ticket in ["a-ticket", "b-ticket"] {
+            let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "message": text}));
+            assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
+        }
+    }
+    sqlx::query("UPDATE deliveries SET status = 'delivered', delivered_at = now() WHERE sequence = 1")
+        .execute(&app.pool)
+        .await
+        .expect("the first ones delivered");
+    let mut other = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM deliveries WHERE ticket_number = 'b-ticket' AND sequence = 2 FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .expect("hold b's successor");
+    let places: Vec<successes::Place> = ["a-ticket", "b-ticket"]
+        .iter()
+        .map(|ticket| successes::Place {
+            owner: OWNER.into(),
+            ticket_number: ticket.to_string(),
+            peer: "third_party".into(),
+            sequence: 1,
+        })
+        .collect();
+    let lease = SuccessorLease { now: Utc::now(), lease: Duration::from_secs(30) };
+    let claim = successes::claim_successors(&app.pool, &places, lease);
+    let claimed = tokio::time::timeout(Duration::from_secs(5), claim).await.expect("not waited for").expect("claimed");
+    let claimed: Vec<(String, i32)> = claimed.into_iter().map(|c| (c.ticket_number, c.sequence)).collect();
+    assert_eq!(claimed, [("a-ticket".to_string(), 2)]);
+    other.rollback().await.expect("rollback");
+    app.finish().await;
+}
