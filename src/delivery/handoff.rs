@@ -14,7 +14,7 @@
 //! | a worker is freed (an attempt ended, a reservation went unused) | only if work may be waiting for a worker (`WorkerSlot`'s drop) |
 //! | the recorder had no worker for a successor | always, and work may now wait for a worker (`Wake::work_may_wait`) |
 //! | the recorder closed a breaker | always: what it held back may be due (`Wake::breaker_closed`) |
-//! | the recorder could not claim successors it knew of | always: the claim finds them (`Wake::successor_claim_failed`) |
+//! | the recorder could not claim successors it knew of, or claimed fewer than it knew of (one held by another transaction is skipped) | always: the claim finds them (`Wake::successor_claim_failed`) |
 //!
 //! "Work may be waiting for a worker" is true when the last claim filled every worker that
 //! was free, or found none free (`Wake::claimed`: the intake's wake for a delivery it wrote
@@ -116,7 +116,8 @@ impl Wake {
         self.notify.notify_one();
     }
 
-    /// The recorder could not claim successors it knew of: the claim finds them.
+    /// The recorder could not claim successors it knew of, or left some (skipped while
+    /// another transaction held them, or not due): the claim finds those that may go.
     pub(super) fn successor_claim_failed(&self) {
         self.notify.notify_one();
     }

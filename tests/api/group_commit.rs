@@ -457,18 +457,13 @@ async fn one_batch_records_a_tickets_deliveries_to_both_peers() {
     app.finish().await;
 }
 
-/// Claiming the successors a record could not see takes their tickets first, in key order, as
-/// the intake does: with the successors of two tickets updated in `ctid` order instead, an
-/// intake writing messages of both (each ticket held, then its first waiting delivery
-/// share-locked) and this claim each waited for the other until PostgreSQL's deadlock check
-/// cancelled one of them, a second later.
-#[tokio::test]
-async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead_of_deadlocking() {
-    let app = TestApp::spawn_stepped().await;
+/// Two tickets with two messages each (written in `tickets`' order, first messages first),
+/// their first deliveries recorded delivered: the places of those, whose successors a
+/// record did not see.
+async fn two_unseen_successors(app: &TestApp, tickets: [&str; 2]) -> Vec<successes::Place> {
     let tenant = app.create_tenant(OWNER).await;
-    // b's deliveries lie before a's, so a claim in row order updates b's successor first.
     for text in ["first", "second"] {
-        for ticket in ["b-ticket", "a-ticket"] {
+        for ticket in tickets {
             let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "message": text}));
             assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
         }
@@ -477,7 +472,7 @@ async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead
         .execute(&app.pool)
         .await
         .expect("the first ones delivered");
-    let places: Vec<successes::Place> = ["a-ticket", "b-ticket"]
+    tickets
         .iter()
         .map(|ticket| successes::Place {
             owner: OWNER.into(),
@@ -485,7 +480,19 @@ async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead
             peer: "third_party".into(),
             sequence: 1,
         })
-        .collect();
+        .collect()
+}
+
+/// Claiming the successors a record could not see takes their tickets first, in key order, as
+/// the intake does: with the successors of two tickets updated in `ctid` order instead, an
+/// intake writing messages of both (each ticket held, then its first waiting delivery
+/// share-locked) and this claim each waited for the other until PostgreSQL's deadlock check
+/// cancelled one of them, a second later.
+#[tokio::test]
+async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead_of_deadlocking() {
+    let app = TestApp::spawn_stepped().await;
+    // b's deliveries lie before a's, so a claim in row order updates b's successor first.
+    let places = two_unseen_successors(&app, ["b-ticket", "a-ticket"]).await;
 
     // An intake holds ticket a and share-locks its first waiting delivery, as the message
     // write does before it writes a third message...
@@ -525,31 +532,12 @@ async fn claiming_unseen_successors_waits_for_an_intake_of_their_tickets_instead
 #[tokio::test]
 async fn claiming_unseen_successors_skips_one_another_transaction_holds() {
     let app = TestApp::spawn_stepped().await;
-    let tenant = app.create_tenant(OWNER).await;
-    for text in ["first", "second"] {
-        for ticket in ["a-ticket", "b-ticket"] {
-            let body = with(&fixture("incoming-text"), json!({"ticketNumber": ticket, "message": text}));
-            assert_eq!(app.post_as_dolphins("incoming", &tenant, &body).await.status(), 200);
-        }
-    }
-    sqlx::query("UPDATE deliveries SET status = 'delivered', delivered_at = now() WHERE sequence = 1")
-        .execute(&app.pool)
-        .await
-        .expect("the first ones delivered");
+    let places = two_unseen_successors(&app, ["a-ticket", "b-ticket"]).await;
     let mut other = app.pool.begin().await.expect("begin");
     sqlx::query("SELECT 1 FROM deliveries WHERE ticket_number = 'b-ticket' AND sequence = 2 FOR UPDATE")
         .execute(&mut *other)
         .await
         .expect("hold b's successor");
-    let places: Vec<successes::Place> = ["a-ticket", "b-ticket"]
-        .iter()
-        .map(|ticket| successes::Place {
-            owner: OWNER.into(),
-            ticket_number: ticket.to_string(),
-            peer: "third_party".into(),
-            sequence: 1,
-        })
-        .collect();
     let lease = SuccessorLease { now: Utc::now(), lease: Duration::from_secs(30) };
     let claim = successes::claim_successors(&app.pool, &places, lease);
     let claimed = tokio::time::timeout(Duration::from_secs(5), claim).await.expect("not waited for").expect("claimed");
