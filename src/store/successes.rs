@@ -63,10 +63,7 @@ pub async fn record_successes(
     batch: &[Success],
     successors: Option<SuccessorLease>,
 ) -> Result<SuccessesRecorded, sqlx::Error> {
-    // Each ticket is locked once (a batch may hold its deliveries to both peers), in key
-    // order, as every other batch takes them.
-    let locks: std::collections::BTreeSet<(&str, &str)> =
-        batch.iter().map(|s| (s.owner.as_str(), s.ticket_number.as_str())).collect();
+    let (lock_owners, lock_tickets) = in_key_order(batch.iter().map(|s| (s.owner.as_str(), s.ticket_number.as_str())));
     let owners: Vec<&str> = batch.iter().map(|s| s.owner.as_str()).collect();
     let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|s| s.lease_token).collect();
@@ -152,8 +149,8 @@ pub async fn record_successes(
     .bind(successor_token)
     .bind(now)
     .bind(lease_until)
-    .bind(locks.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
-    .bind(locks.iter().map(|(_, ticket)| *ticket).collect::<Vec<_>>())
+    .bind(lock_owners)
+    .bind(lock_tickets)
     .bind(requests)
     .fetch_all(db)
     .await?;
@@ -172,6 +169,13 @@ pub async fn record_successes(
         }
     }
     Ok(recorded)
+}
+
+/// The tickets to share-lock, as `(owners, ticket numbers)` arrays: each once (a batch may
+/// hold a ticket's deliveries to both peers), in key order, as every statement that locks
+/// several tickets takes them (the intake sorts its batches so too).
+fn in_key_order<'a>(tickets: impl Iterator<Item = (&'a str, &'a str)>) -> (Vec<&'a str>, Vec<&'a str>) {
+    tickets.collect::<std::collections::BTreeSet<_>>().into_iter().unzip()
 }
 
 /// The lease [`record_successes`] and [`claim_successors`] claim successors with.
@@ -235,8 +239,7 @@ pub async fn claim_successors(
     places: &[Place],
     lease: SuccessorLease,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let locks: std::collections::BTreeSet<(&str, &str)> =
-        places.iter().map(|p| (p.owner.as_str(), p.ticket_number.as_str())).collect();
+    let (lock_owners, lock_tickets) = in_key_order(places.iter().map(|p| (p.owner.as_str(), p.ticket_number.as_str())));
     sqlx::query_as(concat!(
         "WITH locked AS (
              SELECT l.* FROM UNNEST($8::text[], $9::text[]) AS k(owner, ticket_number) CROSS JOIN LATERAL (
@@ -268,8 +271,8 @@ pub async fn claim_successors(
     .bind(lease.now)
     .bind(lease.until())
     .bind(Uuid::new_v4())
-    .bind(locks.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
-    .bind(locks.iter().map(|(_, ticket)| *ticket).collect::<Vec<_>>())
+    .bind(lock_owners)
+    .bind(lock_tickets)
     .fetch_all(db)
     .await
 }
